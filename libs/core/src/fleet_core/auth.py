@@ -1,0 +1,136 @@
+"""JWT bearer tokens with roles scoped to teams, verified locally by every service.
+
+Roles are ordered: viewer < scientist < deployer < admin. A principal acts on a
+team's resources when the team is in its ``teams`` claim (``*`` means all);
+admins act everywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from fleet_core.errors import Forbidden, Unauthorized
+
+ALL_TEAMS = "*"
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    SCIENTIST = "scientist"
+    DEPLOYER = "deployer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
+class Principal(BaseModel):
+    """Who is calling: the verified claims of a bearer token."""
+
+    subject: str
+    role: Role
+    teams: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+    token_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def has_role(self, role: Role) -> bool:
+        return self.role.rank >= role.rank
+
+    def in_team(self, team: str) -> bool:
+        return self.is_admin or ALL_TEAMS in self.teams or team in self.teams
+
+    def require(self, role: Role, team: str | None = None) -> None:
+        """Raise Forbidden unless this principal has ``role`` (and belongs to ``team``)."""
+        if not self.has_role(role):
+            raise Forbidden(f"role '{self.role}' may not do this; '{role}' or higher is required")
+        if team is not None and not self.in_team(team):
+            raise Forbidden(f"'{self.subject}' is not a member of team '{team}'", field="team")
+
+
+class TokenAuthority:
+    """Issues and verifies HS256 tokens with one shared secret."""
+
+    def __init__(self, secret: str, issuer: str = "modelfleet") -> None:
+        self._secret = secret
+        self._issuer = issuer
+
+    def issue(
+        self,
+        subject: str,
+        role: Role,
+        teams: list[str] | None = None,
+        *,
+        ttl: timedelta | None = timedelta(days=30),
+        scopes: list[str] | None = None,
+    ) -> tuple[str, str, datetime | None]:
+        """A signed token, its id and its expiry (None = never expires)."""
+        now = datetime.now(UTC)
+        token_id = uuid.uuid4().hex
+        claims: dict[str, object] = {
+            "sub": subject,
+            "role": str(role),
+            "teams": teams or [],
+            "scopes": scopes or [],
+            "iss": self._issuer,
+            "iat": now,
+            "jti": token_id,
+        }
+        expires = now + ttl if ttl else None
+        if expires:
+            claims["exp"] = expires
+        return jwt.encode(claims, self._secret, algorithm="HS256"), token_id, expires
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                issuer=self._issuer,
+                options={"require": ["sub", "iss", "iat"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("the bearer token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"the bearer token is invalid: {exc}") from exc
+        try:
+            role = Role(claims.get("role", ""))
+        except ValueError as exc:
+            raise Unauthorized("the bearer token names an unknown role") from exc
+        return Principal(
+            subject=claims["sub"],
+            role=role,
+            teams=list(claims.get("teams") or []),
+            scopes=list(claims.get("scopes") or []),
+            token_id=claims.get("jti"),
+        )
+
+
+_bearer = HTTPBearer(auto_error=False, description="A ModelFleet token (`fleet tokens issue`)")
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """FastAPI dependency: the verified caller. Needs ``app.state.tokens`` (a TokenAuthority)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    authority: TokenAuthority = request.app.state.tokens
+    return authority.verify(credentials.credentials)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,151 @@
+"""Kafka wiring: the FastStream broker, topic creation, and consumers with a dead-letter path.
+
+``subscribe`` registers a typed handler for one topic. The wrapper validates the
+CloudEvent envelope and payload; a message that cannot be decoded goes straight
+to ``<topic>.dlq``; a handler that raises is retried with backoff and, after
+``max_attempts`` failures, the message goes to ``<topic>.dlq`` with the error in
+its headers, and the consumer goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import CollectorRegistry, Counter
+
+from fleet_core.events import CloudEvent, EventDecodeError, Topic, dead_letter_topic, parse_event
+from fleet_core.log import bind_request_id, clear_request_id, get_logger
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[CloudEvent[Any]], Awaitable[None]]
+
+
+def make_broker(bootstrap_servers: list[str] | str, **kwargs: Any) -> KafkaBroker:
+    """The service's FastStream broker; producers wait for all in-sync replicas."""
+    kwargs.setdefault("acks", "all")
+    kwargs.setdefault("logger", None)
+    return KafkaBroker(bootstrap_servers, **kwargs)
+
+
+def all_topics() -> list[str]:
+    """Every topic of the catalogue and its dead-letter twin."""
+    return [name for t in Topic for name in (t.value, t.dlq)]
+
+
+async def ensure_topics(
+    bootstrap_servers: list[str] | str,
+    topics: Iterable[str] | None = None,
+    *,
+    partitions: int = 3,
+    replication: int = 1,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create missing topics; returns the names created."""
+    wanted = list(topics) if topics is not None else all_topics()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
+    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(t, partitions if not t.endswith(".dlq") else 1, replication) for t in missing]
+                )
+        return missing
+    finally:
+        await admin.close()
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.processed = Counter(
+            "fleet_events_processed", "Events handled", ["topic", "consumer"], registry=registry
+        )
+        self.dead_lettered = Counter(
+            "fleet_events_dead_lettered",
+            "Events moved to the dead-letter topic",
+            ["topic", "consumer", "reason"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "fleet_event_retries", "Handler retries", ["topic", "consumer"], registry=registry
+        )
+
+
+def subscribe(
+    broker: KafkaBroker,
+    topic: Topic,
+    handler: EventHandler,
+    *,
+    consumer: str,
+    max_attempts: int = 3,
+    retry_backoff_s: float = 0.2,
+    metrics: ConsumerMetrics | None = None,
+    auto_offset_reset: str = "earliest",
+) -> None:
+    """Register ``handler`` for ``topic`` in consumer group ``consumer`` with retries and DLQ."""
+
+    async def dead_letter(msg: KafkaMessage, reason: str, error: str, attempts: int) -> None:
+        raw = msg.raw_message
+        headers = {
+            "fleet-dlq-reason": reason,
+            "fleet-dlq-error": error[:4000],
+            "fleet-dlq-attempts": str(attempts),
+            "fleet-dlq-topic": topic.value,
+            "fleet-dlq-consumer": consumer,
+            "fleet-dlq-partition": str(getattr(raw, "partition", "")),
+            "fleet-dlq-offset": str(getattr(raw, "offset", "")),
+        }
+        key = getattr(raw, "key", None)
+        # Raises if the broker is away: the message is then not acknowledged and comes back.
+        await broker.publish(msg.body, dead_letter_topic(topic.value), key=key, headers=headers)
+        if metrics:
+            metrics.dead_lettered.labels(topic.value, consumer, reason).inc()
+        log.warning(
+            "event dead-lettered", topic=topic.value, consumer=consumer, reason=reason, error=error[:500]
+        )
+
+    async def on_message(body: bytes, msg: KafkaMessage) -> None:
+        try:
+            event = parse_event(topic, body)
+        except EventDecodeError as exc:
+            await dead_letter(msg, "decode", str(exc), 1)
+            return
+        bind_request_id(event.requestid or event.id)
+        try:
+            for attempt in range(1, max_attempts + 1):
+                try:
+                    await handler(event)
+                except Exception as exc:
+                    if attempt == max_attempts:
+                        await dead_letter(msg, "handler", f"{type(exc).__name__}: {exc}", attempt)
+                        return
+                    if metrics:
+                        metrics.retries.labels(topic.value, consumer).inc()
+                    log.info("handler failed; retrying", topic=topic.value, attempt=attempt, error=str(exc))
+                    await asyncio.sleep(retry_backoff_s * 2 ** (attempt - 1))
+                else:
+                    if metrics:
+                        metrics.processed.labels(topic.value, consumer).inc()
+                    return
+        finally:
+            clear_request_id()
+
+    on_message.__name__ = f"{consumer}_{topic.value.replace('.', '_')}"
+    broker.subscriber(
+        topic.value,
+        group_id=consumer,
+        auto_offset_reset=auto_offset_reset,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{consumer}:{topic.value}",
+    )(on_message)

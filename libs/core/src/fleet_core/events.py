@@ -1,0 +1,354 @@
+"""Event contracts: the CloudEvents 1.0 envelope, the topic catalogue and one payload per topic.
+
+Every service and every outside system publishes by these types. Kafka key is
+the model name (``subject``) so one model's events stay ordered. The payload
+for a topic is ``PAYLOADS[topic]``; ``docs/events.md`` documents each.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fleet_core.log import current_request_id
+from fleet_core.schemas import (
+    Contract,
+    DatasetRef,
+    DeployPolicy,
+    Flavor,
+    JsonValue,
+    Origin,
+    Recipe,
+    ReferenceProfile,
+    ResourceQuota,
+    Signature,
+    Task,
+)
+
+EVENT_TYPE_PREFIX = "io.modelfleet"
+SCHEMA_BASE = "https://modelfleet.dev/schemas"
+
+
+class Topic(StrEnum):
+    """The topic catalogue (DESIGN §3). Each topic has a ``<topic>.dlq`` dead-letter twin."""
+
+    MODEL_REGISTERED = "model.registered"
+    ROLLOUT_REQUESTED = "rollout.requested"
+    ROLLOUT_UPDATED = "rollout.updated"
+    INFERENCE_LOGGED = "inference.logged"
+    INFERENCE_FEEDBACK = "inference.feedback"
+    ROLLOUT_ANALYSIS = "rollout.analysis"
+    DRIFT_DETECTED = "drift.detected"
+    ANOMALY_DETECTED = "anomaly.detected"
+    RETRAIN_REQUESTED = "retrain.requested"
+    DATASET_UPDATED = "dataset.updated"
+    RETRAIN_COMPLETED = "retrain.completed"
+
+    @property
+    def dlq(self) -> str:
+        return dead_letter_topic(self.value)
+
+    @property
+    def event_type(self) -> str:
+        return f"{EVENT_TYPE_PREFIX}.{self.value}.v1"
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+# --------------------------------------------------------------------------- payloads
+
+Strategy = Literal["direct", "canary", "blue_green", "ab", "shadow"]
+ArmMode = Literal["primary", "shadow"]
+RolloutPhase = Literal["pending", "progressing", "paused", "promoted", "rolled_back", "aborted", "failed"]
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+class ModelRegistered(Contract):
+    """A version exists and is frozen; its artifact can be fetched and verified."""
+
+    model: str
+    version: int
+    team: str
+    flavor: Flavor
+    task: Task = "other"
+    artifact_uri: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size_bytes: int
+    signature: Signature
+    metrics: dict[str, float] = Field(default_factory=dict)
+    hyperparameters: dict[str, JsonValue] = Field(default_factory=dict)
+    dataset_version: DatasetRef | None = None
+    reference_profile: ReferenceProfile | None = None
+    recipe: Recipe | None = None
+    deploy_policy: DeployPolicy = "none"
+    quota: ResourceQuota | None = None
+    image: str | None = None
+    example_input: list[dict[str, JsonValue]] | None = None
+    origin: Origin = "manual"
+    parent_version: int | None = None
+    trigger_event_id: str | None = None
+    registered_by: str
+
+
+class TrafficArm(Contract):
+    """One version's share of traffic in a rollout request (A/B and explicit splits)."""
+
+    version: int
+    weight: Annotated[float, Field(ge=0, le=100)]
+
+
+class RolloutRequested(Contract):
+    """Deploy version V of model M with strategy S."""
+
+    model: str
+    version: int
+    strategy: Strategy = "direct"
+    steps: list[Annotated[int, Field(gt=0, le=100)]] = Field(
+        default_factory=lambda: [5, 25, 50, 100],
+        description="Canary traffic percentages, ending at 100",
+    )
+    step_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    arms: list[TrafficArm] | None = Field(default=None, description="A/B split; None = 50/50")
+    duration_s: float | None = None
+    kpi: str | None = Field(default=None, description="A/B KPI, e.g. 'accuracy'")
+    quota: ResourceQuota | None = None
+    requested_by: str
+    reason: str | None = None
+
+
+class RouteArm(Contract):
+    """One version in a model's route table."""
+
+    version: int
+    weight: Annotated[float, Field(ge=0, le=100)] = Field(description="Percent of primary traffic")
+    mode: ArmMode = "primary"
+    sticky: bool = Field(default=False, description="Assign by hashing X-Fleet-Routing-Key")
+    deployment: str | None = Field(default=None, description="Serving deployment that hosts it")
+
+
+class RouteTable(Contract):
+    """The full route table of one model: who gets which share of traffic."""
+
+    model: str
+    revision: int = Field(description="Increases with every change; stale tables are ignored")
+    arms: list[RouteArm]
+
+
+class RolloutUpdated(Contract):
+    """A rollout changed phase or step; carries the model's full route table."""
+
+    rollout_id: str
+    model: str
+    version: int
+    strategy: Strategy
+    phase: RolloutPhase
+    step: int = 0
+    routes: RouteTable
+    reason: str | None = None
+
+
+class InferenceLogged(Contract):
+    """One served request, privacy-filtered."""
+
+    request_id: str
+    model: str
+    version: int
+    arm: ArmMode = "primary"
+    inputs: list[dict[str, JsonValue]]
+    outputs: list[JsonValue] | None = None
+    latency_ms: float
+    status: Literal["ok", "error"]
+    status_code: int = 200
+    error: str | None = None
+    caller: str | None = Field(default=None, description="Hashed token subject")
+    routing_key: str | None = None
+    timestamp: datetime
+
+
+class InferenceFeedback(Contract):
+    """Ground truth for an earlier request, one label per input row."""
+
+    request_id: str
+    model: str
+    version: int | None = None
+    labels: list[JsonValue]
+    source: str | None = None
+    timestamp: datetime
+
+
+class ArmMetrics(Contract):
+    """The numbers behind a verdict, for one arm."""
+
+    requests: int
+    error_rate: float
+    latency_p95_ms: float | None = None
+    kpi: float | None = None
+
+
+class RolloutAnalysis(Contract):
+    """The monitor's verdict for one rollout step."""
+
+    rollout_id: str
+    model: str
+    step: int
+    candidate_version: int
+    baseline_version: int
+    verdict: Verdict
+    reason: str
+    candidate: ArmMetrics
+    baseline: ArmMetrics
+    p_value: float | None = None
+
+
+class FeatureDrift(Contract):
+    """One statistical test on one feature (or on the predictions)."""
+
+    feature: str
+    test: Literal["psi", "ks", "chi2", "performance"]
+    statistic: float
+    p_value: float | None = None
+    threshold: float
+    drifted: bool
+
+
+class DriftDetected(Contract):
+    """A drift episode began on a model version."""
+
+    model: str
+    version: int
+    kind: Literal["data", "prediction", "concept"]
+    window_start: datetime
+    window_end: datetime
+    sample_size: int
+    scores: list[FeatureDrift]
+    drifted_features: list[str]
+
+
+class AnomalyDetected(Contract):
+    """A metric left its expected band (state=firing) or came back (state=resolved)."""
+
+    model: str
+    version: int | None = None
+    metric: Literal["latency", "error_rate", "traffic", "out_of_range_inputs", "probing"]
+    state: Literal["firing", "resolved"]
+    value: float
+    baseline: float
+    threshold: float
+    severity: Literal["info", "warning", "critical"] = "warning"
+    detail: str | None = None
+
+
+class RetrainRequested(Contract):
+    """Retrain model M, with the reason and what triggered it."""
+
+    model: str
+    reason: Literal["drift", "schedule", "manual", "dataset"]
+    trigger_event_id: str | None = None
+    requested_by: str
+
+
+class DatasetUpdated(Contract):
+    """A new dataset version arrived."""
+
+    dataset: str
+    version: int
+    content_hash: str
+    uri: str | None = None
+    row_count: int
+    models: list[str] = Field(default_factory=list, description="Models trained on this dataset")
+
+
+class RetrainCompleted(Contract):
+    """A retraining job ended: a version registered, or rejected by the gate, or failed."""
+
+    job_id: str
+    model: str
+    outcome: Literal["registered", "rejected", "failed"]
+    champion_version: int | None = None
+    new_version: int | None = None
+    dataset_version: DatasetRef | None = None
+    candidate_metrics: dict[str, float] = Field(default_factory=dict)
+    champion_metrics: dict[str, float] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+
+
+PAYLOADS: dict[Topic, type[Contract]] = {
+    Topic.MODEL_REGISTERED: ModelRegistered,
+    Topic.ROLLOUT_REQUESTED: RolloutRequested,
+    Topic.ROLLOUT_UPDATED: RolloutUpdated,
+    Topic.INFERENCE_LOGGED: InferenceLogged,
+    Topic.INFERENCE_FEEDBACK: InferenceFeedback,
+    Topic.ROLLOUT_ANALYSIS: RolloutAnalysis,
+    Topic.DRIFT_DETECTED: DriftDetected,
+    Topic.ANOMALY_DETECTED: AnomalyDetected,
+    Topic.RETRAIN_REQUESTED: RetrainRequested,
+    Topic.DATASET_UPDATED: DatasetUpdated,
+    Topic.RETRAIN_COMPLETED: RetrainCompleted,
+}
+
+# --------------------------------------------------------------------------- envelope
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class CloudEvent(BaseModel, Generic[P]):
+    """CloudEvents 1.0 structured-mode JSON envelope, with a ``requestid`` extension."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Annotated[str, Field(min_length=1)]
+    type: str
+    source: str
+    time: datetime
+    subject: str | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    requestid: str | None = None
+    data: P
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def make_event(topic: Topic, data: Contract, *, source: str, subject: str | None = None) -> CloudEvent[Any]:
+    """A new envelope for ``data`` on ``topic``; picks up the current request id."""
+    expected = PAYLOADS[topic]
+    if not isinstance(data, expected):
+        raise TypeError(f"{topic} carries {expected.__name__}, not {type(data).__name__}")
+    return CloudEvent[expected](  # type: ignore[valid-type]
+        id=str(uuid.uuid4()),
+        type=topic.event_type,
+        source=source,
+        time=datetime.now(UTC),
+        subject=subject if subject is not None else getattr(data, "model", None),
+        dataschema=f"{SCHEMA_BASE}/{topic.value}/v1",
+        requestid=current_request_id(),
+        data=data,
+    )
+
+
+class EventDecodeError(ValueError):
+    """A message that is not a valid event for its topic: a poison message, never retried."""
+
+
+def parse_event(topic: Topic | str, raw: bytes | str | dict[str, Any]) -> CloudEvent[Any]:
+    """Validate a raw message as the envelope of ``topic`` with its typed payload."""
+    topic = Topic(topic)
+    payload = PAYLOADS[topic]
+    try:
+        if isinstance(raw, dict):
+            event = CloudEvent[payload].model_validate(raw)  # type: ignore[valid-type]
+        else:
+            event = CloudEvent[payload].model_validate_json(raw)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise EventDecodeError(f"invalid {topic.value} event: {exc}") from exc
+    if event.type != topic.event_type:
+        raise EventDecodeError(f"event type {event.type!r} does not belong on topic {topic.value}")
+    return event

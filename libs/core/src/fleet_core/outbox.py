@@ -1,0 +1,266 @@
+"""Transactional outbox and idempotent inbox.
+
+A service writes its state change and the event to publish in one database
+transaction (``enqueue``); the ``OutboxRelay`` publishes pending rows in order
+with ``acks=all`` and marks them sent, retrying with exponential backoff while
+the broker is away. Consumers record each event id in the inbox (``claim``)
+inside their own transaction, so a redelivered event is applied once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fleet_core.db import UtcDateTime
+from fleet_core.events import CloudEvent, Topic
+from fleet_core.log import get_logger
+
+log = get_logger(__name__)
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+
+
+@dataclass(frozen=True)
+class MessagingTables:
+    outbox: Table
+    inbox: Table
+
+
+def messaging_tables(metadata: MetaData) -> MessagingTables:
+    """Add the outbox and inbox tables to a service's metadata."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(400), nullable=True),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text, nullable=True),
+        Column("sent_at", UtcDateTime(), nullable=True, index=True),
+    )
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("event_id", String(64), primary_key=True),
+        Column("consumer", String(200), primary_key=True),
+        Column("topic", String(200), nullable=False),
+        Column("processed_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    )
+    return MessagingTables(outbox=outbox, inbox=inbox)
+
+
+async def enqueue(session: AsyncSession, outbox: Table, topic: Topic | str, event: CloudEvent[Any]) -> None:
+    """Stage ``event`` for publication in the caller's transaction."""
+    await session.execute(
+        outbox.insert().values(
+            event_id=event.id,
+            topic=str(topic),
+            key=event.subject,
+            payload=event.to_bytes(),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+async def claim(session: AsyncSession, inbox: Table, *, event_id: str, consumer: str, topic: str) -> bool:
+    """Record ``event_id`` as processed by ``consumer``; False if it already was."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        insert(inbox)
+        .values(event_id=event_id, consumer=consumer, topic=topic, processed_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+    )
+    result = await session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class OutboxMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "fleet_outbox_published", "Outbox events published", ["topic"], registry=registry
+        )
+        self.failures = Counter(
+            "fleet_outbox_publish_failures", "Failed outbox publish attempts", registry=registry
+        )
+        self.pending = Gauge("fleet_outbox_pending", "Outbox events not yet published", registry=registry)
+
+
+class OutboxRelay:
+    """Publishes outbox rows in order, marks them sent, and survives broker outages."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Table,
+        bootstrap_servers: list[str] | str,
+        *,
+        poll_interval_s: float = 1.0,
+        batch_size: int = 200,
+        publish_timeout_s: float = 10.0,
+        max_backoff_s: float = 15.0,
+        metrics: OutboxMetrics | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._bootstrap = bootstrap_servers
+        self._poll = poll_interval_s
+        self._batch = batch_size
+        self._timeout = publish_timeout_s
+        self._max_backoff = max_backoff_s
+        self._metrics = metrics
+        self._producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    def notify(self) -> None:
+        """Something was enqueued: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_producer()
+
+    async def pending(self) -> int:
+        async with self._sessions() as s:
+            n = await s.scalar(
+                select(func.count()).select_from(self._outbox).where(self._outbox.c.sent_at.is_(None))
+            )
+        return int(n or 0)
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                sent = await self.flush()
+                backoff = 0.5
+                if sent:
+                    continue  # there may be more
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected = False
+                if self._metrics:
+                    self._metrics.failures.inc()
+                log.warning("outbox publish failed; will retry", error=str(exc), retry_in_s=backoff)
+                await self._close_producer()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                acks="all",
+                request_timeout_ms=int(self._timeout * 1000),
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self._timeout)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+            self.connected = True
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+
+    async def flush(self) -> int:
+        """Publish one batch of pending rows; returns how many were sent.
+
+        No transaction is held while talking to the broker, so a slow broker never
+        blocks the service's writes. If two relays race (several replicas), an event
+        may be published twice; consumers are idempotent on the event id.
+        """
+        t = self._outbox
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(t.c.seq, t.c.topic, t.c.key, t.c.payload)
+                    .where(t.c.sent_at.is_(None))
+                    .order_by(t.c.seq)
+                    .limit(self._batch)
+                )
+            ).all()
+        if self._metrics:
+            self._metrics.pending.set(len(rows))
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        sent: list[int] = []
+        try:
+            for row in rows:
+                await asyncio.wait_for(
+                    producer.send_and_wait(
+                        row.topic,
+                        row.payload,
+                        key=row.key.encode() if row.key else None,
+                        headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())],
+                    ),
+                    self._timeout,
+                )
+                sent.append(row.seq)
+                if self._metrics:
+                    self._metrics.published.labels(row.topic).inc()
+        except Exception as exc:
+            await self._mark(sent, failed=(rows[len(sent)].seq, f"{type(exc).__name__}: {exc}"))
+            raise
+        await self._mark(sent)
+        return len(sent)
+
+    async def _mark(self, sent: list[int], failed: tuple[int, str] | None = None) -> None:
+        t = self._outbox
+        async with self._sessions() as session, session.begin():
+            if sent:
+                await session.execute(
+                    update(t)
+                    .where(t.c.seq.in_(sent))
+                    .values(sent_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
+                )
+            if failed:
+                await session.execute(
+                    update(t)
+                    .where(t.c.seq == failed[0])
+                    .values(attempts=t.c.attempts + 1, last_error=failed[1][:2000])
+                )

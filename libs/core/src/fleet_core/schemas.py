@@ -1,0 +1,174 @@
+"""Domain schemas shared by every service: signatures, reference profiles, recipes, quotas.
+
+These are contracts: they travel inside events and across HTTP APIs, so they
+live here once and forbid unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Flavor = Literal["sklearn", "onnx", "python"]
+DeployPolicy = Literal["none", "direct", "canary"]
+Task = Literal["classification", "regression", "other"]
+FieldType = Literal["float", "int", "bool", "string", "category"]
+Origin = Literal["manual", "retrain"]
+
+JsonScalar = str | int | float | bool | None
+JsonValue = Any  # JSON-compatible value; pydantic validates serialisability at the boundary
+
+
+class Contract(BaseModel):
+    """Base for every contract model: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class FieldSpec(Contract):
+    """One input or output field of a model signature."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    type: FieldType = "float"
+    shape: list[int] | None = Field(
+        default=None, description="Shape of one value; None for a scalar. -1 means any length."
+    )
+    minimum: float | None = Field(default=None, description="Smallest allowed value (numeric fields)")
+    maximum: float | None = Field(default=None, description="Largest allowed value (numeric fields)")
+    categories: list[str | int] | None = Field(default=None, description="Allowed values (category fields)")
+    pii: bool = Field(default=False, description="Hashed or dropped before anything is logged")
+    nullable: bool = False
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> FieldSpec:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"field {self.name!r}: minimum {self.minimum} > maximum {self.maximum}")
+        if self.type == "category" and not self.categories:
+            raise ValueError(f"field {self.name!r}: a category field needs its categories")
+        return self
+
+
+class Signature(Contract):
+    """What a model takes and returns; the gateway validates requests against it."""
+
+    inputs: Annotated[list[FieldSpec], Field(min_length=1)]
+    outputs: list[FieldSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> Signature:
+        for side, fields in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [f.name for f in fields]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{side}: duplicate field names {dupes}")
+        return self
+
+    def input(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.inputs if f.name == name), None)
+
+
+class Histogram(Contract):
+    """Counts per bin; ``edges`` has one more element than ``counts``."""
+
+    edges: list[float]
+    counts: list[int]
+
+    @model_validator(mode="after")
+    def _shape(self) -> Histogram:
+        if len(self.edges) != len(self.counts) + 1:
+            raise ValueError("histogram: len(edges) must be len(counts) + 1")
+        return self
+
+
+class NumericProfile(Contract):
+    """Distribution of a numeric feature in the training data."""
+
+    kind: Literal["numeric"] = "numeric"
+    count: int
+    missing: int = 0
+    mean: float
+    std: float
+    minimum: float
+    maximum: float
+    quantiles: dict[str, float] = Field(description="Keys are quantile levels such as '0.5'")
+    histogram: Histogram
+    sample: list[float] = Field(
+        default_factory=list, description="A bounded random sample, for two-sample tests (KS)"
+    )
+
+
+class CategoricalProfile(Contract):
+    """Distribution of a categorical feature in the training data."""
+
+    kind: Literal["categorical"] = "categorical"
+    count: int
+    missing: int = 0
+    frequencies: dict[str, int]
+
+
+FeatureProfile = Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]
+
+
+class ReferenceProfile(Contract):
+    """The training data's distribution, stored with a version and used for drift detection."""
+
+    row_count: int
+    features: dict[str, FeatureProfile]
+    prediction: FeatureProfile | None = None
+    target: FeatureProfile | None = None
+
+
+class Recipe(Contract):
+    """How to rebuild a model from a dataset: an estimator and its parameters, or a function."""
+
+    kind: Literal["sklearn", "function"] = "sklearn"
+    estimator: str | None = Field(
+        default=None, description="Import path of the estimator class, e.g. sklearn.pipeline.Pipeline"
+    )
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    estimator_b64: str | None = Field(
+        default=None,
+        description="The unfitted estimator serialised with skops (base64), for composite estimators",
+    )
+    function: str | None = Field(
+        default=None, description="Import path 'package.module:train' for kind=function"
+    )
+    target: str | None = Field(default=None, description="Name of the target column")
+    task: Task = "other"
+
+    @model_validator(mode="after")
+    def _complete(self) -> Recipe:
+        if self.kind == "sklearn" and not (self.estimator or self.estimator_b64):
+            raise ValueError("recipe: kind 'sklearn' needs 'estimator' or 'estimator_b64'")
+        if self.kind == "function" and not self.function:
+            raise ValueError("recipe: kind 'function' needs 'function'")
+        return self
+
+
+class ResourceQuota(Contract):
+    """Resources of a dedicated deployment; becomes Ray actor options and autoscaling config."""
+
+    num_cpus: Annotated[float, Field(gt=0, le=64)] = 1.0
+    memory_mb: Annotated[int, Field(gt=0, le=1_048_576)] | None = None
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    target_ongoing_requests: Annotated[float, Field(gt=0)] = 2.0
+    capacity_class: Literal["on_demand", "spot"] = "on_demand"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ResourceQuota:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("quota: min_replicas must not exceed max_replicas")
+        return self
+
+
+class DatasetRef(Contract):
+    """Points at one dataset version."""
+
+    dataset: str
+    version: int
+    content_hash: str
+    uri: str | None = None
+    row_count: int | None = None

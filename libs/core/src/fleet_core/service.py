@@ -1,0 +1,138 @@
+"""What every service's FastAPI app shares: problem+json errors, request ids, metrics,
+bearer-token verification and health endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fleet_core.auth import TokenAuthority
+from fleet_core.errors import install_problem_handlers, problem
+from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id
+from fleet_core.metrics import ServiceMetrics
+from fleet_core.settings import FleetSettings
+
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class RequestIdMiddleware:
+    """Takes ``X-Request-ID`` from the request (or makes one), binds it for logs and events,
+    and returns it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")[:128]
+                break
+        rid = bind_request_id(incoming)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.lower().encode(), rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            clear_request_id()
+
+
+def build_app(
+    *,
+    service: str,
+    title: str,
+    version: str,
+    description: str,
+    settings: FleetSettings,
+    lifespan: Any,
+    openapi_tags: list[dict[str, str]] | None = None,
+) -> FastAPI:
+    """A FastAPI app with the shared wiring; the service adds its routers."""
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+    )
+    install_problem_handlers(app)
+    metrics = ServiceMetrics(service)
+    metrics.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.state.tokens = TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_issuer)
+    app.state.readiness = []
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness, with each dependency's state")
+    async def readyz() -> JSONResponse:
+        checks: dict[str, dict[str, Any]] = {}
+        ready = True
+        for name, check in app.state.readiness:
+            try:
+                ok, detail = await check()
+            except Exception as exc:
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            checks[name] = {"ok": ok, "detail": detail}
+            ready = ready and ok
+        return JSONResponse(
+            {"status": "ready" if ready else "not-ready", "service": service, "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return app
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with 413 before they are buffered: by Content-Length
+    when the client sends one, and by counting streamed bytes otherwise."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = problem(
+                    status=413,
+                    kind="payload-too-large",
+                    title="Payload too large",
+                    detail=f"the request body of {int(value)} bytes exceeds the limit of "
+                    f"{self.max_bytes} bytes",
+                    instance=scope.get("path", ""),
+                )
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, f"the request body exceeds the limit of {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,81 @@
+"""Settings shared by every service, read from ``FLEET_*`` environment variables.
+
+Each service subclasses ``FleetSettings`` with its own fields (port, database
+URL, ...). The defaults run the embedded stack; production sets the
+environment. A placeholder JWT secret is refused outside embedded mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "secret", "embedded-dev-secret"})
+DEFAULT_JWT_SECRET = "embedded-dev-secret"
+
+
+def default_home() -> Path:
+    return Path.home() / ".fleet"
+
+
+class FleetSettings(BaseSettings):
+    """What every ModelFleet process needs to know."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore", env_file=None)
+
+    mode: Literal["embedded", "production"] = "embedded"
+    """`embedded` runs everything on one box with SQLite and local files; `production` refuses
+    placeholder secrets."""
+    home: Path = Field(default_factory=default_home)
+    """Where embedded databases, artifacts and the CLI config live."""
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated."""
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    """HMAC key for bearer tokens; every service verifies tokens locally with it."""
+    jwt_issuer: str = "modelfleet"
+    log_level: str = "INFO"
+    log_json: bool = True
+    dlq_max_attempts: int = Field(default=3, ge=1, le=100)
+    """A consumed message that fails this many times goes to `<topic>.dlq`."""
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    s3_endpoint: str | None = None
+    """S3 API endpoint (host:port or URL) for `s3://` artifact URIs; None means AWS."""
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str | None = None
+    s3_secure: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> FleetSettings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.mode != "embedded" and (secret in PLACEHOLDER_SECRETS or len(secret) < 32):
+            raise ValueError(
+                "FLEET_JWT_SECRET must be set to a random value of at least 32 characters "
+                "outside embedded mode"
+            )
+        return self
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+
+class ServiceSettings(FleetSettings):
+    """Settings of a service with an HTTP API and a database."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None
+    """SQLAlchemy async URL; defaults to a SQLite file under FLEET_HOME/data."""
+    run_migrations: bool = True
+    """Apply Alembic migrations at start (embedded convenience; production runs `migrate`)."""
+
+    def resolved_database_url(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        path = self.home / "data" / f"{service}.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{path}"

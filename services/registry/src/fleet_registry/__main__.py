@@ -1,0 +1,68 @@
+"""``python -m fleet_registry [serve|migrate|issue-token]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import timedelta
+
+from fleet_core.auth import Role, TokenAuthority
+from fleet_core.db import Database
+from fleet_core.log import configure_logging
+
+from fleet_registry.settings import RegistrySettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fleet_registry", description="ModelFleet registry service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the HTTP service (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    tok = sub.add_parser("issue-token", help="mint a token with FLEET_JWT_SECRET (bootstrap an admin)")
+    tok.add_argument("--subject", default="admin")
+    tok.add_argument("--role", default="admin", choices=[r.value for r in Role])
+    tok.add_argument("--team", action="append", default=[], help="repeatable; '*' for all teams")
+    tok.add_argument("--ttl-days", type=float, default=None, help="default: never expires")
+    args = parser.parse_args(argv)
+    settings = RegistrySettings()
+
+    if args.command == "issue-token":
+        token, _, _ = TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_issuer).issue(
+            args.subject,
+            Role(args.role),
+            args.team or ["*"],
+            ttl=timedelta(days=args.ttl_days) if args.ttl_days else None,
+        )
+        print(token)
+        return 0
+
+    configure_logging("registry", settings.log_level, settings.log_json)
+    if args.command == "migrate":
+        from fleet_registry.app import MIGRATIONS
+
+        async def migrate() -> None:
+            db = Database(settings.resolved_database_url("registry"))
+            await db.migrate(MIGRATIONS)
+            await db.dispose()
+
+        asyncio.run(migrate())
+        return 0
+
+    import uvicorn
+
+    from fleet_registry.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP API of the registry (thin routers over the store)."""

@@ -1,0 +1,75 @@
+"""/v1/models: create, list, show, update, archive; aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from fleet_registry.api.deps import CurrentPrincipal, Limit, Offset, StoreDep
+from fleet_registry.api.schemas import AliasSet, ModelCreate, ModelUpdate
+from fleet_registry.entities import Model, ModelVersion, Page
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a model")
+async def create_model(body: ModelCreate, store: StoreDep, who: CurrentPrincipal) -> Model:
+    return await store.create_model(who, body)
+
+
+@router.get("", summary="List models (filter by team, tag or name; paginated)")
+async def list_models(
+    store: StoreDep,
+    who: CurrentPrincipal,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    team: Annotated[str | None, Query(description="Only this team's models")] = None,
+    tag: Annotated[str | None, Query(description="Only models with this tag")] = None,
+    name: Annotated[str | None, Query(description="Name contains")] = None,
+    include_archived: bool = False,
+) -> Page[Model]:
+    return await store.list_models(
+        who, team=team, tag=tag, name=name, include_archived=include_archived, limit=limit, offset=offset
+    )
+
+
+@router.get("/{name}", summary="Show a model")
+async def get_model(name: str, store: StoreDep, who: CurrentPrincipal) -> Model:
+    return await store.get_model(who, name)
+
+
+@router.patch("/{name}", summary="Update a model's description or tags")
+async def update_model(name: str, body: ModelUpdate, store: StoreDep, who: CurrentPrincipal) -> Model:
+    return await store.update_model(who, name, body)
+
+
+@router.post("/{name}/archive", summary="Archive a model (models are never deleted)")
+async def archive_model(name: str, store: StoreDep, who: CurrentPrincipal) -> Model:
+    return await store.archive_model(who, name, True)
+
+
+@router.post("/{name}/unarchive", summary="Bring an archived model back")
+async def unarchive_model(name: str, store: StoreDep, who: CurrentPrincipal) -> Model:
+    return await store.archive_model(who, name, False)
+
+
+@router.get("/{name}/aliases/{alias}", summary="The version an alias points at")
+async def get_alias(name: str, alias: str, store: StoreDep, who: CurrentPrincipal) -> ModelVersion:
+    return await store.resolve_alias(who, name, alias)
+
+
+@router.put("/{name}/aliases/{alias}", summary="Point an alias (e.g. champion) at a version")
+async def set_alias(
+    name: str,
+    alias: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")],
+    body: AliasSet,
+    store: StoreDep,
+    who: CurrentPrincipal,
+) -> ModelVersion:
+    return await store.set_alias(who, name, alias, body.version)
+
+
+@router.delete("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an alias")
+async def delete_alias(name: str, alias: str, store: StoreDep, who: CurrentPrincipal) -> None:
+    await store.delete_alias(who, name, alias)

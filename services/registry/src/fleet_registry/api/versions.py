@@ -1,0 +1,117 @@
+"""/v1/models/{name}/versions: register (upload or existing URI), list, show, update, lineage, download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi.responses import StreamingResponse
+from fleet_core.errors import InvalidInput
+
+from fleet_registry.api.deps import (
+    ArtifactsDep,
+    CurrentPrincipal,
+    Limit,
+    Offset,
+    SettingsDep,
+    StoreDep,
+)
+from fleet_registry.api.forms import parse_json_part
+from fleet_registry.api.schemas import VersionFromUri, VersionMetadata, VersionUpdate
+from fleet_registry.artifacts import FILENAMES, check_flavor, receive, verify_existing
+from fleet_registry.entities import Lineage, ModelVersion, ModelVersionSummary, Page
+
+router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a version by uploading its artifact",
+    description="Multipart form: `metadata` (JSON, see VersionMetadata) and `artifact` (the file). "
+    "The sha256 is computed on the way in; the version is frozen once registered and "
+    "`model.registered` is published through the outbox.",
+)
+async def upload_version(
+    name: str,
+    metadata: Annotated[str, Form(description="VersionMetadata as JSON")],
+    artifact: Annotated[UploadFile, File(description="The model artifact")],
+    store: StoreDep,
+    artifacts: ArtifactsDep,
+    settings: SettingsDep,
+    who: CurrentPrincipal,
+) -> ModelVersion:
+    meta = parse_json_part(VersionMetadata, metadata, "metadata")
+    await store.check_can_register(who, name, meta)
+    spooled = await receive(artifact, settings.max_artifact_bytes)
+    try:
+        if meta.sha256 and meta.sha256 != spooled.sha256:
+            raise InvalidInput(
+                f"sha256 mismatch: the upload hashes to {spooled.sha256}, not {meta.sha256}", field="sha256"
+            )
+        untrusted = check_flavor(meta.flavor, spooled.read_all())
+        stored = await artifacts.put_content_addressed(f"models/{name}", FILENAMES[meta.flavor], spooled)
+    finally:
+        spooled.close()
+    return await store.create_version(who, name, meta, stored, untrusted_types=untrusted)
+
+
+@router.post(
+    "/from-uri",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a version whose artifact is already in the artifact store",
+    description="The artifact is read and hashed; a sha256 that does not match is refused (422).",
+)
+async def register_from_uri(
+    name: str,
+    body: VersionFromUri,
+    store: StoreDep,
+    artifacts: ArtifactsDep,
+    settings: SettingsDep,
+    who: CurrentPrincipal,
+) -> ModelVersion:
+    await store.check_can_register(who, name, body)
+    stored, data = await verify_existing(
+        artifacts, body.artifact_uri, body.sha256, settings.max_artifact_bytes
+    )
+    untrusted = check_flavor(body.flavor, data)
+    return await store.create_version(who, name, body, stored, untrusted_types=untrusted)
+
+
+@router.get("", summary="List a model's versions, newest first")
+async def list_versions(
+    name: str, store: StoreDep, who: CurrentPrincipal, limit: Limit = 50, offset: Offset = 0
+) -> Page[ModelVersionSummary]:
+    return await store.list_versions(who, name, limit=limit, offset=offset)
+
+
+@router.get("/{version}", summary="Show a version with its signature, metrics and reference profile")
+async def get_version(name: str, version: int, store: StoreDep, who: CurrentPrincipal) -> ModelVersion:
+    return await store.get_version(who, name, version)
+
+
+@router.patch("/{version}", summary="Update a version's description or tags (everything else is frozen)")
+async def update_version(
+    name: str, version: int, body: VersionUpdate, store: StoreDep, who: CurrentPrincipal
+) -> ModelVersion:
+    return await store.update_version(who, name, version, body)
+
+
+@router.get("/{version}/lineage", summary="Dataset version, parent version, trigger and children")
+async def lineage(name: str, version: int, store: StoreDep, who: CurrentPrincipal) -> Lineage:
+    return await store.lineage(who, name, version)
+
+
+@router.get("/{version}/artifact", summary="Download the artifact", response_class=StreamingResponse)
+async def download(
+    name: str, version: int, store: StoreDep, artifacts: ArtifactsDep, who: CurrentPrincipal
+) -> StreamingResponse:
+    v = await store.get_version(who, name, version)
+    return StreamingResponse(
+        artifacts.stream(v.artifact_uri),
+        media_type="application/octet-stream",
+        headers={
+            "X-Fleet-Sha256": v.sha256,
+            "Content-Disposition": f'attachment; filename="{name}-{version}-{FILENAMES[v.flavor]}"',
+        },
+    )

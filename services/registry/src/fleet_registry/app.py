@@ -1,0 +1,94 @@
+"""The registry's FastAPI app: wiring, lifespan (database, migrations, artifact store, outbox relay)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fleet_core.artifacts import artifact_store
+from fleet_core.db import Database
+from fleet_core.outbox import OutboxMetrics, OutboxRelay
+from fleet_core.service import BodySizeLimitMiddleware, build_app
+from sqlalchemy import text
+
+from fleet_registry import __version__
+from fleet_registry.api.main import api_router
+from fleet_registry.models import MESSAGING
+from fleet_registry.settings import RegistrySettings
+from fleet_registry.store import RegistryStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+DESCRIPTION = """\
+The ModelFleet registry: models, immutable versions with their artifacts (sha256-verified),
+signatures, metrics, recipes and reference profiles; aliases; datasets and their content-hashed
+versions; lineage; the audit log; and bearer-token issuance.
+
+Every error is RFC 9457 `application/problem+json` naming the field or reason.
+Authenticate with `Authorization: Bearer <token>` (`fleet tokens issue`).
+"""
+
+
+def create_app(settings: RegistrySettings | None = None) -> FastAPI:
+    settings = settings or RegistrySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url("registry"))
+        if settings.run_migrations:
+            await db.migrate(MIGRATIONS)
+        relay = OutboxRelay(
+            db.sessions,
+            MESSAGING.outbox,
+            settings.kafka_servers,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            metrics=OutboxMetrics(app.state.metrics.registry),
+        )
+        app.state.db = db
+        app.state.relay = relay
+        app.state.store = RegistryStore(db, on_commit=relay.notify)
+        app.state.artifacts = artifact_store(settings.resolved_artifact_uri(), settings)
+
+        async def database_ready() -> tuple[bool, str]:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True, db.dialect
+
+        async def outbox_state() -> tuple[bool, str]:
+            # The registry keeps working while the broker is away; events wait in the outbox.
+            pending = await relay.pending()
+            return (
+                True,
+                f"broker {'connected' if relay.connected else 'unreachable'}, {pending} event(s) pending",
+            )
+
+        app.state.readiness = [("database", database_ready), ("outbox", outbox_state)]
+        relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await db.dispose()
+
+    app = build_app(
+        service="registry",
+        title="ModelFleet registry",
+        version=__version__,
+        description=DESCRIPTION,
+        settings=settings,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "models", "description": "Models, archived never deleted; aliases"},
+            {"name": "versions", "description": "Immutable versions and their artifacts"},
+            {"name": "datasets", "description": "Datasets and content-hashed versions"},
+            {"name": "admin", "description": "Audit log and token issuance"},
+        ],
+    )
+    app.include_router(api_router)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=max(settings.max_artifact_bytes, settings.max_dataset_bytes) + 2**20,
+    )
+    return app

@@ -1,0 +1,812 @@
+"""The registry store: every read and write of models, versions, datasets, audit and tokens.
+
+Writes check the caller's role and team, append to the audit log and, where an
+event is due, stage it in the outbox, all in one transaction. Rows are turned
+into entities before they leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from fleet_core.artifacts import StoredArtifact
+from fleet_core.auth import ALL_TEAMS, Principal, Role
+from fleet_core.db import Database
+from fleet_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from fleet_core.events import DatasetUpdated, ModelRegistered, Topic, make_event
+from fleet_core.log import current_request_id
+from fleet_core.outbox import enqueue
+from fleet_core.schemas import DatasetRef, Signature
+from fleet_core.validation import validate_rows
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleet_registry.api.schemas import (
+    DatasetCreate,
+    DatasetVersionMetadata,
+    ModelCreate,
+    ModelUpdate,
+    VersionMetadata,
+    VersionUpdate,
+)
+from fleet_registry.entities import (
+    AuditEntry,
+    Dataset,
+    DatasetVersion,
+    IssuedToken,
+    Lineage,
+    Model,
+    ModelVersion,
+    ModelVersionSummary,
+    Page,
+)
+from fleet_registry.models import (
+    MESSAGING,
+    AliasRow,
+    AuditRow,
+    DatasetRow,
+    DatasetVersionRow,
+    ModelRow,
+    TokenRow,
+    VersionRow,
+)
+
+SOURCE = "/fleet/registry"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _visible(principal: Principal, team_column: Any) -> Any:
+    if principal.is_admin or ALL_TEAMS in principal.teams:
+        return True
+    return team_column.in_(principal.teams)
+
+
+class RegistryStore:
+    """Registry persistence and rules over one SQLAlchemy database."""
+
+    def __init__(self, db: Database, *, on_commit: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self._on_commit = on_commit or (lambda: None)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _audit(
+        self, s: AsyncSession, actor: Principal, action: str, resource: str, **detail: Any
+    ) -> None:
+        s.add(
+            AuditRow(
+                at=_now(),
+                actor=actor.subject,
+                role=str(actor.role),
+                action=action,
+                resource=resource,
+                detail=detail,
+                request_id=current_request_id(),
+            )
+        )
+
+    async def _model_row(self, s: AsyncSession, name: str) -> ModelRow:
+        row = await s.scalar(select(ModelRow).where(ModelRow.name == name))
+        if row is None:
+            raise NotFound(f"model '{name}' does not exist", field="model")
+        return row
+
+    async def _readable_model(self, s: AsyncSession, actor: Principal, name: str) -> ModelRow:
+        row = await self._model_row(s, name)
+        actor.require(Role.VIEWER, row.team)
+        return row
+
+    async def _writable_model(
+        self, s: AsyncSession, actor: Principal, name: str, role: Role = Role.SCIENTIST
+    ) -> ModelRow:
+        row = await self._model_row(s, name)
+        actor.require(role, row.team)
+        return row
+
+    async def _aliases(self, s: AsyncSession, model_id: int) -> dict[str, int]:
+        rows = (
+            await s.execute(select(AliasRow.alias, AliasRow.version).where(AliasRow.model_id == model_id))
+        ).all()
+        return {a: v for a, v in rows}
+
+    async def _model_entity(self, s: AsyncSession, row: ModelRow) -> Model:
+        latest = await s.scalar(select(func.max(VersionRow.version)).where(VersionRow.model_id == row.id))
+        return Model(
+            name=row.name,
+            team=row.team,
+            description=row.description,
+            tags=list(row.tags or []),
+            archived=row.archived,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            created_by=row.created_by,
+            latest_version=latest,
+            aliases=await self._aliases(s, row.id),
+        )
+
+    async def _dataset_ref(self, s: AsyncSession, dataset_version_id: int | None) -> DatasetRef | None:
+        if dataset_version_id is None:
+            return None
+        dv = await self._dataset_version_by_id(s, dataset_version_id)
+        return dv.ref()
+
+    async def _dataset_version_by_id(self, s: AsyncSession, id_: int) -> DatasetVersion:
+        row = (
+            await s.execute(
+                select(DatasetVersionRow, DatasetRow.name).join(DatasetRow).where(DatasetVersionRow.id == id_)
+            )
+        ).one()
+        return _dataset_version_entity(row[0], row[1])
+
+    async def _version_entity(self, s: AsyncSession, model: ModelRow, row: VersionRow) -> ModelVersion:
+        aliases = sorted(a for a, v in (await self._aliases(s, model.id)).items() if v == row.version)
+        return ModelVersion(
+            model=model.name,
+            version=row.version,
+            team=model.team,
+            flavor=row.flavor,  # type: ignore[arg-type]
+            task=row.task,
+            artifact_uri=row.artifact_uri,
+            sha256=row.sha256,  # type: ignore[arg-type]
+            size_bytes=row.size_bytes,
+            signature=Signature.model_validate(row.signature),
+            metrics=row.metrics or {},
+            hyperparameters=row.hyperparameters or {},
+            dataset_version=await self._dataset_ref(s, row.dataset_version_id),
+            recipe=row.recipe,
+            reference_profile=row.reference_profile,  # type: ignore[arg-type]
+            deploy_policy=row.deploy_policy,
+            quota=row.quota,
+            image=row.image,  # type: ignore[arg-type]
+            example_input=row.example_input,
+            untrusted_types=list(row.untrusted_types or []),
+            origin=row.origin,
+            parent_version=row.parent_version,  # type: ignore[arg-type]
+            trigger_event_id=row.trigger_event_id,
+            tags=list(row.tags or []),
+            description=row.description,
+            aliases=aliases,
+            created_at=row.created_at,
+            created_by=row.created_by,
+            event_id=row.event_id,
+        )
+
+    async def _summary(
+        self, s: AsyncSession, model: ModelRow, row: VersionRow, aliases: dict[str, int]
+    ) -> ModelVersionSummary:
+        return ModelVersionSummary(
+            model=model.name,
+            version=row.version,
+            flavor=row.flavor,
+            task=row.task,  # type: ignore[arg-type]
+            sha256=row.sha256,
+            size_bytes=row.size_bytes,
+            metrics=row.metrics or {},
+            deploy_policy=row.deploy_policy,
+            origin=row.origin,  # type: ignore[arg-type]
+            parent_version=row.parent_version,
+            dataset_version=await self._dataset_ref(s, row.dataset_version_id),
+            tags=list(row.tags or []),
+            aliases=sorted(a for a, v in aliases.items() if v == row.version),
+            created_at=row.created_at,
+            created_by=row.created_by,
+        )
+
+    async def _version_row(self, s: AsyncSession, model: ModelRow, version: int) -> VersionRow:
+        row = await s.scalar(
+            select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
+        )
+        if row is None:
+            raise NotFound(f"model '{model.name}' has no version {version}", field="version")
+        return row
+
+    @staticmethod
+    async def _page(s: AsyncSession, stmt: Select[Any], limit: int, offset: int) -> tuple[Sequence[Any], int]:
+        total = await s.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        rows = (await s.scalars(stmt.limit(limit).offset(offset))).all()
+        return rows, int(total or 0)
+
+    # ------------------------------------------------------------------ models
+
+    async def create_model(self, actor: Principal, data: ModelCreate) -> Model:
+        actor.require(Role.SCIENTIST, data.team)
+        async with self.db.transaction() as s:
+            if await s.scalar(select(ModelRow.id).where(ModelRow.name == data.name)):
+                raise Conflict(f"model '{data.name}' already exists", field="name")
+            now = _now()
+            row = ModelRow(
+                name=data.name,
+                team=data.team,
+                description=data.description,
+                tags=data.tags,
+                archived=False,
+                created_at=now,
+                updated_at=now,
+                created_by=actor.subject,
+            )
+            s.add(row)
+            try:
+                await s.flush()
+            except IntegrityError as exc:
+                raise Conflict(f"model '{data.name}' already exists", field="name") from exc
+            await self._audit(s, actor, "model.create", f"models/{data.name}", team=data.team)
+            return await self._model_entity(s, row)
+
+    async def list_models(
+        self,
+        actor: Principal,
+        *,
+        team: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        include_archived: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[Model]:
+        actor.require(Role.VIEWER)
+        stmt = select(ModelRow).where(_visible(actor, ModelRow.team)).order_by(ModelRow.name)
+        if team:
+            stmt = stmt.where(ModelRow.team == team)
+        if name:
+            stmt = stmt.where(ModelRow.name.contains(name, autoescape=True))
+        if not include_archived:
+            stmt = stmt.where(ModelRow.archived.is_(False))
+        async with self.db.sessions() as s:
+            if tag:
+                # Tags are a JSON list; filter in Python to stay portable across SQLite and PostgreSQL.
+                rows = [r for r in (await s.scalars(stmt)).all() if tag in (r.tags or [])]
+                total, rows = len(rows), rows[offset : offset + limit]
+            else:
+                rows, total = await self._page(s, stmt, limit, offset)  # type: ignore[assignment]
+            return Page(
+                items=[await self._model_entity(s, r) for r in rows], total=total, limit=limit, offset=offset
+            )
+
+    async def get_model(self, actor: Principal, name: str) -> Model:
+        async with self.db.sessions() as s:
+            return await self._model_entity(s, await self._readable_model(s, actor, name))
+
+    async def update_model(self, actor: Principal, name: str, data: ModelUpdate) -> Model:
+        async with self.db.transaction() as s:
+            row = await self._writable_model(s, actor, name)
+            changes = data.model_dump(exclude_unset=True)
+            for key, value in changes.items():
+                setattr(row, key, value)
+            row.updated_at = _now()
+            await self._audit(s, actor, "model.update", f"models/{name}", changes=changes)
+            return await self._model_entity(s, row)
+
+    async def archive_model(self, actor: Principal, name: str, archived: bool = True) -> Model:
+        async with self.db.transaction() as s:
+            row = await self._writable_model(s, actor, name, Role.DEPLOYER)
+            row.archived = archived
+            row.updated_at = _now()
+            await self._audit(s, actor, "model.archive" if archived else "model.unarchive", f"models/{name}")
+            return await self._model_entity(s, row)
+
+    # ------------------------------------------------------------------ versions
+
+    async def check_can_register(self, actor: Principal, name: str, meta: VersionMetadata) -> None:
+        """Fail fast, before an upload is stored, if the caller may not register here."""
+        async with self.db.sessions() as s:
+            model = await self._writable_model(s, actor, name)
+            self._check_registration_rules(actor, model, meta)
+            if meta.version is not None and await s.scalar(
+                select(VersionRow.id).where(
+                    VersionRow.model_id == model.id, VersionRow.version == meta.version
+                )
+            ):
+                raise Conflict(f"model '{name}' already has version {meta.version}", field="version")
+
+    @staticmethod
+    def _check_registration_rules(actor: Principal, model: ModelRow, meta: VersionMetadata) -> None:
+        if model.archived:
+            raise Conflict(
+                f"model '{model.name}' is archived; unarchive it to register versions", field="model"
+            )
+        if meta.flavor == "python":
+            # Custom Python code runs inside the serving processes: trusted publishers only.
+            actor.require(Role.DEPLOYER, model.team)
+        if meta.example_input:
+            problems = validate_rows(meta.signature, meta.example_input, prefix="example_input")
+            if problems:
+                raise InvalidInput(
+                    f"{problems[0].field} {problems[0].message}",
+                    field=problems[0].field,
+                    errors=[p.as_dict() for p in problems],
+                )
+        if meta.origin == "retrain" and meta.parent_version is None:
+            raise InvalidInput("a retrained version must name its parent_version", field="parent_version")
+
+    async def create_version(
+        self,
+        actor: Principal,
+        name: str,
+        meta: VersionMetadata,
+        artifact: StoredArtifact,
+        *,
+        untrusted_types: list[str] | None = None,
+    ) -> ModelVersion:
+        """Register a frozen version and stage ``model.registered`` in the same transaction."""
+        async with self.db.transaction() as s:
+            model = await self._writable_model(s, actor, name)
+            self._check_registration_rules(actor, model, meta)
+            current = await s.scalar(
+                select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
+            )
+            number = meta.version or (current or 0) + 1
+            if await s.scalar(
+                select(VersionRow.id).where(VersionRow.model_id == model.id, VersionRow.version == number)
+            ):
+                raise Conflict(f"model '{name}' already has version {number}", field="version")
+            if meta.parent_version is not None:
+                await self._version_row(s, model, meta.parent_version)
+            dataset_version_id = None
+            dataset_ref = None
+            if meta.dataset_version is not None:
+                dv = await self._dataset_version_row(
+                    s, meta.dataset_version.dataset, meta.dataset_version.version
+                )
+                dataset_version_id = dv.id
+                dataset_ref = (await self._dataset_version_by_id(s, dv.id)).ref()
+            event = make_event(
+                Topic.MODEL_REGISTERED,
+                ModelRegistered(
+                    model=name,
+                    version=number,
+                    team=model.team,
+                    flavor=meta.flavor,
+                    task=meta.task,
+                    artifact_uri=artifact.uri,
+                    sha256=artifact.sha256,
+                    size_bytes=artifact.size_bytes,
+                    signature=meta.signature,
+                    metrics=meta.metrics,
+                    hyperparameters=meta.hyperparameters,
+                    dataset_version=dataset_ref,
+                    reference_profile=meta.reference_profile,
+                    recipe=meta.recipe,
+                    deploy_policy=meta.deploy_policy,
+                    quota=meta.quota,
+                    image=meta.image,
+                    example_input=meta.example_input,
+                    origin=meta.origin,
+                    parent_version=meta.parent_version,
+                    trigger_event_id=meta.trigger_event_id,
+                    registered_by=actor.subject,
+                ),
+                source=SOURCE,
+            )
+            row = VersionRow(
+                model_id=model.id,
+                version=number,
+                flavor=meta.flavor,
+                task=meta.task,
+                artifact_uri=artifact.uri,
+                sha256=artifact.sha256,
+                size_bytes=artifact.size_bytes,
+                signature=meta.signature.model_dump(mode="json"),
+                metrics=meta.metrics,
+                hyperparameters=meta.hyperparameters,
+                dataset_version_id=dataset_version_id,
+                recipe=meta.recipe.model_dump(mode="json") if meta.recipe else None,
+                reference_profile=meta.reference_profile.model_dump(mode="json")
+                if meta.reference_profile
+                else None,
+                deploy_policy=meta.deploy_policy,
+                quota=meta.quota.model_dump(mode="json") if meta.quota else None,
+                image=meta.image,
+                example_input=meta.example_input,
+                untrusted_types=untrusted_types or [],
+                origin=meta.origin,
+                parent_version=meta.parent_version,
+                trigger_event_id=meta.trigger_event_id,
+                tags=meta.tags,
+                description=meta.description,
+                created_at=_now(),
+                created_by=actor.subject,
+                event_id=event.id,
+            )
+            s.add(row)
+            try:
+                await s.flush()
+            except IntegrityError as exc:  # a concurrent registration took the number
+                raise Conflict(f"model '{name}' already has version {number}", field="version") from exc
+            for alias in meta.aliases:
+                await self._set_alias(s, model, alias, number, actor)
+            model.updated_at = _now()
+            await enqueue(s, MESSAGING.outbox, Topic.MODEL_REGISTERED, event)
+            await self._audit(
+                s,
+                actor,
+                "version.register",
+                f"models/{name}/versions/{number}",
+                sha256=artifact.sha256,
+                flavor=meta.flavor,
+                event_id=event.id,
+            )
+            entity = await self._version_entity(s, model, row)
+        self._on_commit()
+        return entity
+
+    async def list_versions(
+        self, actor: Principal, name: str, *, limit: int = 50, offset: int = 0
+    ) -> Page[ModelVersionSummary]:
+        async with self.db.sessions() as s:
+            model = await self._readable_model(s, actor, name)
+            stmt = (
+                select(VersionRow).where(VersionRow.model_id == model.id).order_by(VersionRow.version.desc())
+            )
+            rows, total = await self._page(s, stmt, limit, offset)
+            aliases = await self._aliases(s, model.id)
+            return Page(
+                items=[await self._summary(s, model, r, aliases) for r in rows],
+                total=total,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def get_version(self, actor: Principal, name: str, version: int) -> ModelVersion:
+        async with self.db.sessions() as s:
+            model = await self._readable_model(s, actor, name)
+            return await self._version_entity(s, model, await self._version_row(s, model, version))
+
+    async def resolve_alias(self, actor: Principal, name: str, alias: str) -> ModelVersion:
+        async with self.db.sessions() as s:
+            model = await self._readable_model(s, actor, name)
+            version = (await self._aliases(s, model.id)).get(alias)
+            if version is None:
+                raise NotFound(f"model '{name}' has no alias '{alias}'", field="alias")
+            return await self._version_entity(s, model, await self._version_row(s, model, version))
+
+    async def update_version(
+        self, actor: Principal, name: str, version: int, data: VersionUpdate
+    ) -> ModelVersion:
+        async with self.db.transaction() as s:
+            model = await self._writable_model(s, actor, name)
+            row = await self._version_row(s, model, version)
+            changes = data.model_dump(exclude_unset=True)
+            for key, value in changes.items():
+                setattr(row, key, value)
+            await self._audit(
+                s, actor, "version.update", f"models/{name}/versions/{version}", changes=changes
+            )
+            return await self._version_entity(s, model, row)
+
+    async def _set_alias(
+        self, s: AsyncSession, model: ModelRow, alias: str, version: int, actor: Principal
+    ) -> int | None:
+        existing = await s.scalar(
+            select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+        )
+        previous = existing.version if existing else None
+        if existing:
+            existing.version, existing.updated_at, existing.updated_by = version, _now(), actor.subject
+        else:
+            s.add(
+                AliasRow(
+                    model_id=model.id,
+                    alias=alias,
+                    version=version,
+                    updated_at=_now(),
+                    updated_by=actor.subject,
+                )
+            )
+        await s.flush()
+        return previous
+
+    async def set_alias(self, actor: Principal, name: str, alias: str, version: int) -> ModelVersion:
+        async with self.db.transaction() as s:
+            model = await self._writable_model(s, actor, name)
+            row = await self._version_row(s, model, version)
+            previous = await self._set_alias(s, model, alias, version, actor)
+            await self._audit(
+                s, actor, "alias.set", f"models/{name}/aliases/{alias}", version=version, previous=previous
+            )
+            return await self._version_entity(s, model, row)
+
+    async def delete_alias(self, actor: Principal, name: str, alias: str) -> None:
+        async with self.db.transaction() as s:
+            model = await self._writable_model(s, actor, name)
+            row = await s.scalar(
+                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+            )
+            if row is None:
+                raise NotFound(f"model '{name}' has no alias '{alias}'", field="alias")
+            await s.delete(row)
+            await self._audit(s, actor, "alias.delete", f"models/{name}/aliases/{alias}", version=row.version)
+
+    async def lineage(self, actor: Principal, name: str, version: int) -> Lineage:
+        async with self.db.sessions() as s:
+            model = await self._readable_model(s, actor, name)
+            row = await self._version_row(s, model, version)
+            aliases = await self._aliases(s, model.id)
+            parent = None
+            if row.parent_version is not None:
+                prow = await s.scalar(
+                    select(VersionRow).where(
+                        VersionRow.model_id == model.id, VersionRow.version == row.parent_version
+                    )
+                )
+                parent = await self._summary(s, model, prow, aliases) if prow else None
+            children_rows = (
+                await s.scalars(
+                    select(VersionRow)
+                    .where(VersionRow.model_id == model.id, VersionRow.parent_version == version)
+                    .order_by(VersionRow.version)
+                )
+            ).all()
+            return Lineage(
+                model=name,
+                version=version,
+                origin=row.origin,
+                created_at=row.created_at,  # type: ignore[arg-type]
+                created_by=row.created_by,
+                trigger_event_id=row.trigger_event_id,
+                dataset_version=await self._dataset_version_by_id(s, row.dataset_version_id)
+                if row.dataset_version_id
+                else None,
+                parent=parent,
+                children=[await self._summary(s, model, c, aliases) for c in children_rows],
+            )
+
+    # ------------------------------------------------------------------ datasets
+
+    async def _dataset_row(self, s: AsyncSession, name: str) -> DatasetRow:
+        row = await s.scalar(select(DatasetRow).where(DatasetRow.name == name))
+        if row is None:
+            raise NotFound(f"dataset '{name}' does not exist", field="dataset")
+        return row
+
+    async def _dataset_version_row(self, s: AsyncSession, name: str, version: int) -> DatasetVersionRow:
+        ds = await self._dataset_row(s, name)
+        row = await s.scalar(
+            select(DatasetVersionRow).where(
+                DatasetVersionRow.dataset_id == ds.id, DatasetVersionRow.version == version
+            )
+        )
+        if row is None:
+            raise NotFound(f"dataset '{name}' has no version {version}", field="dataset_version")
+        return row
+
+    async def _dataset_entity(self, s: AsyncSession, row: DatasetRow) -> Dataset:
+        latest = await s.scalar(
+            select(func.max(DatasetVersionRow.version)).where(DatasetVersionRow.dataset_id == row.id)
+        )
+        return Dataset(
+            name=row.name,
+            team=row.team,
+            description=row.description,
+            tags=list(row.tags or []),
+            created_at=row.created_at,
+            created_by=row.created_by,
+            latest_version=latest,
+        )
+
+    async def create_dataset(self, actor: Principal, data: DatasetCreate) -> Dataset:
+        actor.require(Role.SCIENTIST, data.team)
+        async with self.db.transaction() as s:
+            if await s.scalar(select(DatasetRow.id).where(DatasetRow.name == data.name)):
+                raise Conflict(f"dataset '{data.name}' already exists", field="name")
+            row = DatasetRow(
+                name=data.name,
+                team=data.team,
+                description=data.description,
+                tags=data.tags,
+                created_at=_now(),
+                created_by=actor.subject,
+            )
+            s.add(row)
+            await s.flush()
+            await self._audit(s, actor, "dataset.create", f"datasets/{data.name}", team=data.team)
+            return await self._dataset_entity(s, row)
+
+    async def list_datasets(
+        self, actor: Principal, *, team: str | None = None, limit: int = 50, offset: int = 0
+    ) -> Page[Dataset]:
+        actor.require(Role.VIEWER)
+        stmt = select(DatasetRow).where(_visible(actor, DatasetRow.team)).order_by(DatasetRow.name)
+        if team:
+            stmt = stmt.where(DatasetRow.team == team)
+        async with self.db.sessions() as s:
+            rows, total = await self._page(s, stmt, limit, offset)
+            return Page(
+                items=[await self._dataset_entity(s, r) for r in rows],
+                total=total,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def get_dataset(self, actor: Principal, name: str) -> Dataset:
+        async with self.db.sessions() as s:
+            row = await self._dataset_row(s, name)
+            actor.require(Role.VIEWER, row.team)
+            return await self._dataset_entity(s, row)
+
+    async def check_can_add_dataset_version(self, actor: Principal, name: str) -> None:
+        async with self.db.sessions() as s:
+            actor.require(Role.SCIENTIST, (await self._dataset_row(s, name)).team)
+
+    async def create_dataset_version(
+        self,
+        actor: Principal,
+        name: str,
+        meta: DatasetVersionMetadata,
+        *,
+        content_hash: str,
+        uri: str | None,
+        size_bytes: int | None,
+    ) -> tuple[DatasetVersion, bool]:
+        """A new version, or the existing one with the same content (returns ``created=False``)."""
+        async with self.db.transaction() as s:
+            ds = await self._dataset_row(s, name)
+            actor.require(Role.SCIENTIST, ds.team)
+            same = await s.scalar(
+                select(DatasetVersionRow).where(
+                    DatasetVersionRow.dataset_id == ds.id, DatasetVersionRow.content_hash == content_hash
+                )
+            )
+            if same is not None:
+                return _dataset_version_entity(same, name), False
+            if meta.parent_version is not None:
+                await self._dataset_version_row(s, name, meta.parent_version)
+            current = await s.scalar(
+                select(func.max(DatasetVersionRow.version)).where(DatasetVersionRow.dataset_id == ds.id)
+            )
+            row = DatasetVersionRow(
+                dataset_id=ds.id,
+                version=(current or 0) + 1,
+                content_hash=content_hash,
+                uri=uri,
+                format=meta.format,
+                size_bytes=size_bytes,
+                row_count=meta.row_count,
+                schema_=meta.schema_,
+                parent_version=meta.parent_version if meta.parent_version is not None else current,
+                description=meta.description,
+                created_at=_now(),
+                created_by=actor.subject,
+            )
+            s.add(row)
+            await s.flush()
+            users = (
+                await s.scalars(
+                    select(ModelRow.name)
+                    .join(VersionRow, VersionRow.model_id == ModelRow.id)
+                    .join(DatasetVersionRow, VersionRow.dataset_version_id == DatasetVersionRow.id)
+                    .where(DatasetVersionRow.dataset_id == ds.id)
+                    .distinct()
+                )
+            ).all()
+            event = make_event(
+                Topic.DATASET_UPDATED,
+                DatasetUpdated(
+                    dataset=name,
+                    version=row.version,
+                    content_hash=content_hash,
+                    uri=uri,
+                    row_count=meta.row_count,
+                    models=sorted(users),
+                ),
+                source=SOURCE,
+                subject=name,
+            )
+            await enqueue(s, MESSAGING.outbox, Topic.DATASET_UPDATED, event)
+            await self._audit(
+                s,
+                actor,
+                "dataset.version.create",
+                f"datasets/{name}/versions/{row.version}",
+                content_hash=content_hash,
+                event_id=event.id,
+            )
+            entity = _dataset_version_entity(row, name)
+        self._on_commit()
+        return entity, True
+
+    async def list_dataset_versions(
+        self, actor: Principal, name: str, *, limit: int = 50, offset: int = 0
+    ) -> Page[DatasetVersion]:
+        async with self.db.sessions() as s:
+            ds = await self._dataset_row(s, name)
+            actor.require(Role.VIEWER, ds.team)
+            stmt = (
+                select(DatasetVersionRow)
+                .where(DatasetVersionRow.dataset_id == ds.id)
+                .order_by(DatasetVersionRow.version.desc())
+            )
+            rows, total = await self._page(s, stmt, limit, offset)
+            return Page(
+                items=[_dataset_version_entity(r, name) for r in rows],
+                total=total,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def get_dataset_version(self, actor: Principal, name: str, version: int) -> DatasetVersion:
+        async with self.db.sessions() as s:
+            ds = await self._dataset_row(s, name)
+            actor.require(Role.VIEWER, ds.team)
+            return _dataset_version_entity(await self._dataset_version_row(s, name, version), name)
+
+    # ------------------------------------------------------------------ audit and tokens
+
+    async def list_audit(
+        self,
+        actor: Principal,
+        *,
+        actor_filter: str | None = None,
+        action: str | None = None,
+        resource: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[AuditEntry]:
+        if not actor.is_admin:
+            raise Forbidden("only admins may read the audit log")
+        stmt = select(AuditRow).order_by(AuditRow.id.desc())
+        if actor_filter:
+            stmt = stmt.where(AuditRow.actor == actor_filter)
+        if action:
+            stmt = stmt.where(or_(AuditRow.action == action, AuditRow.action.startswith(action + ".")))
+        if resource:
+            stmt = stmt.where(AuditRow.resource.startswith(resource, autoescape=True))
+        async with self.db.sessions() as s:
+            rows, total = await self._page(s, stmt, limit, offset)
+            return Page(
+                items=[AuditEntry.model_validate(r, from_attributes=True) for r in rows],
+                total=total,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def record_token(self, actor: Principal, token: IssuedToken) -> None:
+        if not actor.is_admin:
+            raise Forbidden("only admins may issue tokens")
+        async with self.db.transaction() as s:
+            s.add(TokenRow(**token.model_dump()))
+            await self._audit(
+                s,
+                actor,
+                "token.issue",
+                f"tokens/{token.token_id}",
+                subject=token.subject,
+                role=token.role,
+                teams=token.teams,
+            )
+
+    async def list_tokens(self, actor: Principal, *, limit: int = 100, offset: int = 0) -> Page[IssuedToken]:
+        if not actor.is_admin:
+            raise Forbidden("only admins may list tokens")
+        async with self.db.sessions() as s:
+            rows, total = await self._page(
+                s, select(TokenRow).order_by(TokenRow.issued_at.desc()), limit, offset
+            )
+            return Page(
+                items=[IssuedToken.model_validate(r, from_attributes=True) for r in rows],
+                total=total,
+                limit=limit,
+                offset=offset,
+            )
+
+
+def _dataset_version_entity(row: DatasetVersionRow, dataset: str) -> DatasetVersion:
+    return DatasetVersion(
+        dataset=dataset,
+        version=row.version,
+        content_hash=row.content_hash,
+        uri=row.uri,
+        format=row.format,
+        size_bytes=row.size_bytes,
+        row_count=row.row_count,
+        schema=row.schema_ or {},
+        parent_version=row.parent_version,
+        description=row.description,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
