@@ -30,20 +30,32 @@ class RegistryHarness:
     settings: RegistrySettings
     tokens: TokenAuthority
 
-    def auth(self, role: Role = Role.ADMIN, teams: list[str] | None = None, subject: str | None = None) -> dict[str, str]:
-        token, _, _ = self.tokens.issue(subject or f"{role}-user", role, teams if teams is not None else ["*"])
+    def auth(
+        self, role: Role = Role.ADMIN, teams: list[str] | None = None, subject: str | None = None
+    ) -> dict[str, str]:
+        token, _, _ = self.tokens.issue(
+            subject or f"{role}-user", role, teams if teams is not None else ["*"]
+        )
         return {"Authorization": f"Bearer {token}"}
 
 
 @asynccontextmanager
 async def running_registry(
-    tmp: Path, *, database_url: str | None = None, kafka_bootstrap: str = "127.0.0.1:1",
-    artifact_uri: str | None = None, **overrides: Any,
+    tmp: Path,
+    *,
+    database_url: str | None = None,
+    kafka_bootstrap: str = "127.0.0.1:1",
+    artifact_uri: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RegistryHarness]:
     settings = RegistrySettings(
-        home=tmp, database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'registry.db'}",
-        kafka_bootstrap=kafka_bootstrap, jwt_secret=SECRET, artifact_uri=artifact_uri,
-        outbox_poll_interval_s=0.2, **overrides,
+        home=tmp,
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'registry.db'}",
+        kafka_bootstrap=kafka_bootstrap,
+        jwt_secret=SECRET,
+        artifact_uri=artifact_uri,
+        outbox_poll_interval_s=0.2,
+        **overrides,
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
@@ -68,12 +80,21 @@ SIGNATURE = {
 
 
 def version_metadata(**extra: Any) -> dict[str, Any]:
-    return {"flavor": "sklearn", "task": "classification", "signature": SIGNATURE,
-            "metrics": {"accuracy": 0.9}, **extra}
+    return {
+        "flavor": "sklearn",
+        "task": "classification",
+        "signature": SIGNATURE,
+        "metrics": {"accuracy": 0.9},
+        **extra,
+    }
 
 
 async def upload_version(
-    h: RegistryHarness, model: str, headers: dict[str, str], *, artifact: bytes | None = None,
+    h: RegistryHarness,
+    model: str,
+    headers: dict[str, str],
+    *,
+    artifact: bytes | None = None,
     **meta: Any,
 ) -> httpx.Response:
     return await h.client.post(

@@ -10,7 +10,6 @@ from datetime import timedelta
 from fleet_core.auth import Role, TokenAuthority
 from fleet_core.db import Database
 from fleet_core.log import configure_logging
-
 from fleet_registry.settings import RegistrySettings
 
 

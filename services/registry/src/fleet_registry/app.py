@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from sqlalchemy import text
+
 from fleet_core.artifacts import artifact_store
 from fleet_core.db import Database
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
 from fleet_core.service import BodySizeLimitMiddleware, build_app
-from sqlalchemy import text
-
 from fleet_registry import __version__
 from fleet_registry.api.main import api_router
 from fleet_registry.models import MESSAGING

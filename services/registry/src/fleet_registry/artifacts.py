@@ -6,6 +6,7 @@ import io
 import zipfile
 
 from fastapi import UploadFile
+
 from fleet_core.artifacts import CHUNK, ArtifactStore, SpooledUpload, StoredArtifact
 from fleet_core.errors import InvalidInput, NotFound
 from fleet_core.schemas import Flavor

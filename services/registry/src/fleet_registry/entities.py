@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel, Field
+
 from fleet_core.schemas import (
     DatasetRef,
     DeployPolicy,
@@ -16,7 +18,6 @@ from fleet_core.schemas import (
     Signature,
     Task,
 )
-from pydantic import BaseModel, Field
 
 T = TypeVar("T")
 

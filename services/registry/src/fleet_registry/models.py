@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet_core.db import JsonColumn, UtcDateTime
-from fleet_core.outbox import messaging_tables
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -18,6 +16,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from fleet_core.db import JsonColumn, UtcDateTime
+from fleet_core.outbox import messaging_tables
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fleet_core.settings import ServiceSettings
 from pydantic import Field
+
+from fleet_core.settings import ServiceSettings
 
 
 class RegistrySettings(ServiceSettings):

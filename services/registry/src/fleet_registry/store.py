@@ -11,6 +11,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from fleet_core.artifacts import StoredArtifact
 from fleet_core.auth import ALL_TEAMS, Principal, Role
 from fleet_core.db import Database
@@ -20,10 +24,6 @@ from fleet_core.log import current_request_id
 from fleet_core.outbox import enqueue
 from fleet_core.schemas import DatasetRef, Signature
 from fleet_core.validation import validate_rows
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from fleet_registry.api.schemas import (
     DatasetCreate,
     DatasetVersionMetadata,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request, status
+
 from fleet_core.auth import TokenAuthority
 from fleet_core.errors import Forbidden
-
 from fleet_registry.api.deps import CurrentPrincipal, Limit, Offset, StoreDep
 from fleet_registry.api.schemas import TokenRequest, TokenResponse
 from fleet_registry.entities import AuditEntry, IssuedToken, Page

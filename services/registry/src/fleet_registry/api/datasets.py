@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
-from fleet_core.errors import NotFound
 
+from fleet_core.errors import NotFound
 from fleet_registry.api.deps import (
     ArtifactsDep,
     CurrentPrincipal,

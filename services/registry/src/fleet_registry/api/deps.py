@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+
 from fleet_core.artifacts import ArtifactStore
 from fleet_core.auth import CurrentPrincipal  # noqa: F401  (re-exported for routers)
-
 from fleet_registry.settings import RegistrySettings
 from fleet_registry.store import RegistryStore
 

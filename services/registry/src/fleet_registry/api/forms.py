@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from fleet_core.errors import InvalidInput, MalformedRequest
 from pydantic import BaseModel, ValidationError
+
+from fleet_core.errors import InvalidInput, MalformedRequest
 
 M = TypeVar("M", bound=BaseModel)
 

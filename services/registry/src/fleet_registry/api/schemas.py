@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from fleet_core.auth import Role
 from fleet_core.schemas import (
     DeployPolicy,
@@ -15,7 +17,6 @@ from fleet_core.schemas import (
     Signature,
     Task,
 )
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$", description="lowercase, digits, . _ -")]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]

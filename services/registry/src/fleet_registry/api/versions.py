@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import StreamingResponse
-from fleet_core.errors import InvalidInput
 
+from fleet_core.errors import InvalidInput
 from fleet_registry.api.deps import (
     ArtifactsDep,
     CurrentPrincipal,

@@ -1,0 +1,47 @@
+# ModelFleet — the user-facing commands. Needs only Python 3.11+ and make; uv is installed if absent.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+PYTEST_ARGS ?=
+
+.PHONY: help uv install demo up down status test test-fast lint format clean
+
+help:  ## List the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
+
+install: uv  ## Install every package and dev tool into .venv
+	$(UV) sync --all-packages --frozen 2>/dev/null || $(UV) sync --all-packages
+
+demo: install  ## Start the embedded stack and show the platform doing its job (Ctrl-C stops)
+	$(UV) run fleet demo
+
+up: install  ## Start the embedded stack in the foreground
+	$(UV) run fleet up
+
+down:  ## Stop a detached stack
+	$(UV) run fleet down
+
+status:  ## Health of the running stack
+	$(UV) run fleet status
+
+test: install  ## Lint, then run the whole test suite (unit, integration, end-to-end)
+	$(UV) run ruff check .
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-fast: install  ## Unit tests only
+	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+lint: install  ## ruff
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+format: install  ## Format the code
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+clean:  ## Remove caches (not ~/.fleet)
+	rm -rf .pytest_cache .ruff_cache test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

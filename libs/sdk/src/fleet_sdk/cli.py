@@ -1,0 +1,521 @@
+"""The ``fleet`` command line: the embedded stack, models, versions, datasets, audit and tokens."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fleet_sdk.client import Client
+from fleet_sdk.config import fleet_home
+from fleet_sdk.errors import FleetAPIError, FleetUnavailable
+from fleet_sdk.stack import DEFAULT_BROKER_PORT, Stack, StackError
+
+app = typer.Typer(
+    help="ModelFleet: run, inspect and manage the fleet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Models: list, show, create, archive.", no_args_is_help=True)
+versions_app = typer.Typer(help="Model versions: list, show, aliases, lineage.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Datasets and their versions.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Bearer tokens (admins).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(versions_app, name="versions")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(tokens_app, name="tokens")
+
+console = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def _client() -> Client:
+    return Client()
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _metrics(metrics: dict[str, float], limit: int = 4) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:limit]) or "-"
+
+
+def _dump(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left", header_style="bold cyan")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[str(x) if x is not None else "-" for x in r])
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- stack
+
+
+@app.command()
+def up(
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once healthy; `fleet down` stops")
+    ] = False,
+    broker_port: Annotated[int, typer.Option(help="Broker port (0 = any free port)")] = DEFAULT_BROKER_PORT,
+    registry_port: Annotated[int, typer.Option(help="Registry port (0 = any free port)")] = 8001,
+) -> None:
+    """Start the embedded stack: broker and every service, as processes on this box."""
+    stack = Stack()
+    try:
+        state = stack.start(
+            broker_port=broker_port,
+            ports={"registry": registry_port},
+            detach=detach,
+            log=lambda m: err.print(f"[dim]{m}[/]"),
+        )
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    _print_urls(stack)
+    if detach:
+        console.print("Stack running in the background. [bold]fleet status[/] · [bold]fleet down[/]")
+        return
+    console.print("Press [bold]Ctrl-C[/] to stop.")
+    _wait_then_stop(stack, [c.pid for c in state.components])
+
+
+def _print_urls(stack: Stack) -> None:
+    state = stack.state()
+    assert state is not None
+    rows = [
+        [c.name, c.url, f"{c.url}/docs" if c.url.startswith("http") else "-", c.log] for c in state.components
+    ]
+    _table("ModelFleet embedded stack", ["component", "url", "api docs", "log"], rows)
+    console.print(f"CLI config with the admin token: {stack.home / 'config'}")
+
+
+def _wait_then_stop(stack: Stack, pids: list[int]) -> None:
+    from fleet_sdk.stack import pid_alive
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        dead = [p for p in pids if not pid_alive(p)]
+        if dead:
+            err.print(
+                f"[red]a component exited (pid {dead}); stopping the stack. See logs in {stack.logs}[/]"
+            )
+            break
+    err.print("stopping…")
+    stopped = stack.stop()
+    err.print(f"stopped: {', '.join(stopped) or 'nothing'}")
+
+
+@app.command()
+def down() -> None:
+    """Stop a stack started with `fleet up --detach`."""
+    stopped = Stack().stop()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "no stack is running")
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Health of each component of the embedded stack."""
+    rows = Stack().status()
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        console.print(f"no stack is running from {fleet_home()} (`fleet up`)")
+        raise typer.Exit(1)
+    style = {"healthy": "green", "running": "yellow", "stopped": "red"}
+    _table(
+        "ModelFleet stack",
+        ["component", "state", "pid", "url", "detail"],
+        [[r["name"], f"[{style[r['state']]}]{r['state']}[/]", r["pid"], r["url"], r["detail"]] for r in rows],
+    )
+    if any(r["state"] != "healthy" for r in rows):
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only models with this tag")] = None,
+    name: Annotated[str | None, typer.Option(help="Name contains")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include archived models")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List models."""
+    with _client() as c:
+        models = c.list_models(team=team, tag=tag, name=name, include_archived=all_)
+    if as_json:
+        _dump(models)
+        return
+    rows = [
+        [
+            m["name"],
+            m["team"],
+            m["latest_version"],
+            ", ".join(f"{a}→v{v}" for a, v in m["aliases"].items()) or "-",
+            ", ".join(m["tags"]) or "-",
+            "archived" if m["archived"] else "active",
+            _when(m["updated_at"]),
+        ]
+        for m in models
+    ]
+    _table(f"Models ({len(models)})", ["name", "team", "latest", "aliases", "tags", "state", "updated"], rows)
+
+
+@models_app.command("show")
+def models_show(name: str, as_json: JsonOpt = False) -> None:
+    """A model and its versions."""
+    with _client() as c:
+        model = c.get_model(name)
+        versions = c.list_versions(name)
+    if as_json:
+        _dump({**model, "versions": versions})
+        return
+    console.print(
+        f"[bold]{model['name']}[/]  team [cyan]{model['team']}[/]  "
+        f"{'[red]archived[/]' if model['archived'] else '[green]active[/]'}"
+    )
+    if model["description"]:
+        console.print(model["description"])
+    _versions_table(name, versions)
+
+
+def _versions_table(name: str, versions: list[dict[str, Any]]) -> None:
+    rows = [
+        [
+            f"v{v['version']}",
+            f"{v['flavor']} {v['task']}",
+            _metrics(v["metrics"], 3),
+            f"{v['dataset_version']['dataset']} v{v['dataset_version']['version']}"
+            if v["dataset_version"]
+            else "-",
+            v["origin"] + (f" ← v{v['parent_version']}" if v["parent_version"] else ""),
+            ", ".join(v["aliases"]) or "-",
+            v["sha256"][:10],
+        ]
+        for v in versions
+    ]
+    _table(f"Versions of {name}", ["ver", "kind", "metrics", "dataset", "origin", "aliases", "sha256"], rows)
+
+
+@models_app.command("create")
+def models_create(
+    name: str,
+    team: Annotated[str, typer.Option(help="Owning team")],
+    description: str | None = None,
+    tag: Annotated[list[str] | None, typer.Option()] = None,
+) -> None:
+    """Create an empty model (versions are registered from the SDK or the API)."""
+    with _client() as c:
+        model = c.create_model(name, team, description=description, tags=tag or [])
+    console.print(f"created model [bold]{model['name']}[/] in team {model['team']}")
+
+
+@models_app.command("archive")
+def models_archive(name: str) -> None:
+    """Archive a model: hidden from listings, no new versions; nothing is deleted."""
+    with _client() as c:
+        c.archive_model(name)
+    console.print(f"archived {name}")
+
+
+# ---------------------------------------------------------------------- versions
+
+
+@versions_app.command("list")
+def versions_list(name: str, as_json: JsonOpt = False) -> None:
+    """List a model's versions, newest first."""
+    with _client() as c:
+        versions = c.list_versions(name)
+    if as_json:
+        _dump(versions)
+        return
+    _versions_table(name, versions)
+
+
+@versions_app.command("show")
+def versions_show(
+    name: str, version: Annotated[str, typer.Argument(help="Number or alias")], as_json: JsonOpt = False
+) -> None:
+    """A version: artifact, signature, metrics, recipe, dataset, profile summary."""
+    with _client() as c:
+        v = c.get_version(name, version)
+    if as_json:
+        _dump(v)
+        return
+    console.print(
+        f"[bold]{v['model']}[/] v{v['version']}  {v['flavor']} {v['task']}  "
+        f"aliases: {', '.join(v['aliases']) or '-'}  deploy policy: {v['deploy_policy']}"
+    )
+    console.print(f"artifact {v['artifact_uri']}\nsha256   {v['sha256']}  ({v['size_bytes']:,} bytes)")
+    if v["metrics"]:
+        _table("Metrics", ["metric", "value"], [[k, f"{val:.4g}"] for k, val in v["metrics"].items()])
+    sig_rows = [
+        [
+            f["name"],
+            f["type"],
+            f.get("minimum"),
+            f.get("maximum"),
+            ", ".join(map(str, f.get("categories") or [])) or "-",
+            "yes" if f.get("pii") else "",
+        ]
+        for f in v["signature"]["inputs"]
+    ]
+    _table("Signature (inputs)", ["field", "type", "min", "max", "categories", "pii"], sig_rows)
+    profile = v.get("reference_profile")
+    if profile:
+        prow = []
+        for fname, fp in profile["features"].items():
+            if fp["kind"] == "numeric":
+                prow.append(
+                    [
+                        fname,
+                        "numeric",
+                        f"{fp['mean']:.3g}",
+                        f"{fp['std']:.3g}",
+                        f"{fp['minimum']:.3g} … {fp['maximum']:.3g}",
+                    ]
+                )
+            else:
+                prow.append([fname, "categorical", "-", "-", f"{len(fp['frequencies'])} categories"])
+        _table(
+            f"Reference profile ({profile['row_count']} rows)",
+            ["feature", "kind", "mean", "std", "range"],
+            prow,
+        )
+    if v.get("recipe"):
+        r = v["recipe"]
+        console.print(
+            f"recipe: {r['kind']} {r.get('estimator') or r.get('function')} target={r.get('target')}"
+        )
+    if v.get("untrusted_types"):
+        console.print(f"[yellow]types skops does not trust by default:[/] {', '.join(v['untrusted_types'])}")
+
+
+@versions_app.command("alias")
+def versions_alias(name: str, alias: str, version: int) -> None:
+    """Point ALIAS (e.g. champion) at VERSION."""
+    with _client() as c:
+        c.set_alias(name, alias, version)
+    console.print(f"{name}@{alias} → v{version}")
+
+
+@versions_app.command("lineage")
+def versions_lineage(name: str, version: int, as_json: JsonOpt = False) -> None:
+    """Where a version came from: dataset version, parent version, trigger; and its children."""
+    with _client() as c:
+        lin = c.lineage(name, version)
+    if as_json:
+        _dump(lin)
+        return
+    _print_lineage(lin)
+
+
+def _print_lineage(lin: dict[str, Any]) -> None:
+    from rich.tree import Tree
+
+    tree = Tree(f"[bold]{lin['model']}[/] v{lin['version']}  ({lin['origin']}, by {lin['created_by']})")
+    dv = lin["dataset_version"]
+    if dv:
+        tree.add(
+            f"dataset [cyan]{dv['dataset']}[/] v{dv['version']}  {dv['row_count']:,} rows  "
+            f"hash {dv['content_hash'][:12]}"
+        )
+    if lin["parent"]:
+        tree.add(f"parent v{lin['parent']['version']}  {_metrics(lin['parent']['metrics'])}")
+    if lin["trigger_event_id"]:
+        tree.add(f"triggered by event {lin['trigger_event_id']}")
+    for child in lin["children"]:
+        tree.add(f"child v{child['version']} ({child['origin']})")
+    console.print(tree)
+
+
+# ---------------------------------------------------------------------- datasets
+
+
+@datasets_app.command("list")
+def datasets_list(team: str | None = None, as_json: JsonOpt = False) -> None:
+    """List datasets."""
+    with _client() as c:
+        items = c.list_datasets(team=team)
+    if as_json:
+        _dump(items)
+        return
+    _table(
+        f"Datasets ({len(items)})",
+        ["name", "team", "latest", "created by", "created"],
+        [[d["name"], d["team"], d["latest_version"], d["created_by"], _when(d["created_at"])] for d in items],
+    )
+
+
+@datasets_app.command("show")
+def datasets_show(name: str, as_json: JsonOpt = False) -> None:
+    """A dataset and its versions."""
+    with _client() as c:
+        ds = c.get_dataset(name)
+        versions = c.list_dataset_versions(name)
+    if as_json:
+        _dump({**ds, "versions": versions})
+        return
+    console.print(f"[bold]{ds['name']}[/]  team [cyan]{ds['team']}[/]  {ds['description'] or ''}")
+    _dataset_versions_table(name, versions)
+
+
+@datasets_app.command("versions")
+def datasets_versions(name: str, as_json: JsonOpt = False) -> None:
+    """A dataset's versions, newest first."""
+    with _client() as c:
+        versions = c.list_dataset_versions(name)
+    if as_json:
+        _dump(versions)
+        return
+    _dataset_versions_table(name, versions)
+
+
+def _dataset_versions_table(name: str, versions: list[dict[str, Any]]) -> None:
+    _table(
+        f"Versions of dataset {name}",
+        ["version", "rows", "format", "bytes", "content hash", "parent", "created"],
+        [
+            [
+                v["version"],
+                f"{v['row_count']:,}",
+                v["format"],
+                f"{v['size_bytes'] or 0:,}",
+                v["content_hash"][:16],
+                v["parent_version"],
+                _when(v["created_at"]),
+            ]
+            for v in versions
+        ],
+    )
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    name: str,
+    path: Path,
+    team: Annotated[str, typer.Option(help="Team, if the dataset is new")] = "default",
+    rows: Annotated[int | None, typer.Option(help="Row count (read from parquet/csv if omitted)")] = None,
+) -> None:
+    """Upload a file as a new version of dataset NAME (content-hashed: same bytes, same version)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    data = path.read_bytes()
+    fmt = path.suffix.lstrip(".") or "bin"
+    if rows is None:
+        import pandas as pd
+
+        frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path) if fmt == "csv" else None
+        if frame is None:
+            err.print("[red]error:[/] pass --rows for formats other than parquet and csv")
+            raise typer.Exit(2)
+        rows = len(frame)
+    with _client() as c:
+        try:
+            c.get_dataset(name)
+        except FleetAPIError as exc:
+            if exc.status != 404:
+                raise
+            c.create_dataset(name, team)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err,
+        ) as progress:
+            task = progress.add_task(f"uploading {path.name}", total=len(data))
+            dv = c.upload_dataset_version(
+                name,
+                data,
+                row_count=rows,
+                format=fmt,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+    console.print(f"{name} v{dv['version']}  {dv['row_count']:,} rows  hash {dv['content_hash'][:16]}")
+
+
+# ---------------------------------------------------------------------- admin
+
+
+@app.command()
+def audit(
+    actor: str | None = None, action: str | None = None, limit: int = 50, as_json: JsonOpt = False
+) -> None:
+    """The audit log (admins)."""
+    with _client() as c:
+        entries = c.audit(actor=actor, action=action, limit=limit)
+    if as_json:
+        _dump(entries)
+        return
+    _table(
+        "Audit log",
+        ["when", "actor", "role", "action", "resource"],
+        [[_when(e["at"]), e["actor"], e["role"], e["action"], e["resource"]] for e in entries],
+    )
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    subject: Annotated[str, typer.Option(help="Who the token is for")],
+    role: Annotated[str, typer.Option(help="viewer, scientist, deployer or admin")] = "viewer",
+    team: Annotated[list[str] | None, typer.Option(help="Repeatable; '*' for all teams")] = None,
+    ttl_days: Annotated[float, typer.Option(help="Lifetime in days; 0 = never expires")] = 30,
+) -> None:
+    """Issue a bearer token (prints only the token, for scripts)."""
+    with _client() as c:
+        tok = c.issue_token(subject, role, team or [], ttl_days=ttl_days or None)
+    print(tok["token"])
+
+
+# ---------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[bool, typer.Option(help="Keep the stack up until Ctrl-C")] = True,
+) -> None:
+    """Start the stack (unless running), register three models trained on scikit-learn's bundled datasets,
+    and show them with their versions, metrics and lineage."""
+    from fleet_sdk.demo import run_demo
+
+    run_demo(console, keep_running=keep_running)
+
+
+def main() -> None:
+    try:
+        app()
+    except FleetAPIError as exc:
+        field = f" (field: {exc.field})" if exc.field else ""
+        err.print(f"[red]error {exc.status}:[/] {exc.problem.get('detail', exc)}{field}")
+        sys.exit(1)
+    except FleetUnavailable as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

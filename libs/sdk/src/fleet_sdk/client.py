@@ -1,0 +1,290 @@
+"""A typed HTTP client for ModelFleet.
+
+``Client()`` with no arguments talks to the running stack (``FLEET_REGISTRY_URL`` /
+``FLEET_TOKEN`` or the config ``fleet up`` writes); ``client.token`` is the bearer token it uses.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from fleet_sdk.config import ClientConfig
+from fleet_sdk.errors import FleetAPIError, FleetUnavailable
+
+ProgressCallback = Callable[[int, int], None]  # (bytes sent, total)
+
+
+class _ProgressReader(io.RawIOBase):
+    """A file wrapper that reports how much of it has been read (for upload progress bars)."""
+
+    def __init__(self, raw: BinaryIO, total: int, callback: ProgressCallback | None) -> None:
+        self._raw, self._total, self._cb, self._seen = raw, total, callback, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self._seen += len(chunk)
+        if self._cb:
+            self._cb(self._seen, self._total)
+        return chunk
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class Client:
+    """ModelFleet API client (synchronous, thread-safe per httpx.Client)."""
+
+    def __init__(
+        self,
+        registry_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 120.0,
+        config: ClientConfig | None = None,
+    ) -> None:
+        cfg = config or ClientConfig.load()
+        self.registry_url = (registry_url or cfg.registry_url).rstrip("/")
+        self.token = token or cfg.token
+        self.urls = cfg.urls
+        headers = {"User-Agent": "fleet-sdk/0.1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self._http = httpx.Client(base_url=self.registry_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise FleetUnavailable(
+                f"cannot reach {self.registry_url}: {exc}. Is the stack running? (`fleet up`)"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+            raise FleetAPIError(response.status_code, problem)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _pages(self, path: str, params: dict[str, Any], page_size: int = 200) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = self._request("GET", path, params={**params, "limit": page_size, "offset": offset})
+            yield from page["items"]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                return
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/readyz")
+        return result
+
+    # ------------------------------------------------------------------ models
+
+    def create_model(
+        self, name: str, team: str, *, description: str | None = None, tags: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = {"name": name, "team": team, "description": description, "tags": tags or []}
+        return self._request("POST", "/v1/models", json=body)  # type: ignore[no-any-return]
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/models/{name}")  # type: ignore[no-any-return]
+
+    def list_models(
+        self,
+        *,
+        team: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        include_archived: bool = False,
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"team": team, "tag": tag, "name": name}.items() if v}
+        params["include_archived"] = str(include_archived).lower()
+        return list(self._pages("/v1/models", params))
+
+    def update_model(
+        self, name: str, *, description: str | None = None, tags: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = {k: v for k, v in {"description": description, "tags": tags}.items() if v is not None}
+        return self._request("PATCH", f"/v1/models/{name}", json=body)  # type: ignore[no-any-return]
+
+    def archive_model(self, name: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/models/{name}/archive")  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ versions
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"/v1/models/{name}/versions", {}))
+
+    def get_version(self, name: str, version: int | str) -> dict[str, Any]:
+        if isinstance(version, str) and not version.isdigit():
+            return self._request("GET", f"/v1/models/{name}/aliases/{version}")  # type: ignore[no-any-return]
+        return self._request("GET", f"/v1/models/{name}/versions/{version}")  # type: ignore[no-any-return]
+
+    def register_version(
+        self,
+        name: str,
+        artifact: bytes | Path,
+        metadata: dict[str, Any],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Upload an artifact with its metadata (see the API's VersionMetadata)."""
+        raw: BinaryIO = open(artifact, "rb") if isinstance(artifact, Path) else io.BytesIO(artifact)  # noqa: SIM115
+        try:
+            total = raw.seek(0, io.SEEK_END)
+            raw.seek(0)
+            reader = _ProgressReader(raw, total, progress)
+            return self._request(  # type: ignore[no-any-return]
+                "POST",
+                f"/v1/models/{name}/versions",
+                data={"metadata": json.dumps(metadata)},
+                files={"artifact": ("artifact", reader, "application/octet-stream")},
+            )
+        finally:
+            raw.close()
+
+    def register_version_from_uri(
+        self, name: str, artifact_uri: str, sha256: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {**metadata, "artifact_uri": artifact_uri, "sha256": sha256}
+        return self._request("POST", f"/v1/models/{name}/versions/from-uri", json=body)  # type: ignore[no-any-return]
+
+    def update_version(
+        self, name: str, version: int, *, description: str | None = None, tags: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = {k: v for k, v in {"description": description, "tags": tags}.items() if v is not None}
+        return self._request("PATCH", f"/v1/models/{name}/versions/{version}", json=body)  # type: ignore[no-any-return]
+
+    def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
+        return self._request(  # type: ignore[no-any-return]
+            "PUT", f"/v1/models/{name}/aliases/{alias}", json={"version": version}
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._request("DELETE", f"/v1/models/{name}/aliases/{alias}")
+
+    def lineage(self, name: str, version: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/models/{name}/versions/{version}/lineage")  # type: ignore[no-any-return]
+
+    def download_artifact(self, name: str, version: int) -> bytes:
+        response = self._http.get(f"/v1/models/{name}/versions/{version}/artifact")
+        if response.status_code >= 400:
+            raise FleetAPIError(response.status_code, response.json())
+        return response.content
+
+    # ------------------------------------------------------------------ datasets
+
+    def create_dataset(self, name: str, team: str, *, description: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "team": team, "description": description}
+        return self._request("POST", "/v1/datasets", json=body)  # type: ignore[no-any-return]
+
+    def get_dataset(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/datasets/{name}")  # type: ignore[no-any-return]
+
+    def list_datasets(self, *, team: str | None = None) -> list[dict[str, Any]]:
+        return list(self._pages("/v1/datasets", {"team": team} if team else {}))
+
+    def upload_dataset_version(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        row_count: int,
+        schema: dict[str, Any] | None = None,
+        format: str = "parquet",
+        parent_version: int | None = None,
+        description: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        meta = {
+            "row_count": row_count,
+            "schema": schema or {},
+            "format": format,
+            "parent_version": parent_version,
+            "description": description,
+        }
+        reader = _ProgressReader(io.BytesIO(data), len(data), progress)
+        return self._request(  # type: ignore[no-any-return]
+            "POST",
+            f"/v1/datasets/{name}/versions",
+            data={"metadata": json.dumps(meta)},
+            files={"file": (f"data.{format}", reader, "application/octet-stream")},
+        )
+
+    def list_dataset_versions(self, name: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"/v1/datasets/{name}/versions", {}))
+
+    def get_dataset_version(self, name: str, version: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/datasets/{name}/versions/{version}")  # type: ignore[no-any-return]
+
+    def download_dataset_version(self, name: str, version: int) -> bytes:
+        response = self._http.get(f"/v1/datasets/{name}/versions/{version}/content")
+        if response.status_code >= 400:
+            raise FleetAPIError(response.status_code, response.json())
+        return response.content
+
+    # ------------------------------------------------------------------ admin
+
+    def audit(
+        self, *, actor: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"actor": actor, "action": action}.items() if v}
+        page = self._request("GET", "/v1/audit", params={**params, "limit": limit})
+        return page["items"]  # type: ignore[no-any-return]
+
+    def issue_token(
+        self,
+        subject: str,
+        role: str,
+        teams: list[str],
+        *,
+        ttl_days: float | None = 30,
+        scopes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "subject": subject,
+            "role": role,
+            "teams": teams,
+            "ttl_days": ttl_days,
+            "scopes": scopes or [],
+        }
+        return self._request("POST", "/v1/tokens", json=body)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ scikit-learn
+
+    def register_sklearn(
+        self, name: str, estimator: Any, X_train: Any, y_train: Any = None, **options: Any
+    ) -> dict[str, Any]:
+        """Register a fitted scikit-learn estimator: infers the signature, profiles the training
+        data, computes metrics, records the recipe and the training dataset, and uploads it.
+        See ``fleet_sdk.sklearn.register_sklearn`` for the options."""
+        from fleet_sdk.sklearn import register_sklearn
+
+        return register_sklearn(self, name, estimator, X_train, y_train, **options)
