@@ -141,10 +141,15 @@ def subscribe(
         finally:
             clear_request_id()
 
+    async def raw_body(msg: KafkaMessage) -> bytes:
+        # Keep the bytes as they arrived: decoding is ours, so a malformed message reaches the DLQ.
+        return msg.body
+
     on_message.__name__ = f"{consumer}_{topic.value.replace('.', '_')}"
     broker.subscriber(
         topic.value,
         group_id=consumer,
+        decoder=raw_body,
         auto_offset_reset=auto_offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{consumer}:{topic.value}",
