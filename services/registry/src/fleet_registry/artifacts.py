@@ -39,9 +39,7 @@ def check_flavor(flavor: Flavor, data: bytes) -> list[str]:
                 field="artifact",
             ) from exc
     if flavor == "python" and not zipfile.is_zipfile(io.BytesIO(data)):
-        raise InvalidInput(
-            "a python artifact must be a zip archive of the model package", field="artifact"
-        )
+        raise InvalidInput("a python artifact must be a zip archive of the model package", field="artifact")
     if flavor == "onnx" and (len(data) < 16 or data[:1] != b"\x08"):
         # An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
         raise InvalidInput("the artifact is not an ONNX model", field="artifact")
