@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from fleet_core.errors import NotFound, PayloadTooLarge
 from fleet_core.settings import FleetSettings
@@ -108,7 +109,8 @@ class LocalArtifactStore(ArtifactStore):
     """Artifacts as files under one directory (``file:///path``)."""
 
     def __init__(self, base_uri: str) -> None:
-        self.root = Path(urlparse(base_uri).path)
+        # url2pathname undoes the percent-encoding of Path.as_uri() (spaces, non-ASCII names).
+        self.root = Path(url2pathname(urlparse(base_uri).path))
         self.root.mkdir(parents=True, exist_ok=True)
         self.base_uri = self.root.as_uri()
 
@@ -116,7 +118,7 @@ class LocalArtifactStore(ArtifactStore):
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise NotFound(f"{uri} is not a file:// artifact", field="artifact_uri")
-        path = Path(parsed.path).resolve()
+        path = Path(url2pathname(parsed.path)).resolve()
         if not path.is_relative_to(self.root.resolve()):
             raise NotFound(f"{uri} is outside the artifact store {self.base_uri}", field="artifact_uri")
         return path

@@ -59,8 +59,11 @@ def build_app(
     settings: FleetSettings,
     lifespan: Any,
     openapi_tags: list[dict[str, str]] | None = None,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the shared wiring; the service adds its routers."""
+    """A FastAPI app with the shared wiring; the service adds its routers. ``max_body_bytes``
+    refuses larger request bodies with 413 (inside the request-id middleware, so even that
+    answer carries its X-Request-ID)."""
     app = FastAPI(
         title=title,
         version=version,
@@ -71,6 +74,9 @@ def build_app(
     install_problem_handlers(app)
     metrics = ServiceMetrics(service)
     metrics.install(app)
+    if max_body_bytes is not None:
+        app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    # Added last, so it is the outermost layer: every response, even a middleware's, gets its id.
     app.add_middleware(RequestIdMiddleware)
     app.state.metrics = metrics
     app.state.settings = settings

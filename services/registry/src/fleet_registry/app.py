@@ -12,7 +12,7 @@ from sqlalchemy import text
 from fleet_core.artifacts import artifact_store
 from fleet_core.db import Database
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import BodySizeLimitMiddleware, build_app
+from fleet_core.service import build_app
 from fleet_registry import __version__
 from fleet_registry.api.main import api_router
 from fleet_registry.models import MESSAGING
@@ -79,6 +79,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         settings=settings,
         lifespan=lifespan,
+        max_body_bytes=max(settings.max_artifact_bytes, settings.max_dataset_bytes) + 2**20,
         openapi_tags=[
             {"name": "models", "description": "Models, archived never deleted; aliases"},
             {"name": "versions", "description": "Immutable versions and their artifacts"},
@@ -87,8 +88,4 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         ],
     )
     app.include_router(api_router)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=max(settings.max_artifact_bytes, settings.max_dataset_bytes) + 2**20,
-    )
     return app

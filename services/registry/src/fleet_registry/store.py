@@ -55,6 +55,8 @@ from fleet_registry.models import (
 )
 
 SOURCE = "/fleet/registry"
+NEXT_NUMBER_ATTEMPTS = 10
+"""Registrations without an explicit number retry this often when a concurrent one takes it."""
 
 
 def _now() -> datetime:
@@ -198,12 +200,14 @@ class RegistryStore:
             created_by=row.created_by,
         )
 
-    async def _version_row(self, s: AsyncSession, model: ModelRow, version: int) -> VersionRow:
+    async def _version_row(
+        self, s: AsyncSession, model: ModelRow, version: int, *, field: str = "version"
+    ) -> VersionRow:
         row = await s.scalar(
             select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
         )
         if row is None:
-            raise NotFound(f"model '{model.name}' has no version {version}", field="version")
+            raise NotFound(f"model '{model.name}' has no version {version}", field=field)
         return row
 
     @staticmethod
@@ -334,6 +338,26 @@ class RegistryStore:
         untrusted_types: list[str] | None = None,
     ) -> ModelVersion:
         """Register a frozen version and stage ``model.registered`` in the same transaction."""
+        for attempt in range(NEXT_NUMBER_ATTEMPTS):
+            try:
+                entity = await self._register_version(actor, name, meta, artifact, untrusted_types)
+                break
+            except Conflict as exc:
+                # Without an explicit number, losing the next number to a concurrent registration
+                # is not the caller's conflict: take the one after it.
+                if meta.version is not None or exc.field != "version" or attempt == NEXT_NUMBER_ATTEMPTS - 1:
+                    raise
+        self._on_commit()
+        return entity
+
+    async def _register_version(
+        self,
+        actor: Principal,
+        name: str,
+        meta: VersionMetadata,
+        artifact: StoredArtifact,
+        untrusted_types: list[str] | None,
+    ) -> ModelVersion:
         async with self.db.transaction() as s:
             model = await self._writable_model(s, actor, name)
             self._check_registration_rules(actor, model, meta)
@@ -346,7 +370,7 @@ class RegistryStore:
             ):
                 raise Conflict(f"model '{name}' already has version {number}", field="version")
             if meta.parent_version is not None:
-                await self._version_row(s, model, meta.parent_version)
+                await self._version_row(s, model, meta.parent_version, field="parent_version")
             dataset_version_id = None
             dataset_ref = None
             if meta.dataset_version is not None:
@@ -431,9 +455,7 @@ class RegistryStore:
                 flavor=meta.flavor,
                 event_id=event.id,
             )
-            entity = await self._version_entity(s, model, row)
-        self._on_commit()
-        return entity
+            return await self._version_entity(s, model, row)
 
     async def list_versions(
         self, actor: Principal, name: str, *, limit: int = 50, offset: int = 0

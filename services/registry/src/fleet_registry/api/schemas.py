@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from fleet_core.auth import Role
 from fleet_core.schemas import (
@@ -94,9 +95,22 @@ class VersionUpdate(Strict):
         if isinstance(data, dict):
             frozen = sorted(set(data) & FROZEN_VERSION_FIELDS)
             if frozen:
-                raise ValueError(
-                    f"{frozen[0]} is frozen: a registered version is immutable; only description, "
-                    "tags and aliases may change (register a new version instead)"
+                # A ValidationError (not a ValueError) keeps each error at its field's location,
+                # so the problem+json names `sha256`, not the body as a whole.
+                raise ValidationError.from_exception_data(
+                    cls.__name__,
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "frozen_field",
+                                "is frozen: a registered version is immutable; only description, tags "
+                                "and aliases may change (register a new version instead)",
+                            ),
+                            loc=(field,),
+                            input=data[field],
+                        )
+                        for field in frozen
+                    ],
                 )
         return data
 
