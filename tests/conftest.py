@@ -1,45 +1,124 @@
 """Real infrastructure for tests, started by the tests themselves: the Tansu broker, a throwaway
-PostgreSQL cluster, an S3 API server (moto). Nothing is mocked that can run here."""
+PostgreSQL cluster, an S3 API server (moto). Nothing is mocked that can run here, and everything
+listens on 127.0.0.1 only.
+
+Fixtures:
+
+- ``fleet_home`` (autouse): ``FLEET_HOME`` in a temp dir and no ambient ``FLEET_*`` settings, so a
+  test never reads or writes the user's ``~/.fleet`` or picks up their environment.
+- ``postgres_server`` (session): an admin ``postgresql+asyncpg://`` URL, from ``FLEET_TEST_POSTGRES_URL``
+  or a throwaway cluster started with ``initdb``/``pg_ctl``.
+- ``postgres_url``: a fresh, empty database on it, as a ``postgresql+asyncpg://`` URL.
+- ``db_url``: parametrised ``sqlite`` / ``postgres``, so store tests run on both backends.
+- ``kafka``: a fresh ``EmbeddedBroker`` with every catalogue topic and its ``.dlq``; tests may
+  ``stop()`` and ``start()`` it on the same port (memory only: call ``ensure_topics`` again).
+- ``kafka_session``: one broker shared by the session, for tests that never stop it.
+- ``s3_server``: an S3 API (moto) on loopback, emptied for each test.
+
+A test that requests any of these (or runs the ``postgres`` half of ``db_url``) is marked
+``integration`` automatically, so ``pytest -m "not integration"`` runs without infrastructure. A
+fixture that picks infrastructure at run time (``request.getfixturevalue``) marks its params.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
+import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from fleet_core.broker import ensure_topics
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
 
+T = TypeVar("T")
+
+INFRASTRUCTURE_FIXTURES = frozenset(
+    {"postgres_server", "postgres_url", "kafka", "kafka_session", "s3_server"}
+)
+PG_MISSING = "PostgreSQL not installed: apt-get install postgresql, or set FLEET_TEST_POSTGRES_URL"
+# Settings the tests themselves read; every other FLEET_* variable is removed for each test.
+KEEP_ENV = ("FLEET_TEST_", "FLEET_TANSU_BIN")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INFRASTRUCTURE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous fixture code, in its own thread and event
+    loop, so it never interferes with the loop pytest-asyncio gives the test."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _skip_or_fail(reason: str) -> NoReturn:
+    # CI installs every piece of infrastructure, so there a missing piece is a failure, not a skip.
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+# --------------------------------------------------------------------------- isolation
+
 
 @pytest.fixture(autouse=True)
-def _isolated_fleet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never touch the user's ~/.fleet."""
+def fleet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the user's ~/.fleet, nor inherit their FLEET_* settings."""
+    for name in list(os.environ):
+        if name.startswith("FLEET_") and not name.startswith(KEEP_ENV):
+            monkeypatch.delenv(name)
     home = tmp_path / "fleet-home"
     monkeypatch.setenv("FLEET_HOME", str(home))
-    monkeypatch.delenv("FLEET_TOKEN", raising=False)
-    monkeypatch.delenv("FLEET_REGISTRY_URL", raising=False)
     return home
 
 
 # --------------------------------------------------------------------------- Kafka (Tansu)
 
 
-@pytest.fixture
-def kafka() -> Iterator[EmbeddedBroker]:
-    """A fresh embedded broker with every catalogue topic and its .dlq. Tests may stop() and
-    start() it on the same port; it is memory-only, so call ``ensure_topics`` after a restart."""
-    broker = EmbeddedBroker()
+def _started_broker(log_file: Path) -> EmbeddedBroker:
+    broker = EmbeddedBroker(log_file=log_file)
     broker.start()
-    asyncio.run(ensure_topics(broker.bootstrap))
+    try:
+        run_async(ensure_topics(broker.bootstrap))
+    except BaseException:
+        broker.stop()
+        raise
+    return broker
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A fresh embedded broker with every catalogue topic and its .dlq. Tests may stop() and
+    start() it on the same port; it is memory-only, so call ``ensure_topics`` after a restart.
+    Its log is ``tmp_path / "tansu.log"``."""
+    broker = _started_broker(tmp_path / "tansu.log")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One broker for the whole session, with every catalogue topic: cheaper, but shared, so a
+    test using it must not stop it and must not assume a topic is empty (use fresh keys or
+    consumer groups)."""
+    broker = _started_broker(tmp_path_factory.mktemp("kafka") / "tansu.log")
     yield broker
     broker.stop()
 
@@ -47,112 +126,136 @@ def kafka() -> Iterator[EmbeddedBroker]:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+def _pg_bin_dir() -> Path | None:
+    def version(path: str) -> float:
+        try:
+            return float(Path(path).parents[1].name)
+        except ValueError:
+            return 0.0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
 
 
-class _ThrowawayPostgres:
-    """initdb + pg_ctl in a temp dir on a loopback port; as root, runs as the `postgres` user."""
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temp dir: initdb + pg_ctl, listening on 127.0.0.1 at a free port,
+    its unix socket in the temp dir, so it never meets a cluster the OS package started. initdb
+    refuses to run as root, so as root every command runs as the ``postgres`` user."""
 
     def __init__(self, bin_dir: Path) -> None:
         self.bin = bin_dir
-        self.dir = Path(tempfile.mkdtemp(prefix="fleet-pg-"))
-        self.data = self.dir / "data"
-        self.port = free_port()
         self.as_user: list[str] = []
-        if os.geteuid() == 0:
+        as_root = os.geteuid() == 0
+        # As root the directory must be reachable by `postgres`: TMPDIR may be private to root.
+        self.dir = Path(tempfile.mkdtemp(prefix="fleet-pg-", dir="/tmp" if as_root else None))
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self.port = 0
+        if as_root:
             self.as_user = ["runuser", "-u", "postgres", "--"]
             os.chmod(self.dir, 0o755)
             shutil.chown(self.dir, "postgres", "postgres")
 
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        # cwd: the postgres user may not be able to enter the caller's directory (/root/...).
+        return subprocess.run(
+            [*self.as_user, *args], check=check, capture_output=True, timeout=120, cwd=self.dir
+        )
 
     def start(self) -> str:
+        """Create and start the cluster; returns its admin URL (``postgresql+asyncpg://``)."""
         self._run(
             str(self.bin / "initdb"),
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
+            *("-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"),
+            "--no-locale",
             "--no-sync",
-            "-E",
-            "UTF8",
         )
-        self._run(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off -c full_page_writes=off",
-            "start",
-        )
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        for _ in range(3):  # the free port may be taken between choosing and binding it
+            self.port = free_port()
+            options = (
+                f"-p {self.port} -h 127.0.0.1 -k {self.dir} "
+                "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+            )
+            started = self._run(
+                str(self.bin / "pg_ctl"),
+                *("-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options),
+                "start",
+                check=False,
+            )
+            if started.returncode == 0:
+                return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+        log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        raise RuntimeError(f"pg_ctl start failed: {started.stderr.decode(errors='replace')}\n{log}")
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self._run(
+                    str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop", check=False
+                )
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A PostgreSQL server URL (``postgresql://``, admin rights): FLEET_TEST_POSTGRES_URL or a
-    throwaway cluster started here."""
+    """A SQLAlchemy URL (``postgresql+asyncpg://``) of a PostgreSQL server, with the right to create
+    databases: FLEET_TEST_POSTGRES_URL (``postgresql://`` is accepted too), or a throwaway cluster
+    started for this session and removed at its end."""
     external = os.environ.get("FLEET_TEST_POSTGRES_URL")
     if external:
-        yield external.replace("+asyncpg", "")
+        yield make_url(external).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
         return
-    bin_dir = _pg_bin()
+    bin_dir = _pg_bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL not installed: apt-get install postgresql, or set FLEET_TEST_POSTGRES_URL")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL (initdb refuses root)")
-    server = _ThrowawayPostgres(bin_dir)
+        _skip_or_fail(PG_MISSING)
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            _skip_or_fail("running as root without a 'postgres' user: initdb refuses root. " + PG_MISSING)
+        if shutil.which("runuser") is None:
+            _skip_or_fail("running as root without `runuser`: initdb refuses root. " + PG_MISSING)
+    server = ThrowawayPostgres(bin_dir)
     try:
         url = server.start()
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, RuntimeError) as exc:
         server.stop()
-        pytest.fail(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}")
-    yield url
-    server.stop()
+        detail = getattr(exc, "stderr", None) or b""
+        pytest.fail(f"could not start PostgreSQL: {exc} {detail.decode(errors='replace')}", pytrace=False)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+async def _admin(server_url: str, sql: str) -> None:
+    # Through SQLAlchemy, so the URL's query options mean what they mean to the code under test.
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database as a SQLAlchemy ``postgresql+asyncpg://`` URL."""
-    import asyncpg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(postgres_server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = postgres_server.rsplit("/", 1)[0]
-    yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """A fresh, empty database for this test, as a SQLAlchemy ``postgresql+asyncpg://`` URL;
+    dropped afterwards (even with connections still open)."""
+    name = f"fleet_test_{uuid.uuid4().hex[:12]}"
+    run_async(_admin(postgres_server, f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_server).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    run_async(_admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Run the test once on SQLite and once on PostgreSQL."""
+    """Runs the test once on a fresh SQLite file and once on a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     return str(request.getfixturevalue("postgres_url"))
@@ -161,22 +264,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # --------------------------------------------------------------------------- S3 (moto server)
 
 
-@pytest.fixture
-def s3_server() -> Iterator[dict[str, str]]:
-    """A real S3 API server on loopback; any credentials are accepted."""
+@pytest.fixture(scope="session")
+def _moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Port 0: the OS picks a free port at bind time, so there is no race for it.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    deadline = time.monotonic() + 10
-    import httpx
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield {"endpoint": f"http://127.0.0.1:{port}", "access_key": "test-key", "secret_key": "test-secret"}
-    server.stop()
+
+@pytest.fixture
+def s3_server(_moto_endpoint: str) -> dict[str, str]:
+    """A real S3 API server on loopback, with no buckets: ``endpoint`` (URL), ``access_key``,
+    ``secret_key`` (any are accepted) and ``region``."""
+    # One server per session (its first request is slow); its state is emptied for each test.
+    httpx.post(f"{_moto_endpoint}/moto-api/reset", timeout=30).raise_for_status()
+    return {
+        "endpoint": _moto_endpoint,
+        "access_key": "test-access-key",
+        "secret_key": "test-secret-key",
+        "region": "us-east-1",
+    }

@@ -1,109 +1,182 @@
-"""The transactional outbox publishes every staged event exactly once, broker outages included."""
+"""The transactional outbox publishes every staged event exactly once, broker outages included,
+and the inbox lets a consumer apply an event once. Real Tansu broker; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from sqlalchemy import MetaData
+from prometheus_client import CollectorRegistry
+from sqlalchemy import MetaData, select
 
 from fleet_core.broker import ensure_topics
 from fleet_core.db import Database
-from fleet_core.events import RetrainRequested, Topic, make_event, parse_event
-from fleet_core.outbox import OutboxRelay, claim, enqueue, messaging_tables
+from fleet_core.events import CloudEvent, RetrainRequested, Topic, make_event, parse_event
+from fleet_core.outbox import MessagingTables, OutboxMetrics, OutboxRelay, claim, enqueue, messaging_tables
 from fleet_sdk.embedded_broker import EmbeddedBroker
 from support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
+TOPIC = Topic.RETRAIN_REQUESTED
 
-async def _database(url: str) -> tuple[Database, MetaData]:
+
+@dataclass
+class Messaging:
+    db: Database
+    tables: MessagingTables
+
+    async def stage(self, *events: CloudEvent[Any]) -> None:
+        """What a service does: its state change and the events, in one transaction."""
+        async with self.db.transaction() as s:
+            for event in events:
+                await enqueue(s, self.tables.outbox, TOPIC, event)
+
+
+@pytest.fixture
+async def messaging(db_url: str) -> AsyncIterator[Messaging]:
+    """A tiny service schema: just the outbox and inbox tables, on SQLite or PostgreSQL."""
     metadata = MetaData()
     tables = messaging_tables(metadata)
-    db = Database(url)
+    db = Database(db_url)
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-    return db, tables  # type: ignore[return-value]
+    yield Messaging(db, tables)
+    await db.dispose()
 
 
-def _event(model: str):  # type: ignore[no-untyped-def]
+def retrain(model: str) -> CloudEvent[Any]:
     return make_event(
-        Topic.RETRAIN_REQUESTED,
-        RetrainRequested(model=model, reason="manual", requested_by="test"),
-        source="/test",
+        TOPIC, RetrainRequested(model=model, reason="manual", requested_by="test"), source="/test"
     )
 
 
-async def _wait_until(predicate, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = 30.0
+) -> None:
+    """Poll ``condition`` (sync or async) until it holds; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
+    while True:
+        result = condition()
+        if await result if inspect.isawaitable(result) else result:
             return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        await asyncio.sleep(0.05)
 
 
-async def test_outbox_publishes_each_event_exactly_once_in_order(kafka: EmbeddedBroker, db_url: str) -> None:
-    db, tables = await _database(db_url)
-    relay = OutboxRelay(db.sessions, tables.outbox, kafka.bootstrap, poll_interval_s=0.1)
-    events = [_event(f"m{i}") for i in range(5)]
-    async with db.transaction() as s:
-        for e in events:
-            await enqueue(s, tables.outbox, Topic.RETRAIN_REQUESTED, e)
+async def test_outbox_publishes_each_event_exactly_once(kafka: EmbeddedBroker, messaging: Messaging) -> None:
+    events = [retrain(f"m{i}") for i in range(5)]
+    await messaging.stage(*events)
+    relay = OutboxRelay(messaging.db.sessions, messaging.tables.outbox, kafka.bootstrap, poll_interval_s=0.1)
     relay.start()
     try:
-        await _wait_until(lambda: _pending_is(relay, 0))
-        records = await read_topic(kafka.bootstrap, Topic.RETRAIN_REQUESTED.value, expect=5)
+        await eventually(lambda: _pending_is(relay, 0), "the relay marks every event sent")
+        records = await read_topic(kafka.bootstrap, TOPIC.value, expect=5)
     finally:
         await relay.stop()
-        await db.dispose()
-    ids = [parse_event(Topic.RETRAIN_REQUESTED, r.value).id for r in records]
-    assert sorted(ids) == sorted(e.id for e in events)  # each once, none twice
-    assert {r.key for r in records} == {f"m{i}".encode() for i in range(5)}
+
+    ids = [parse_event(TOPIC, r.value).id for r in records]
+    assert sorted(ids) == sorted(e.id for e in events)  # each one, none twice
+    assert {r.key for r in records} == {f"m{i}".encode() for i in range(5)}  # keyed by model
     assert all(dict(r.headers)["content-type"].startswith(b"application/cloudevents+json") for r in records)
+
+
+async def test_outbox_publishes_one_models_events_in_the_order_they_were_staged(
+    kafka: EmbeddedBroker, messaging: Messaging
+) -> None:
+    events = [retrain("churn") for _ in range(4)]
+    for event in events:  # separate transactions, as separate requests would be
+        await messaging.stage(event)
+    relay = OutboxRelay(messaging.db.sessions, messaging.tables.outbox, kafka.bootstrap, poll_interval_s=0.1)
+    relay.start()
+    try:
+        await eventually(lambda: _pending_is(relay, 0), "the relay marks every event sent")
+        records = await read_topic(kafka.bootstrap, TOPIC.value, expect=4)
+    finally:
+        await relay.stop()
+    assert [parse_event(TOPIC, r.value).id for r in records] == [e.id for e in events]
+
+
+async def test_outbox_publishes_after_broker_returns(kafka: EmbeddedBroker, messaging: Messaging) -> None:
+    registry = CollectorRegistry()
+    relay = OutboxRelay(
+        messaging.db.sessions,
+        messaging.tables.outbox,
+        kafka.bootstrap,
+        poll_interval_s=0.1,
+        publish_timeout_s=2,
+        max_backoff_s=0.5,
+        metrics=OutboxMetrics(registry),
+    )
+
+    def failures() -> float:
+        return registry.get_sample_value("fleet_outbox_publish_failures_total") or 0.0
+
+    relay.start()
+    try:
+        before = retrain("churn")
+        await messaging.stage(before)
+        relay.notify()
+        await eventually(lambda: _pending_is(relay, 0), "the first event is published")
+        assert relay.connected
+
+        kafka.stop(timeout_s=0.5)  # killed if it lingers: Tansu's graceful stop waits ~5 s for clients
+        during = retrain("churn")
+        await messaging.stage(during)  # the service's write succeeds without a broker
+        relay.notify()
+        await eventually(lambda: failures() >= 2, "the relay tries, fails, and tries again")
+        assert await relay.pending() == 1
+        row = await _outbox_row(messaging, during.id)
+        assert row["sent_at"] is None
+
+        kafka.start()  # same port, empty: memory only
+        await ensure_topics(kafka.bootstrap)
+        await eventually(lambda: _pending_is(relay, 0), "the staged event is published", timeout_s=45)
+        records = await read_topic(kafka.bootstrap, TOPIC.value, expect=1)
+    finally:
+        await relay.stop()
+
+    # The restarted broker lost `before` (memory only); `during` arrived exactly once.
+    assert [parse_event(TOPIC, r.value).id for r in records] == [during.id]
+    row = await _outbox_row(messaging, during.id)
+    assert row["sent_at"] is not None and row["last_error"] is None
+
+
+async def test_inbox_claims_an_event_once_per_consumer(messaging: Messaging) -> None:
+    inbox = messaging.tables.inbox
+    results = []
+    for _ in range(2):
+        async with messaging.db.transaction() as s:
+            results.append(await claim(s, inbox, event_id="e-1", consumer="deployer", topic=TOPIC.value))
+    async with messaging.db.transaction() as s:
+        other = await claim(s, inbox, event_id="e-1", consumer="monitor", topic=TOPIC.value)
+
+    assert results == [True, False]
+    assert other is True  # each consumer group keeps its own record
+
+
+async def test_inbox_claim_is_undone_when_the_consumers_transaction_fails(messaging: Messaging) -> None:
+    inbox = messaging.tables.inbox
+    with pytest.raises(RuntimeError):
+        async with messaging.db.transaction() as s:
+            assert await claim(s, inbox, event_id="e-2", consumer="deployer", topic=TOPIC.value)
+            raise RuntimeError("the handler failed after claiming")
+    async with messaging.db.transaction() as s:  # so the redelivered event is applied
+        assert await claim(s, inbox, event_id="e-2", consumer="deployer", topic=TOPIC.value)
 
 
 async def _pending_is(relay: OutboxRelay, n: int) -> bool:
     return await relay.pending() == n
 
 
-async def test_outbox_keeps_events_while_broker_is_down_and_publishes_after_it_returns(
-    kafka: EmbeddedBroker, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    db, tables = await _database(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
-    relay = OutboxRelay(
-        db.sessions, tables.outbox, kafka.bootstrap, poll_interval_s=0.1, publish_timeout_s=2, max_backoff_s=1
-    )
-    kafka.stop()
-    relay.start()
-    try:
-        event = _event("churn")
-        async with db.transaction() as s:
-            await enqueue(s, tables.outbox, Topic.RETRAIN_REQUESTED, event)
-        relay.notify()
-        await asyncio.sleep(3)  # the relay tries and fails while the broker is away
-        assert await relay.pending() == 1
-        kafka.start()
-        await ensure_topics(kafka.bootstrap)
-        await _wait_until(lambda: _pending_is(relay, 0), timeout_s=45)
-        records = await read_topic(kafka.bootstrap, Topic.RETRAIN_REQUESTED.value, expect=1)
-    finally:
-        await relay.stop()
-        await db.dispose()
-    assert [parse_event(Topic.RETRAIN_REQUESTED, r.value).id for r in records] == [event.id]
-
-
-async def test_inbox_claims_an_event_once(db_url: str) -> None:
-    db, tables = await _database(db_url)
-    try:
-        results = []
-        for _ in range(2):
-            async with db.transaction() as s:
-                results.append(await claim(s, tables.inbox, event_id="e-1", consumer="c", topic="t"))
-        async with db.transaction() as s:
-            other = await claim(s, tables.inbox, event_id="e-1", consumer="another", topic="t")
-    finally:
-        await db.dispose()
-    assert results == [True, False]
-    assert other is True  # each consumer group keeps its own record
+async def _outbox_row(messaging: Messaging, event_id: str) -> dict[str, Any]:
+    outbox = messaging.tables.outbox
+    async with messaging.db.sessions() as s:
+        row = (await s.execute(select(outbox).where(outbox.c.event_id == event_id))).one()
+    return dict(row._mapping)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from fleet_core import event_docs
 from fleet_core.events import (
     PAYLOADS,
+    CloudEvent,
     EventDecodeError,
     RetrainRequested,
     Topic,
@@ -20,45 +25,102 @@ from fleet_core.log import bind_request_id, clear_request_id
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
+def retrain_event() -> CloudEvent[Any]:
+    return make_event(
+        Topic.RETRAIN_REQUESTED,
+        RetrainRequested(model="churn", reason="drift", trigger_event_id="d-1", requested_by="monitor"),
+        source="/monitor",
+    )
+
+
 def test_every_topic_has_a_payload_and_a_dead_letter_twin() -> None:
     assert set(PAYLOADS) == set(Topic)
-    assert Topic.MODEL_REGISTERED.dlq == "model.registered.dlq"
+    assert all(issubclass(p, BaseModel) for p in PAYLOADS.values())
+    assert len(set(PAYLOADS.values())) == len(Topic)  # no payload type serves two topics
+    for topic in Topic:
+        assert topic.dlq == f"{topic.value}.dlq"
+        assert topic.event_type == f"io.modelfleet.{topic.value}.v1"
 
 
-def test_an_event_roundtrips_and_carries_the_request_id() -> None:
+def test_an_event_roundtrips_through_its_bytes() -> None:
+    event = retrain_event()
+    parsed = parse_event(Topic.RETRAIN_REQUESTED, event.to_bytes())
+
+    assert parsed == event
+    assert isinstance(parsed.data, RetrainRequested)
+    assert parsed.specversion == "1.0"
+    assert parsed.type == "io.modelfleet.retrain.requested.v1"
+    assert parsed.subject == "churn"  # the Kafka key: one model's events stay ordered
+    assert parsed.dataschema and parsed.dataschema.endswith("/retrain.requested/v1")
+    assert parsed.time.tzinfo is not None
+
+
+def test_an_event_is_structured_mode_cloudevents_json() -> None:
+    body = json.loads(retrain_event().to_bytes())
+    assert {"specversion", "id", "type", "source", "time", "subject", "datacontenttype", "data"} <= set(body)
+    assert body["datacontenttype"] == "application/json"
+    assert body["data"]["model"] == "churn"
+    assert "requestid" not in body  # absent, not null, outside a request
+
+
+def test_an_event_made_during_a_request_carries_its_request_id() -> None:
     bind_request_id("req-1")
     try:
-        event = make_event(
-            Topic.RETRAIN_REQUESTED,
-            RetrainRequested(model="m", reason="manual", requested_by="a"),
-            source="/test",
-        )
+        event = retrain_event()
     finally:
         clear_request_id()
-    parsed = parse_event(Topic.RETRAIN_REQUESTED, event.to_bytes())
-    assert parsed.id == event.id and parsed.subject == "m" and parsed.requestid == "req-1"
-    assert parsed.type == "io.modelfleet.retrain.requested.v1"
-    assert parsed.data == event.data
+    assert parse_event(Topic.RETRAIN_REQUESTED, event.to_bytes()).requestid == "req-1"
 
 
-def test_decoding_refuses_wrong_type_bad_payload_and_garbage() -> None:
-    event = make_event(
-        Topic.RETRAIN_REQUESTED, RetrainRequested(model="m", reason="manual", requested_by="a"), source="/t"
-    )
-    misplaced = event.model_dump(mode="json")
-    misplaced["type"] = Topic.DRIFT_DETECTED.event_type
-    with pytest.raises(EventDecodeError, match="does not belong"):
-        parse_event(Topic.RETRAIN_REQUESTED, misplaced)
-    bad = event.model_dump(mode="json")
-    bad["data"]["reason"] = "because"
+def test_each_event_gets_its_own_id() -> None:
+    assert retrain_event().id != retrain_event().id
+
+
+def test_other_systems_may_add_extension_attributes() -> None:
+    body = json.loads(retrain_event().to_bytes())
+    body["traceparent"] = "00-abc-def-01"
+    assert parse_event(Topic.RETRAIN_REQUESTED, body).data.model == "churn"
+
+
+def _with(change: Callable[[dict[str, Any]], object]) -> bytes:
+    body = json.loads(retrain_event().to_bytes())
+    change(body)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        pytest.param(_with(lambda b: b.update(type="io.modelfleet.drift.detected.v1")), "belong", id="type"),
+        pytest.param(_with(lambda b: b["data"].update(reason="because")), "data.reason", id="bad-payload"),
+        pytest.param(_with(lambda b: b["data"].pop("model")), "data.model", id="missing-field"),
+        pytest.param(_with(lambda b: b["data"].update(colour="red")), "data.colour", id="unknown-field"),
+        pytest.param(_with(lambda b: b.pop("id")), "id", id="no-id"),
+        pytest.param(_with(lambda b: b.update(specversion="0.3")), "specversion", id="other-specversion"),
+        pytest.param(b"{not json", "json", id="not-json"),
+        pytest.param(b"", "json", id="empty"),
+    ],
+)
+def test_decoding_refuses_what_is_not_an_event_of_the_topic(raw: bytes, says: str) -> None:
+    with pytest.raises(EventDecodeError, match=f"(?i){says}"):
+        parse_event(Topic.RETRAIN_REQUESTED, raw)
+
+
+def test_decoding_a_dict_applies_the_same_rules() -> None:
+    body = retrain_event().model_dump(mode="json")
+    assert parse_event(Topic.RETRAIN_REQUESTED, body).data.model == "churn"
+    body["type"] = Topic.MODEL_REGISTERED.event_type
     with pytest.raises(EventDecodeError):
-        parse_event(Topic.RETRAIN_REQUESTED, bad)
-    with pytest.raises(EventDecodeError):
-        parse_event(Topic.RETRAIN_REQUESTED, b"{not json")
+        parse_event(Topic.RETRAIN_REQUESTED, body)
+
+
+def test_an_event_decode_error_is_a_value_error() -> None:
+    # Consumers treat it as a poison message: never retried, straight to the DLQ.
+    assert issubclass(EventDecodeError, ValueError)
 
 
 def test_make_event_refuses_a_payload_of_another_topic() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="ModelRegistered"):
         make_event(
             Topic.MODEL_REGISTERED,
             RetrainRequested(model="m", reason="manual", requested_by="a"),
