@@ -14,6 +14,8 @@ Fixtures:
   ``stop()`` and ``start()`` it on the same port (memory only: call ``ensure_topics`` again).
 - ``kafka_session``: one broker shared by the session, for tests that never stop it.
 - ``s3_server``: an S3 API (moto) on loopback, emptied for each test.
+- ``ray_cluster`` (session): a local Ray head (``ray start --head``) on free ports; its address
+  (``127.0.0.1:PORT``). Shared by the session: tests use unique model and application names.
 
 A test that requests any of these (or runs the ``postgres`` half of ``db_url``) is marked
 ``integration`` automatically, so ``pytest -m "not integration"`` runs without infrastructure. A
@@ -44,11 +46,12 @@ from sqlalchemy.pool import NullPool
 
 from fleet_core.broker import ensure_topics
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
+from fleet_sdk.embedded_ray import EmbeddedRay
 
 T = TypeVar("T")
 
 INFRASTRUCTURE_FIXTURES = frozenset(
-    {"postgres_server", "postgres_url", "kafka", "kafka_session", "s3_server"}
+    {"postgres_server", "postgres_url", "kafka", "kafka_session", "s3_server", "ray_cluster"}
 )
 PG_MISSING = "PostgreSQL not installed: apt-get install postgresql, or set FLEET_TEST_POSTGRES_URL"
 # Settings the tests themselves read; every other FLEET_* variable is removed for each test.
@@ -124,6 +127,16 @@ def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    head = EmbeddedRay(log_path=tmp_path_factory.mktemp("ray") / "ray-head.log")
+    head.start()
+    os.environ["FLEET_TEST_RAY_ADDRESS"] = head.address
+    yield head.address
+    os.environ.pop("FLEET_TEST_RAY_ADDRESS", None)
+    head.stop()
 
 
 def _pg_bin_dir() -> Path | None:
