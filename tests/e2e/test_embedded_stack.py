@@ -1,4 +1,5 @@
-"""The embedded stack as a user runs it: `fleet up --detach`, the CLI in another process, `fleet down`."""
+"""The embedded stack as a user runs it: `fleet up --detach`, `make demo`'s story, the CLI in another
+process, `fleet down`. One stack for the whole story: starting Ray and five processes is the slow part."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def fleet(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLEET_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
-    env.pop("FLEET_TOKEN", None)
-    env.pop("FLEET_REGISTRY_URL", None)
+    for key in ("FLEET_TOKEN", "FLEET_REGISTRY_URL", "FLEET_GATEWAY_URL", "FLEET_DEPLOYER_URL"):
+        env.pop(key, None)
     return subprocess.run(
         [sys.executable, "-m", "fleet_sdk.cli", *args],
         env=env,
@@ -27,6 +28,9 @@ def fleet(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedP
     )
 
 
+FREE_PORTS = ("--broker-port", "0", "--registry-port", "0", "--deployer-port", "0", "--gateway-port", "0")
+
+
 @pytest.fixture
 def stack_home(tmp_path: Path):
     home = tmp_path / "fleet"
@@ -34,41 +38,26 @@ def stack_home(tmp_path: Path):
     fleet(home, "down", timeout=60)
 
 
-def test_up_detach_serves_the_cli_from_another_process_and_down_stops_it(stack_home: Path) -> None:
-    started = fleet(stack_home, "up", "--detach", "--broker-port", "0", "--registry-port", "0")
+def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
+    started = fleet(stack_home, "up", "--detach", *FREE_PORTS)
     assert started.returncode == 0, started.stderr + started.stdout
     config = (stack_home / "config").read_text()
-    assert "token = " in config and "registry_url" in config
+    assert "token = " in config and "registry_url" in config and "gateway_url" in config
 
     status = fleet(stack_home, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     components = {c["name"]: c for c in json.loads(status.stdout)}
-    assert set(components) == {"broker", "registry"}
-    assert all(c["state"] == "healthy" for c in components.values())
-
-    created = fleet(stack_home, "models", "create", "churn", "--team", "growth")
-    assert created.returncode == 0, created.stderr
-    listed = fleet(stack_home, "models", "list", "--json")
-    assert [m["name"] for m in json.loads(listed.stdout)] == ["churn"]
+    assert set(components) == {"broker", "ray", "registry", "deployer", "gateway"}
+    assert all(c["state"] == "healthy" for c in components.values()), components
 
     # A second `up` on the same home refuses instead of starting a second stack.
-    again = fleet(stack_home, "up", "--detach", "--broker-port", "0", "--registry-port", "0")
+    again = fleet(stack_home, "up", "--detach", *FREE_PORTS)
     assert again.returncode == 1 and "already running" in again.stderr
 
-    registry_url = components["registry"]["url"]
-    down = fleet(stack_home, "down")
-    assert down.returncode == 0 and "registry" in down.stdout and "broker" in down.stdout
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{registry_url}/healthz", timeout=2)
-    assert fleet(stack_home, "status").returncode == 1
-
-
-def test_demo_registers_three_models_with_metrics_and_lineage(stack_home: Path) -> None:
-    started = fleet(stack_home, "up", "--detach", "--broker-port", "0", "--registry-port", "0")
-    assert started.returncode == 0, started.stderr
-    demo = fleet(stack_home, "demo", "--no-keep-running", timeout=300)
+    # The demo registers three models with policy `direct`, which puts them live, then sends traffic.
+    demo = fleet(stack_home, "demo", "--no-keep-running", timeout=600)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "Models (3)" in demo.stdout
+    assert "Models (3)" in demo.stdout and "Per-model latency" in demo.stdout
 
     models = json.loads(fleet(stack_home, "models", "list", "--json").stdout)
     assert sorted(m["name"] for m in models) == ["breast-cancer", "diabetes-progression", "iris-species"]
@@ -82,3 +71,33 @@ def test_demo_registers_three_models_with_metrics_and_lineage(stack_home: Path) 
         assert expected <= set(version["metrics"])
         lineage = json.loads(fleet(stack_home, "versions", "lineage", m["name"], "1", "--json").stdout)
         assert lineage["dataset_version"]["content_hash"] == version["dataset_version"]["content_hash"]
+
+    # Another shell: the CLI predicts through the gateway and lists what is deployed.
+    row = {
+        "sepal_length_cm": 5.1,
+        "sepal_width_cm": 3.5,
+        "petal_length_cm": 1.4,
+        "petal_width_cm": 0.2,
+    }
+    predicted = fleet(stack_home, "predict", "iris-species", "--json", json.dumps(row))
+    assert predicted.returncode == 0, predicted.stderr
+    answer = json.loads(predicted.stdout)
+    assert answer["version"] == 1 and answer["predictions"] == [0]
+    bad = fleet(
+        stack_home, "predict", "iris-species", "--json", json.dumps({**row, "petal_width_cm": "wide"})
+    )
+    assert bad.returncode == 1 and "petal_width_cm" in bad.stderr
+
+    deployments = json.loads(fleet(stack_home, "deployments", "list", "--json").stdout)
+    assert {(d["model"], d["version"]) for d in deployments} == {(m["name"], 1) for m in models}
+    assert all(d["state"] == "ready" for d in deployments)
+
+    registry_url = components["registry"]["url"]
+    gateway_url = components["gateway"]["url"]
+    down = fleet(stack_home, "down")
+    assert down.returncode == 0
+    assert {"registry", "deployer", "gateway", "ray", "broker"} <= set(down.stdout.replace(",", " ").split())
+    for url in (registry_url, gateway_url):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=2)
+    assert fleet(stack_home, "status").returncode == 1

@@ -28,10 +28,18 @@ models_app = typer.Typer(help="Models: list, show, create, archive.", no_args_is
 versions_app = typer.Typer(help="Model versions: list, show, aliases, lineage.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Datasets and their versions.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Bearer tokens (admins).", no_args_is_help=True)
+deployments_app = typer.Typer(
+    help="What is deployed: replicas, quota, traffic, idle state.", no_args_is_help=True
+)
+routes_app = typer.Typer(
+    help="Route tables: which version gets which share of traffic.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 app.add_typer(versions_app, name="versions")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(deployments_app, name="deployments")
+app.add_typer(routes_app, name="routes")
 
 console = Console()
 err = Console(stderr=True)
@@ -76,13 +84,15 @@ def up(
     ] = False,
     broker_port: Annotated[int, typer.Option(help="Broker port (0 = any free port)")] = DEFAULT_BROKER_PORT,
     registry_port: Annotated[int, typer.Option(help="Registry port (0 = any free port)")] = 8001,
+    deployer_port: Annotated[int, typer.Option(help="Deployer port (0 = any free port)")] = 8002,
+    gateway_port: Annotated[int, typer.Option(help="Gateway port (0 = any free port)")] = 8000,
 ) -> None:
-    """Start the embedded stack: broker and every service, as processes on this box."""
+    """Start the embedded stack: broker, Ray and every service, as processes on this box."""
     stack = Stack()
     try:
         state = stack.start(
             broker_port=broker_port,
-            ports={"registry": registry_port},
+            ports={"registry": registry_port, "deployer": deployer_port, "gateway": gateway_port},
             detach=detach,
             log=lambda m: err.print(f"[dim]{m}[/]"),
         )
@@ -123,6 +133,17 @@ def _wait_then_stop(stack: Stack, pids: list[int]) -> None:
     err.print("stopping…")
     stopped = stack.stop()
     err.print(f"stopped: {', '.join(stopped) or 'nothing'}")
+
+
+@app.command()
+def restart(service: Annotated[str, typer.Argument(help="registry, deployer or gateway")]) -> None:
+    """Restart one service of a running stack on the same port; it resumes from its database."""
+    try:
+        comp = Stack().restart_service(service)
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{comp.name} restarted (pid {comp.pid}) at {comp.url}")
 
 
 @app.command()
@@ -492,6 +513,199 @@ def tokens_issue(
 
 
 # ---------------------------------------------------------------------- demo
+
+
+# ---------------------------------------------------------------------- serving
+
+
+def _parse_quota(values: list[str]) -> dict[str, Any] | None:
+    """``--quota num_cpus=0.5 --quota max_replicas=3`` → a ResourceQuota dict (validated by the server)."""
+    if not values:
+        return None
+    quota: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--quota")
+        try:
+            quota[key.strip()] = json.loads(raw)
+        except ValueError:
+            quota[key.strip()] = raw
+    return quota
+
+
+def _name_version(ref: str) -> tuple[str, int | None]:
+    name, _, version = ref.partition(":")
+    if version and not version.isdigit():
+        raise typer.BadParameter(f"version must be a number, got {version!r}", param_hint="NAME[:VERSION]")
+    return name, int(version) if version else None
+
+
+@app.command()
+def deploy(
+    ref: Annotated[str, typer.Argument(metavar="NAME[:VERSION]", help="Model, optionally a version")],
+    quota: Annotated[
+        list[str],
+        typer.Option(
+            "--quota",
+            help="Dedicated deployment with these resources, repeatable KEY=VALUE: num_cpus, memory_mb, "
+            "min_replicas, max_replicas, target_ongoing_requests, capacity_class",
+        ),
+    ] = [],  # noqa: B006 - typer needs a literal default
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a version (default: the latest) and route all traffic to it."""
+    name, version = _name_version(ref)
+    result = _client().deploy(name, version, quota=_parse_quota(quota))
+    if as_json:
+        _dump(result)
+        return
+    console.print(f"[green]deployed[/] {name} → routes now {_arms(result.get('routes') or result)}")
+
+
+@app.command()
+def rollback(name: str, as_json: JsonOpt = False) -> None:
+    """Send all traffic back to the previous stable version (effective on the next request)."""
+    result = _client().rollback(name)
+    if as_json:
+        _dump(result)
+        return
+    console.print(f"[yellow]rolled back[/] {name} → routes now {_arms(result.get('routes') or result)}")
+
+
+def _arms(routes: dict[str, Any]) -> str:
+    table = routes.get("table", routes)
+    arms = table.get("arms") or []
+    return (
+        ", ".join(
+            f"v{a['version']} {a.get('weight', 0):g}%"
+            + (" (shadow)" if a.get("mode") == "shadow" else "")
+            + (" sticky" if a.get("sticky") else "")
+            for a in arms
+        )
+        or "(no traffic)"
+    )
+
+
+def _placement(d: dict[str, Any]) -> str:
+    placement = d.get("placement") or {}
+    return f"{placement.get('kind', '-')}:{placement.get('app', '-')}"
+
+
+@deployments_app.command("list")
+def deployments_list(as_json: JsonOpt = False) -> None:
+    """Every deployed version: placement, state, replicas, traffic, last request and idle state."""
+    items = _client().deployments()
+    if as_json:
+        _dump(items)
+        return
+    _table(
+        f"Deployments ({len(items)})",
+        ["model", "version", "placement", "state", "replicas", "traffic %", "last request", "idle"],
+        [
+            [
+                d.get("model"),
+                d.get("version"),
+                _placement(d),
+                d.get("state"),
+                d.get("replicas"),
+                d.get("weight"),
+                _when(d.get("last_request_at")),
+                "idle" if d.get("idle") else "active",
+            ]
+            for d in items
+        ],
+    )
+
+
+@deployments_app.command("show")
+def deployments_show(name: str, as_json: JsonOpt = False) -> None:
+    """One model's deployments with their quota as Ray applies it (actor resources, autoscaling)."""
+    result = _client().deployment(name)
+    if as_json:
+        _dump(result)
+        return
+    console.print(f"[bold]{name}[/]  routes: {_arms(result.get('routes') or {})}")
+    for d in result.get("deployments") or result.get("items") or []:
+        quota = d.get("quota")
+        _table(
+            f"{name} v{d.get('version')} — {_placement(d)} — {d.get('state')}",
+            ["property", "value"],
+            [
+                ["replicas", d.get("replicas")],
+                ["traffic %", d.get("weight")],
+                ["last request", _when(d.get("last_request_at"))],
+                ["idle", "yes" if d.get("idle") else "no"],
+                ["quota", json.dumps(quota) if quota else "shared pool"],
+                ["ray", json.dumps(d.get("ray"), default=str) if d.get("ray") else "-"],
+                ["error", d.get("error")],
+            ],
+        )
+
+
+@routes_app.command("show")
+def routes_show(name: str, as_json: JsonOpt = False) -> None:
+    """A model's route table."""
+    result = _client().routes(name)
+    if as_json:
+        _dump(result)
+        return
+    table = result.get("table", result)
+    _table(
+        f"{name} routes (revision {table.get('revision')})",
+        ["version", "weight %", "mode", "sticky"],
+        [[a["version"], a.get("weight"), a.get("mode"), a.get("sticky")] for a in table.get("arms", [])],
+    )
+
+
+@routes_app.command("set")
+def routes_set(
+    name: str,
+    arms: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="VERSION=WEIGHT...",
+            help="e.g. 1=90 2=10 3=shadow; add :sticky to assign by routing key (1=50:sticky)",
+        ),
+    ],
+) -> None:
+    """Set an explicit split: weighted, sticky and shadow arms."""
+    parsed = []
+    for item in arms:
+        version, sep, rest = item.partition("=")
+        if not sep or not version.isdigit():
+            raise typer.BadParameter(f"expected VERSION=WEIGHT, got {item!r}", param_hint="ARMS")
+        weight, _, flag = rest.partition(":")
+        if weight == "shadow":
+            parsed.append({"version": int(version), "weight": 0, "mode": "shadow"})
+            continue
+        try:
+            parsed.append({"version": int(version), "weight": float(weight), "sticky": flag == "sticky"})
+        except ValueError as exc:
+            raise typer.BadParameter(f"weight must be a number, got {weight!r}", param_hint="ARMS") from exc
+    result = _client().set_routes(name, parsed)
+    console.print(f"[green]routes set[/] {name} → {_arms(result)}")
+
+
+@app.command()
+def predict(
+    name: Annotated[str, typer.Argument(metavar="NAME[:VERSION]")],
+    payload: Annotated[
+        str,
+        typer.Option("--json", help='A row {"feature": value} or a list of rows; "-" reads stdin'),
+    ],
+    routing_key: Annotated[str | None, typer.Option(help="Sticky routing key")] = None,
+) -> None:
+    """Predict through the gateway and print the answer with the version that served it."""
+    model, version = _name_version(name)
+    text = sys.stdin.read() if payload == "-" else payload
+    try:
+        rows = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--json") from exc
+    if isinstance(rows, dict) and "inputs" in rows:
+        rows = rows["inputs"]
+    _dump(_client().predict(model, rows, version=version, routing_key=routing_key))
 
 
 @app.command()

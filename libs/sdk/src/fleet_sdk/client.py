@@ -1,7 +1,8 @@
 """A typed HTTP client for ModelFleet.
 
-``Client()`` with no arguments talks to the running stack (``FLEET_REGISTRY_URL`` /
-``FLEET_TOKEN`` or the config ``fleet up`` writes); ``client.token`` is the bearer token it uses.
+``Client()`` with no arguments talks to the running stack (``FLEET_REGISTRY_URL``,
+``FLEET_DEPLOYER_URL``, ``FLEET_GATEWAY_URL``, ``FLEET_TOKEN``, or the config ``fleet up``
+writes); ``client.token`` is the bearer token it uses for every service.
 """
 
 from __future__ import annotations
@@ -50,20 +51,27 @@ class Client:
         registry_url: str | None = None,
         token: str | None = None,
         *,
+        gateway_url: str | None = None,
+        deployer_url: str | None = None,
         timeout: float = 120.0,
         config: ClientConfig | None = None,
     ) -> None:
         cfg = config or ClientConfig.load()
         self.registry_url = (registry_url or cfg.registry_url).rstrip("/")
+        self.gateway_url = (gateway_url or cfg.urls["gateway_url"]).rstrip("/")
+        self.deployer_url = (deployer_url or cfg.urls["deployer_url"]).rstrip("/")
         self.token = token or cfg.token
         self.urls = cfg.urls
         headers = {"User-Agent": "fleet-sdk/0.1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self._http = httpx.Client(base_url=self.registry_url, headers=headers, timeout=timeout)
+        self._deployer = httpx.Client(base_url=self.deployer_url, headers=headers, timeout=timeout)
+        self._gateway = httpx.Client(base_url=self.gateway_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
-        self._http.close()
+        for http in (self._http, self._deployer, self._gateway):
+            http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -73,12 +81,13 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, via: httpx.Client | None = None, **kwargs: Any) -> Any:
+        http = via or self._http
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise FleetUnavailable(
-                f"cannot reach {self.registry_url}: {exc}. Is the stack running? (`fleet up`)"
+                f"cannot reach {http.base_url}: {exc}. Is the stack running? (`fleet up`)"
             ) from exc
         if response.status_code >= 400:
             try:
@@ -277,6 +286,72 @@ class Client:
         }
         return self._request("POST", "/v1/tokens", json=body)  # type: ignore[no-any-return]
 
+    # ------------------------------------------------------------------ deployments (deployer)
+
+    def deploy(
+        self, name: str, version: int | None = None, *, quota: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Deploy a version (default: the latest) and route all traffic to it (strategy ``direct``).
+        A ``quota`` (num_cpus, memory_mb, min_replicas, max_replicas, target_ongoing_requests)
+        gives it a dedicated deployment instead of a place in the shared pool."""
+        body = {"model": name, "version": version, "quota": quota}
+        return self._request("POST", "/v1/deployments", json=body, via=self._deployer)  # type: ignore[no-any-return]
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """Route all traffic back to the previous stable version; effective on the next request."""
+        return self._request("POST", f"/v1/models/{name}/rollback", via=self._deployer)  # type: ignore[no-any-return]
+
+    def deployments(self) -> list[dict[str, Any]]:
+        result = self._request("GET", "/v1/deployments", via=self._deployer)
+        return result["items"] if isinstance(result, dict) and "items" in result else result  # type: ignore[no-any-return]
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/deployments/{name}", via=self._deployer)  # type: ignore[no-any-return]
+
+    def routes(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/routes/{name}", via=self._deployer)  # type: ignore[no-any-return]
+
+    def set_routes(self, name: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
+        """Set an explicit route table: ``[{"version": 1, "weight": 90}, {"version": 2, "weight": 10},
+        {"version": 3, "weight": 0, "mode": "shadow"}]``; ``sticky`` arms assign by routing key."""
+        return self._request("PUT", f"/v1/routes/{name}", json={"arms": arms}, via=self._deployer)  # type: ignore[no-any-return]
+
+    def request_rollout(
+        self, name: str, version: int, strategy: str = "direct", **options: Any
+    ) -> dict[str, Any]:
+        body = {"model": name, "version": version, "strategy": strategy, **options}
+        return self._request("POST", "/v1/rollouts", json=body, via=self._deployer)  # type: ignore[no-any-return]
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        result = self._request("GET", "/v1/rollouts", via=self._deployer)
+        return result["items"] if isinstance(result, dict) and "items" in result else result  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ inference (gateway)
+
+    def predict(
+        self,
+        name: str,
+        rows: Any,
+        *,
+        version: int | None = None,
+        routing_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Predict through the gateway. ``rows``: one ``{feature: value}`` dict, a list of them, or a
+        pandas DataFrame. Returns ``{"model", "version", "predictions", "request_id"}``."""
+        if hasattr(rows, "to_dict"):
+            rows = rows.to_dict("records")
+        path = f"/v2/models/{name}/versions/{version}/infer" if version else f"/v2/models/{name}/infer"
+        headers = {"X-Fleet-Routing-Key": routing_key} if routing_key else {}
+        payload = json.loads(json.dumps({"inputs": rows}, default=_json_default))
+        return self._request("POST", path, json=payload, headers=headers, via=self._gateway)  # type: ignore[no-any-return]
+
+    def feedback(
+        self, request_id: str, model: str, labels: list[Any], *, version: int | None = None
+    ) -> dict[str, Any]:
+        """Send ground truth for an earlier prediction (one label per row)."""
+        body = {"request_id": request_id, "model": model, "labels": labels, "version": version}
+        return self._request("POST", "/v1/feedback", json=body, via=self._gateway)  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ scikit-learn
 
     def register_sklearn(
@@ -288,3 +363,12 @@ class Client:
         from fleet_sdk.sklearn import register_sklearn
 
         return register_sklearn(self, name, estimator, X_train, y_train, **options)
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays (from DataFrames) as plain JSON values."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

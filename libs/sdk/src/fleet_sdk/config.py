@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_REGISTRY_URL = "http://127.0.0.1:8001"
+DEFAULT_URLS = {"gateway_url": "http://127.0.0.1:8000", "deployer_url": "http://127.0.0.1:8002"}
 
 
 def fleet_home() -> Path:
@@ -37,6 +38,8 @@ class ClientConfig:
             urls={k: str(v) for k, v in data.items() if k.endswith("_url")},
         )
         cfg.registry_url = os.environ.get("FLEET_REGISTRY_URL", cfg.registry_url)
+        for key, default in DEFAULT_URLS.items():
+            cfg.urls[key] = os.environ.get(f"FLEET_{key.upper()}") or cfg.urls.get(key) or default
         cfg.token = os.environ.get("FLEET_TOKEN", cfg.token or "") or None
         return cfg
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Any
 
 from rich.console import Console
@@ -119,6 +120,7 @@ def _story(console: Console) -> None:
                 description=spec["description"],
                 aliases=["champion"],
                 tags=["demo"],
+                deploy_policy="direct",
                 progress=lambda done, total, t=task: progress.update(t, completed=done, total=total),
             )
             registered.append(version)
@@ -133,6 +135,7 @@ def _story(console: Console) -> None:
         ["actor", "action", "resource"],
         [[e["actor"], e["action"], e["resource"]] for e in entries],
     )
+    _serve_traffic(console, client, specs)
     models = client.list_models()
     _table(
         f"Models ({len(models)})",
@@ -148,3 +151,104 @@ def _story(console: Console) -> None:
             for m in models
         ],
     )
+
+
+def _wait_until_served(client: Client, name: str, row: dict[str, Any], timeout_s: float = 180.0) -> None:
+    """Registration with ``deploy_policy="direct"`` deploys with no further action; wait for it."""
+    from fleet_sdk.errors import FleetAPIError, FleetUnavailable
+
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.predict(name, row)
+            return
+        except (FleetAPIError, FleetUnavailable) as exc:
+            last = exc
+            time.sleep(1.0)
+    raise RuntimeError(f"{name} was not served within {timeout_s:.0f}s: {last}")
+
+
+def _serve_traffic(
+    console: Console, client: Client, specs: list[dict[str, Any]], per_model: int = 150
+) -> None:
+    from fleet_sdk.cli import _table
+
+    console.rule("[bold]6. Serving: registered with deploy policy `direct`, so the deployer put them live")
+    with console.status("waiting for the deployer and Ray Serve to load the models…"):
+        for spec in specs:
+            _wait_until_served(client, spec["name"], _rows(spec["X_test"].head(1))[0])
+    deployments = client.deployments()
+    _table(
+        "Deployments",
+        ["model", "version", "placement", "state", "traffic %"],
+        [
+            [
+                d.get("model"),
+                d.get("version"),
+                (d.get("placement") or {}).get("kind"),
+                d.get("state"),
+                d.get("weight"),
+            ]
+            for d in deployments
+        ],
+    )
+    console.rule(
+        f"[bold]7. A burst of real traffic through the gateway ({per_model} requests per model, 8 at a time)"
+    )
+    for spec in specs:
+        rows = _rows(spec["X_test"].head(5))
+        answer = client.predict(spec["name"], rows)
+        truth = [_native(v) for v in spec["y_test"].head(5)]
+        _table(
+            f"{spec['name']} v{answer['version']}: first five test rows",
+            ["prediction", "truth"],
+            [[_fmt(p), _fmt(t)] for p, t in zip(answer["predictions"], truth, strict=False)],
+        )
+    stats = []
+    for spec in specs:
+        rows = _rows(spec["X_test"])
+        latencies, errors = _burst(client, spec["name"], rows, per_model)
+        latencies.sort()
+        stats.append(
+            [
+                spec["name"],
+                len(latencies),
+                errors,
+                f"{latencies[len(latencies) // 2]:.1f}" if latencies else "-",
+                f"{latencies[int(len(latencies) * 0.95) - 1]:.1f}" if latencies else "-",
+                f"{latencies[-1]:.1f}" if latencies else "-",
+            ]
+        )
+    _table("Per-model latency seen by the client (ms)", ["model", "ok", "errors", "p50", "p95", "max"], stats)
+
+
+def _burst(client: Client, name: str, rows: list[dict[str, Any]], n: int) -> tuple[list[float], int]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleet_sdk.errors import FleetAPIError, FleetUnavailable
+
+    def one(i: int) -> float | None:
+        start = time.perf_counter()
+        try:
+            client.predict(name, rows[i % len(rows)])
+        except (FleetAPIError, FleetUnavailable):
+            return None
+        return (time.perf_counter() - start) * 1000
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(n)))
+    ok = [r for r in results if r is not None]
+    return ok, len(results) - len(ok)
+
+
+def _rows(frame: Any) -> list[dict[str, Any]]:
+    return [{str(k): _native(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _native(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)

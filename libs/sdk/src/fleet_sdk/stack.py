@@ -1,4 +1,4 @@
-"""The embedded stack: the Tansu broker and every service as child processes on this box.
+"""The embedded stack: the Tansu broker, a local Ray head and every service as child processes.
 
 ``fleet up`` starts them, creates the topics, waits for health, mints the admin token into the
 CLI config and prints the URLs; ``--detach`` leaves them running and ``fleet down`` stops them.
@@ -8,6 +8,7 @@ State (pids, ports) lives in ``$FLEET_HOME/stack/state.json``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ from fleet_core.auth import Role, TokenAuthority
 from fleet_core.broker import ensure_topics
 from fleet_sdk.config import ClientConfig, fleet_home
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
+from fleet_sdk.embedded_ray import EmbeddedRay
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,12 @@ class ServiceSpec:
     port: int
 
 
-# Later services join this list as they are built.
-SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("registry", "fleet_registry", 8001),)
+# In start order: the deployer reads the registry, the gateway reads the deployer's routes.
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("registry", "fleet_registry", 8001),
+    ServiceSpec("deployer", "fleet_deployer", 8002),
+    ServiceSpec("gateway", "fleet_gateway", 8000),
+)
 DEFAULT_BROKER_PORT = 9092
 
 
@@ -60,10 +66,13 @@ class StackState:
     started_at: float
     broker: ComponentState
     services: list[ComponentState] = field(default_factory=list)
+    ray: ComponentState | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """The stack's own FLEET_* settings given to every service (the JWT secret stays in its file)."""
 
     @property
     def components(self) -> list[ComponentState]:
-        return [self.broker, *self.services]
+        return [self.broker, *([self.ray] if self.ray else []), *self.services]
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:
@@ -75,6 +84,8 @@ class StackState:
             started_at=data["started_at"],
             broker=ComponentState(**data["broker"]),
             services=[ComponentState(**s) for s in data["services"]],
+            ray=ComponentState(**data["ray"]) if data.get("ray") else None,
+            env=data.get("env", {}),
         )
 
     def save(self, path: Path) -> None:
@@ -116,6 +127,11 @@ class Stack:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def ray_temp_dir(self) -> Path:
+        # Ray puts AF_UNIX sockets under its temp dir; those paths must stay short, so not $FLEET_HOME.
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:10]
+        return Path("/tmp") / f"fleet-ray-{digest}"
+
     def state(self) -> StackState | None:
         return StackState.load(self.state_path)
 
@@ -133,7 +149,7 @@ class Stack:
         broker_port: int = DEFAULT_BROKER_PORT,
         ports: dict[str, int] | None = None,
         detach: bool = False,
-        timeout_s: float = 90.0,
+        timeout_s: float = 180.0,
         log: Callable[[str], None] = print,
     ) -> StackState:
         if self.running():
@@ -167,29 +183,24 @@ class Stack:
         try:
             created = asyncio.run(ensure_topics(broker.bootstrap))
             log(f"broker up on {broker.bootstrap}; {len(created)} topics created")
-            env = {
-                **os.environ,
+            ray = EmbeddedRay(log_path=self.logs / "ray.log", temp_dir=self.ray_temp_dir())
+            ray.start()
+            assert ray.process is not None
+            state.ray = ComponentState(
+                "ray", ray.process.pid, ray.port, f"ray://{ray.address}", str(self.logs / "ray.log")
+            )
+            state.save(self.state_path)
+            log(f"ray head up on {ray.address}")
+            state.env = {
                 "FLEET_HOME": str(self.home),
                 "FLEET_MODE": "embedded",
                 "FLEET_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "FLEET_JWT_SECRET": secret,
-                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-                "PYTHONUNBUFFERED": "1",
+                "FLEET_RAY_ADDRESS": ray.address,
+                "FLEET_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
+                "FLEET_DEPLOYER_URL": f"http://127.0.0.1:{ports['deployer']}",
             }
             for spec in SERVICES:
-                port = ports[spec.name]
-                log_path = self.logs / f"{spec.name}.log"
-                with open(log_path, "ab") as out:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", spec.module, "serve"],
-                        env={**env, "FLEET_PORT": str(port), "FLEET_HOST": "127.0.0.1"},
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=detach,
-                    )
-                state.services.append(
-                    ComponentState(spec.name, proc.pid, port, f"http://127.0.0.1:{port}", str(log_path))
-                )
+                state.services.append(self._spawn(spec, ports[spec.name], state.env, detach))
                 state.save(self.state_path)
             for svc in state.services:
                 self._wait_ready(svc, timeout_s)
@@ -205,6 +216,43 @@ class Stack:
             urls={f"{n}_url": u for n, u in by_name.items() if n != "registry"},
         ).save(self.home / "config")
         return state
+
+    def _spawn(self, spec: ServiceSpec, port: int, stack_env: dict[str, str], detach: bool) -> ComponentState:
+        env = {
+            **os.environ,
+            **stack_env,
+            "FLEET_JWT_SECRET": self.jwt_secret(),
+            "FLEET_PORT": str(port),
+            "FLEET_HOST": "127.0.0.1",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        log_path = self.logs / f"{spec.name}.log"
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", spec.module, "serve"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=detach,
+            )
+        return ComponentState(spec.name, proc.pid, port, f"http://127.0.0.1:{port}", str(log_path))
+
+    def restart_service(self, name: str, timeout_s: float = 120.0) -> ComponentState:
+        """Stop one service and start it again on the same port (its state lives in its database)."""
+        state = self.running()
+        if state is None:
+            raise StackError("no stack is running")
+        spec = next((s for s in SERVICES if s.name == name), None)
+        old = next((c for c in state.services if c.name == name), None)
+        if spec is None or old is None:
+            raise StackError(f"unknown service {name!r}; one of {', '.join(s.name for s in SERVICES)}")
+        terminate(old.pid, 15.0)
+        new = self._spawn(spec, old.port, state.env, detach=True)
+        state.services = [new if c.name == name else c for c in state.services]
+        state.save(self.state_path)
+        self._wait_ready(new, timeout_s)
+        return new
 
     def _wait_ready(self, svc: ComponentState, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -230,9 +278,15 @@ class Stack:
         if state is None:
             return []
         stopped = []
-        for comp in [*reversed(state.services), state.broker]:
+        for comp in reversed(state.services):
             if terminate(comp.pid, timeout_s):
                 stopped.append(comp.name)
+        if state.ray and pid_alive(state.ray.pid):
+            # The Ray head runs in its own process group (GCS, raylet, replicas): stop all of it.
+            terminate_group(state.ray.pid, 5.0)
+            stopped.append("ray")
+        if terminate(state.broker.pid, timeout_s):
+            stopped.append("broker")
         self.state_path.unlink(missing_ok=True)
         return stopped
 
@@ -243,7 +297,7 @@ class Stack:
         rows = []
         for comp in state.components:
             alive = pid_alive(comp.pid)
-            if comp.name == "broker":
+            if comp.name in {"broker", "ray"}:
                 healthy, detail = alive and port_open("127.0.0.1", comp.port), comp.url
             else:
                 healthy, detail = False, "process not running"
@@ -267,6 +321,20 @@ class Stack:
                 }
             )
         return rows
+
+
+def terminate_group(pid: int, timeout_s: float) -> None:
+    """SIGTERM a process group, then SIGKILL it after ``timeout_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if not pid_alive(pid):
+            return
 
 
 def terminate(pid: int, timeout_s: float) -> bool:
