@@ -46,7 +46,7 @@ from sqlalchemy.pool import NullPool
 
 from fleet_core.broker import ensure_topics
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
-from fleet_sdk.embedded_ray import EmbeddedRay
+from fleet_sdk.embedded_ray import RAY_CLIENT_ENV, EmbeddedRay
 
 T = TypeVar("T")
 
@@ -131,11 +131,18 @@ def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    os.environ.update(RAY_CLIENT_ENV)  # the test process is a Ray driver too
     head = EmbeddedRay(log_path=tmp_path_factory.mktemp("ray") / "ray-head.log")
     head.start()
     os.environ["FLEET_TEST_RAY_ADDRESS"] = head.address
     yield head.address
     os.environ.pop("FLEET_TEST_RAY_ADDRESS", None)
+    # Disconnect this process's driver first: a driver whose head has died spends ~20 s at exit
+    # retrying it (and, with auto-init on, would start a stray local cluster).
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
     head.stop()
 
 

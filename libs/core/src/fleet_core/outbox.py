@@ -136,12 +136,36 @@ class OutboxRelay:
         self._metrics = metrics
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        self.failing = False
+        """The last publish attempt failed (broker away); cleared by the next success."""
 
     def notify(self) -> None:
         """Something was enqueued: publish now rather than at the next poll."""
+        self._idle.clear()
         self._wake.set()
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until everything enqueued so far is published (acks=all); False on timeout.
+
+        For APIs whose callers expect the effect to have left the building when the call
+        returns (a rollback, say). Never raises: the events are safe in the outbox either way."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            if self.failing:
+                return False  # the broker is away: waiting would only add latency
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._idle.wait(), remaining)
+            except TimeoutError:
+                return False
+            if await self.pending() == 0:
+                return True
+            self.notify()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -165,13 +189,16 @@ class OutboxRelay:
         while True:
             try:
                 sent = await self.flush()
+                self.failing = False
                 backoff = 0.5
                 if sent:
                     continue  # there may be more
+                self._idle.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.connected = False
+                self.failing = True
                 if self._metrics:
                     self._metrics.failures.inc()
                 log.warning("outbox publish failed; will retry", error=str(exc), retry_in_s=backoff)

@@ -560,17 +560,20 @@ def deploy(
     if as_json:
         _dump(result)
         return
-    console.print(f"[green]deployed[/] {name} → routes now {_arms(result.get('routes') or result)}")
+    console.print(f"[green]deployed[/] {name} → routes now {_arms(result['route'])}")
 
 
 @app.command()
 def rollback(name: str, as_json: JsonOpt = False) -> None:
     """Send all traffic back to the previous stable version (effective on the next request)."""
-    result = _client().rollback(name)
+    client = _client()
+    result = client.rollback(name)
     if as_json:
         _dump(result)
         return
-    console.print(f"[yellow]rolled back[/] {name} → routes now {_arms(result.get('routes') or result)}")
+    console.print(
+        f"[yellow]rolled back[/] {name} to v{result['version']} → routes now {_arms(client.routes(name))}"
+    )
 
 
 def _arms(routes: dict[str, Any]) -> str:
@@ -609,7 +612,7 @@ def deployments_list(as_json: JsonOpt = False) -> None:
                 _placement(d),
                 d.get("state"),
                 d.get("replicas"),
-                d.get("weight"),
+                f"{d['traffic_weight']:g}" + (" +shadow" if d.get("shadow") else ""),
                 _when(d.get("last_request_at")),
                 "idle" if d.get("idle") else "active",
             ]
@@ -625,15 +628,15 @@ def deployments_show(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         _dump(result)
         return
-    console.print(f"[bold]{name}[/]  routes: {_arms(result.get('routes') or {})}")
-    for d in result.get("deployments") or result.get("items") or []:
+    console.print(f"[bold]{name}[/] (team {result['team']})  routes: {_arms(result['route'])}")
+    for d in result["deployments"]:
         quota = d.get("quota")
         _table(
             f"{name} v{d.get('version')} — {_placement(d)} — {d.get('state')}",
             ["property", "value"],
             [
                 ["replicas", d.get("replicas")],
-                ["traffic %", d.get("weight")],
+                ["traffic %", d.get("traffic_weight")],
                 ["last request", _when(d.get("last_request_at"))],
                 ["idle", "yes" if d.get("idle") else "no"],
                 ["quota", json.dumps(quota) if quota else "shared pool"],

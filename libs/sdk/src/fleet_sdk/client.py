@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -289,17 +290,45 @@ class Client:
     # ------------------------------------------------------------------ deployments (deployer)
 
     def deploy(
-        self, name: str, version: int | None = None, *, quota: dict[str, Any] | None = None
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        quota: dict[str, Any] | None = None,
+        wait_s: float = 10.0,
     ) -> dict[str, Any]:
         """Deploy a version (default: the latest) and route all traffic to it (strategy ``direct``).
         A ``quota`` (num_cpus, memory_mb, min_replicas, max_replicas, target_ongoing_requests)
-        gives it a dedicated deployment instead of a place in the shared pool."""
+        gives it a dedicated deployment instead of a place in the shared pool. Returns once the
+        gateway routes by the new table (or after ``wait_s``)."""
         body = {"model": name, "version": version, "quota": quota}
-        return self._request("POST", "/v1/deployments", json=body, via=self._deployer)  # type: ignore[no-any-return]
+        result: dict[str, Any] = self._request("POST", "/v1/deployments", json=body, via=self._deployer)
+        self.wait_until_routed(name, result["route"]["table"]["revision"], timeout_s=wait_s)
+        return result
 
-    def rollback(self, name: str) -> dict[str, Any]:
-        """Route all traffic back to the previous stable version; effective on the next request."""
-        return self._request("POST", f"/v1/models/{name}/rollback", via=self._deployer)  # type: ignore[no-any-return]
+    def rollback(self, name: str, *, wait_s: float = 10.0) -> dict[str, Any]:
+        """Route all traffic back to the previous stable version. Returns once the gateway routes
+        by the new table, so the next request is answered by that version."""
+        result: dict[str, Any] = self._request("POST", f"/v1/models/{name}/rollback", via=self._deployer)
+        self.wait_until_routed(name, self.routes(name)["table"]["revision"], timeout_s=wait_s)
+        return result
+
+    def wait_until_routed(self, name: str, revision: int, *, timeout_s: float = 10.0) -> bool:
+        """Wait until the gateway routes ``name`` by route-table ``revision`` or newer; False when it
+        did not within ``timeout_s`` (gateway away, or several gateways behind a balancer)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                response = self._gateway.get(f"/v2/models/{name}")
+                if response.status_code == 200:
+                    current = (response.json().get("parameters") or {}).get("route_revision")
+                    if current is not None and current >= revision:
+                        return True
+            except httpx.TransportError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def deployments(self) -> list[dict[str, Any]]:
         result = self._request("GET", "/v1/deployments", via=self._deployer)
@@ -311,10 +340,15 @@ class Client:
     def routes(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/routes/{name}", via=self._deployer)  # type: ignore[no-any-return]
 
-    def set_routes(self, name: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
+    def set_routes(self, name: str, arms: list[dict[str, Any]], *, wait_s: float = 10.0) -> dict[str, Any]:
         """Set an explicit route table: ``[{"version": 1, "weight": 90}, {"version": 2, "weight": 10},
-        {"version": 3, "weight": 0, "mode": "shadow"}]``; ``sticky`` arms assign by routing key."""
-        return self._request("PUT", f"/v1/routes/{name}", json={"arms": arms}, via=self._deployer)  # type: ignore[no-any-return]
+        {"version": 3, "weight": 0, "mode": "shadow"}]``; ``sticky`` arms assign by routing key.
+        Returns once the gateway routes by it (or after ``wait_s``)."""
+        result: dict[str, Any] = self._request(
+            "PUT", f"/v1/routes/{name}", json={"arms": arms}, via=self._deployer
+        )
+        self.wait_until_routed(name, result["table"]["revision"], timeout_s=wait_s)
+        return result
 
     def request_rollout(
         self, name: str, version: int, strategy: str = "direct", **options: Any

@@ -19,6 +19,11 @@ from pathlib import Path
 
 from fleet_sdk.embedded_broker import free_port, port_open
 
+# Ray 2.5x turns on token auth for new local clusters, keyed by ~/.ray/auth_token; a loopback-only
+# embedded cluster gains nothing from it and breaks when that shared file changes under it. Every
+# process that joins the embedded cluster (head, deployer, gateway, tests) gets the same setting.
+RAY_CLIENT_ENV = {"RAY_AUTH_MODE": "disabled"}
+
 
 def ray_bin() -> str:
     """The ``ray`` command of this interpreter's environment."""
@@ -80,6 +85,7 @@ class EmbeddedRay:
         env = dict(os.environ)
         env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        env.update(RAY_CLIENT_ENV)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -26,7 +26,7 @@ from fleet_core.auth import Role, TokenAuthority
 from fleet_core.broker import ensure_topics
 from fleet_sdk.config import ClientConfig, fleet_home
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
-from fleet_sdk.embedded_ray import EmbeddedRay
+from fleet_sdk.embedded_ray import RAY_CLIENT_ENV, EmbeddedRay
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,7 @@ class Stack:
         ports: dict[str, int] | None = None,
         detach: bool = False,
         timeout_s: float = 180.0,
+        env: dict[str, str] | None = None,
         log: Callable[[str], None] = print,
     ) -> StackState:
         if self.running():
@@ -198,6 +199,7 @@ class Stack:
                 "FLEET_RAY_ADDRESS": ray.address,
                 "FLEET_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
                 "FLEET_DEPLOYER_URL": f"http://127.0.0.1:{ports['deployer']}",
+                **(env or {}),
             }
             for spec in SERVICES:
                 state.services.append(self._spawn(spec, ports[spec.name], state.env, detach))
@@ -226,6 +228,7 @@ class Stack:
             "FLEET_HOST": "127.0.0.1",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "PYTHONUNBUFFERED": "1",
+            **RAY_CLIENT_ENV,
         }
         log_path = self.logs / f"{spec.name}.log"
         with open(log_path, "ab") as out:

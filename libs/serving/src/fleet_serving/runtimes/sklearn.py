@@ -1,0 +1,105 @@
+"""scikit-learn models stored with skops: loaded without pickle, trusting only allowlisted types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fleet_core.schemas import JsonValue
+from fleet_core.serving import ModelSpec
+from fleet_serving.errors import ModelLoadError, PredictionError, UntrustedArtifactError
+from fleet_serving.runtimes.base import Rows, Runtime, predictions_to_json
+from fleet_serving.runtimes.frames import rows_to_frame
+
+SKOPS_ALLOWLIST: frozenset[str] = frozenset(
+    {
+        "numpy.dtype",
+        # skops checks the function a partial wraps as its own node, so a partial of anything not
+        # trusted is still refused; sklearn stores partial(check_array, ...) in FunctionTransformer
+        # and ColumnTransformer internals.
+        "functools.partial",
+        "sklearn.utils.validation.check_array",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.IdentityLink",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.link.MultinomialLogit",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+        "sklearn._loss.loss.HalfSquaredError",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn._loss._loss.CyHalfMultinomialLoss",
+        "sklearn._loss._loss.CyHalfSquaredError",
+        "scipy.sparse._csr.csr_matrix",
+        "scipy.sparse._csc.csc_matrix",
+    }
+)
+"""Types skops does not trust by default that sklearn estimators need; nothing else is loaded."""
+
+
+def trusted_types(untrusted: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
+    """The untrusted types skops reported, if every one is allowed; otherwise refuse them all."""
+    allowed = SKOPS_ALLOWLIST | set(extra)
+    found = sorted(set(untrusted))
+    refused = [t for t in found if t not in allowed]
+    if refused:
+        raise UntrustedArtifactError(
+            f"the skops artifact needs types that are not trusted for serving: {refused}; "
+            "only allowlisted sklearn/numpy/scipy types are loaded "
+            "(add library types with FLEET_SERVING_TRUSTED_TYPES)",
+            field="artifact",
+        )
+    return found
+
+
+class SklearnRuntime(Runtime):
+    """A fitted estimator or pipeline from a skops file."""
+
+    flavor = "sklearn"
+
+    def __init__(self, spec: ModelSpec, artifact: bytes, *, extra_trusted: Iterable[str] = ()) -> None:
+        super().__init__(spec, artifact)
+        self.extra_trusted = tuple(extra_trusted)
+        self.model: Any = None
+        self._feature_names: list[str] | None = None
+
+    def _load(self, artifact: bytes) -> None:
+        import skops.io as sio
+
+        try:
+            untrusted = sio.get_untrusted_types(data=artifact)
+        except Exception as exc:  # skops raises zip, key and type errors for foreign bytes
+            raise ModelLoadError(f"{self.spec.key}: not a skops file ({exc})", field="artifact") from exc
+        trusted = trusted_types(untrusted, self.extra_trusted)
+        try:
+            self.model = sio.loads(artifact, trusted=trusted)
+        except Exception as exc:
+            raise ModelLoadError(f"{self.spec.key}: skops could not load the model: {exc}") from exc
+        if not hasattr(self.model, "predict"):
+            raise ModelLoadError(f"{self.spec.key}: {type(self.model).__name__} has no predict()")
+        names = getattr(self.model, "feature_names_in_", None)
+        self._feature_names = [str(n) for n in names] if names is not None else None
+        if self._feature_names is not None:
+            missing = sorted(set(self._feature_names) - set(self.input_names))
+            if missing:
+                raise ModelLoadError(
+                    f"{self.spec.key}: the model was fitted on columns {missing} the signature lacks"
+                )
+
+    def _predict(self, rows: Rows) -> list[JsonValue]:
+        frame = rows_to_frame(self.spec.signature, rows)
+        # Fitted on a DataFrame: give it the columns it knows, in its order. Fitted on an array:
+        # give it the matrix in signature order, as the SDK's training frame had it.
+        model_input: Any = frame[self._feature_names] if self._feature_names else frame.to_numpy()
+        try:
+            return predictions_to_json(self.model.predict(model_input))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PredictionError(f"{self.spec.key}: the model refused the input: {exc}") from exc

@@ -1,0 +1,43 @@
+"""Dependencies of the deployer API, declared once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from fleet_core.auth import ALL_TEAMS, CurrentPrincipal, Principal
+from fleet_deployer.controller import DeploymentController
+
+__all__ = ["ControllerDep", "CurrentPrincipal", "Limit", "Offset", "PublishedDep", "visible_teams"]
+
+# A route change answers once its rollout.updated event is on the broker (acks=all), so gateways
+# see it within their consumer's poll, not the relay's; never longer than this, never an error.
+PUBLISH_WAIT_S = 3.0
+
+
+class Published:
+    """``await published()`` waits until the outbox has published what this request enqueued."""
+
+    def __init__(self, request: Request) -> None:
+        self._relay = getattr(request.app.state, "relay", None)
+
+    async def __call__(self) -> bool:
+        return await self._relay.drained(PUBLISH_WAIT_S) if self._relay is not None else False
+
+
+def _controller(request: Request) -> DeploymentController:
+    return request.app.state.controller  # type: ignore[no-any-return]
+
+
+def visible_teams(principal: Principal) -> list[str] | None:
+    """The teams whose resources ``principal`` may read; None means every team."""
+    if principal.is_admin or ALL_TEAMS in principal.teams:
+        return None
+    return list(principal.teams)
+
+
+ControllerDep = Annotated[DeploymentController, Depends(_controller)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+PublishedDep = Annotated[Published, Depends(Published)]

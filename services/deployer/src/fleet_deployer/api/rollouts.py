@@ -1,0 +1,83 @@
+"""/v1/rollouts and /v1/models/{model}/rollback."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Query, status
+
+from fleet_core.auth import Role
+from fleet_core.events import RolloutPhase, RolloutRequested
+from fleet_deployer.api.deps import (
+    ControllerDep,
+    CurrentPrincipal,
+    Limit,
+    Offset,
+    PublishedDep,
+    visible_teams,
+)
+from fleet_deployer.api.schemas import RollbackRequest, RolloutCreate, RolloutPage
+from fleet_deployer.entities import Rollout
+
+router = APIRouter(tags=["rollouts"])
+
+
+@router.post(
+    "/v1/rollouts",
+    status_code=status.HTTP_201_CREATED,
+    summary="Request a rollout",
+    description="`direct` deploys the version and routes all traffic to it. Other strategies are "
+    "recorded in phase `failed` with the reason that they are not available yet.",
+)
+async def create_rollout(
+    body: RolloutCreate,  # type: ignore[valid-type]
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    published: PublishedDep,
+) -> Rollout:
+    request = RolloutRequested(**body.model_dump(), requested_by=principal.subject)  # type: ignore[attr-defined]
+    known = await controller.resolve(request.model, request.version)
+    principal.require(Role.DEPLOYER, known.team)
+    rollout = await controller.on_rollout_requested(None, request)
+    await published()
+    return rollout
+
+
+@router.get("/v1/rollouts", summary="Rollouts, newest first")
+async def list_rollouts(
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    model: str | None = Query(default=None),
+    phase: RolloutPhase | None = Query(default=None),
+) -> RolloutPage:
+    items, total = await controller.rollouts(
+        teams=visible_teams(principal), model=model, phase=phase, limit=limit, offset=offset
+    )
+    return RolloutPage(items=items, total=total)
+
+
+@router.get("/v1/rollouts/{rollout_id}", summary="One rollout")
+async def get_rollout(rollout_id: str, controller: ControllerDep, principal: CurrentPrincipal) -> Rollout:
+    rollout = await controller.rollout(rollout_id)
+    principal.require(Role.VIEWER, rollout.team)
+    return rollout
+
+
+@router.post(
+    "/v1/models/{model}/rollback",
+    status_code=status.HTTP_201_CREATED,
+    summary="Roll back to the previous stable version",
+    description="Routes all traffic to the newest earlier version that took 100 % and was not rolled "
+    "back from; takes effect on the gateway's next request. 409 when there is none.",
+)
+async def rollback(
+    model: str,
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    published: PublishedDep,
+    body: RollbackRequest | None = Body(default=None),
+) -> Rollout:
+    principal.require(Role.DEPLOYER, await controller.team_of(model))
+    rollout = await controller.rollback(model, principal.subject, body.reason if body else None)
+    await published()
+    return rollout

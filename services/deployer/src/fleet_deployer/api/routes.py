@@ -1,0 +1,48 @@
+"""/v1/routes: every model's route table (for gateways), one model's, and explicit tables."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from fleet_core.auth import Role
+from fleet_core.serving import ModelRoute, RoutesSnapshot
+from fleet_deployer.api.deps import ControllerDep, CurrentPrincipal, PublishedDep, visible_teams
+from fleet_deployer.api.schemas import RouteTableUpdate
+
+router = APIRouter(prefix="/v1/routes", tags=["routes"])
+
+
+@router.get(
+    "",
+    summary="Every route table the caller may read, with the versions they reference",
+    description="What a gateway bootstraps from; later changes arrive on `rollout.updated`.",
+)
+async def list_routes(controller: ControllerDep, principal: CurrentPrincipal) -> RoutesSnapshot:
+    return await controller.snapshot(visible_teams(principal))
+
+
+@router.get("/{model}", summary="One model's route table and the versions it references")
+async def get_route(model: str, controller: ControllerDep, principal: CurrentPrincipal) -> ModelRoute:
+    principal.require(Role.VIEWER, await controller.team_of(model))
+    return await controller.model_route(model)
+
+
+@router.put(
+    "/{model}",
+    summary="Set an explicit route table",
+    description="Weighted primary arms (weights sum to 100), an optional sticky split (by "
+    "`X-Fleet-Routing-Key`) and shadow arms (weight ignored; their answers are never returned). "
+    "A known version that is not deployed yet is deployed first (502 and no change if Ray refuses "
+    "it). The revision increases and `rollout.updated` carries the whole table.",
+)
+async def put_route(
+    model: str,
+    body: RouteTableUpdate,
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    published: PublishedDep,
+) -> ModelRoute:
+    principal.require(Role.DEPLOYER, await controller.team_of(model))
+    route = await controller.set_routes(model, body.arms, principal.subject, body.expected_revision)
+    await published()
+    return route

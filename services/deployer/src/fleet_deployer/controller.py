@@ -1,0 +1,761 @@
+"""The deployer's behaviour: deploy, route, roll back, retire and reconcile.
+
+A rollout is recorded before anything touches Ray and finished in a second transaction, so a crash
+in between leaves a ``progressing`` rollout that ``reconcile`` resumes. Every route change is
+written with the ``rollout.updated`` event that carries the whole new table, in one transaction.
+Plain Python: no FastAPI, Kafka or Ray import; the serving engine sits behind ``ServingDriver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleet_core.errors import Conflict, FleetError, NotFound
+from fleet_core.events import (
+    ModelRegistered,
+    RolloutPhase,
+    RolloutRequested,
+    RolloutUpdated,
+    RouteTable,
+    Strategy,
+    Topic,
+)
+from fleet_core.log import get_logger
+from fleet_core.schemas import ResourceQuota
+from fleet_core.serving import POOL_APP, ModelRoute, ModelSpec, PoolSizing, RoutesSnapshot
+from fleet_deployer.activity import ActivityTracker, merged
+from fleet_deployer.entities import (
+    Deployment,
+    DeploymentView,
+    KnownVersion,
+    Rollout,
+    RolloutAction,
+)
+from fleet_deployer.placement import effective_quota, placement_for, pool_config
+from fleet_deployer.routing import (
+    ArmRequest,
+    RouteCause,
+    RouteRevision,
+    candidate_table,
+    direct_table,
+    empty_table,
+    explicit_table,
+    previous_stable,
+    weight_of,
+)
+from fleet_deployer.serving_control import AppView, ServingDriver
+from fleet_deployer.store import DeployerStore
+
+log = get_logger(__name__)
+
+UNFINISHED: tuple[RolloutPhase, ...] = ("pending", "progressing")
+ACTION_CAUSE: dict[RolloutAction, RouteCause] = {
+    "direct": "direct",
+    "rollback": "rollback",
+    "candidate": "candidate",
+    "explicit": "explicit",
+}
+
+
+class DeployFailed(FleetError):
+    """The serving engine refused to run a version."""
+
+    status, kind, title = 502, "deploy-failed", "Deploy failed"
+
+
+class VersionSource(Protocol):
+    """Where versions the deployer never heard of are looked up (the registry)."""
+
+    async def version(self, model: str, version: int) -> KnownVersion: ...
+
+    async def latest_version(self, model: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class ServingPolicy:
+    """How versions are placed on the serving engine (from the settings)."""
+
+    sizing: PoolSizing = field(default_factory=PoolSizing)
+    idle_unload_s: float = 300.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _describe_arms(table: RouteTable) -> str:
+    parts = []
+    for arm in table.arms:
+        if arm.mode == "shadow":
+            parts.append(f"v{arm.version} shadow")
+        else:
+            parts.append(f"v{arm.version} {arm.weight:g}%" + (" sticky" if arm.sticky else ""))
+    return ", ".join(parts) or "no arms"
+
+
+class DeploymentController:
+    """Deployments, route tables and rollouts of every model."""
+
+    def __init__(
+        self,
+        store: DeployerStore,
+        serving: ServingDriver,
+        *,
+        policy: ServingPolicy | None = None,
+        registry: VersionSource | None = None,
+        activity: ActivityTracker | None = None,
+    ) -> None:
+        self.store = store
+        self.serving = serving
+        self.policy = policy or ServingPolicy()
+        self.registry = registry
+        self.activity = activity or ActivityTracker()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._in_flight: set[str] = set()
+
+    def _lock(self, model: str) -> asyncio.Lock:
+        return self._locks.setdefault(model, asyncio.Lock())
+
+    # ------------------------------------------------------------------ lookups
+
+    async def team_of(self, model: str) -> str:
+        async with self.store.transaction() as s:
+            team = await self.store.team_of(s, model)
+        if team is None:
+            raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+        return team
+
+    async def resolve(self, model: str, version: int | None = None) -> KnownVersion:
+        """A known version (the latest when ``version`` is None), asking the registry if needed."""
+        async with self.store.transaction() as s:
+            found = (
+                await self.store.latest_known(s, model)
+                if version is None
+                else await self.store.known(s, model, version)
+            )
+        if found is not None:
+            return found
+        if self.registry is None:
+            what = f"model '{model}'" if version is None else f"model '{model}' version {version}"
+            raise NotFound(
+                f"{what} is not known to the deployer", field="model" if version is None else "version"
+            )
+        number = version if version is not None else await self.registry.latest_version(model)
+        fetched = await self.registry.version(model, number)
+        async with self.store.transaction() as s:
+            await self.store.add_known(s, fetched)
+        log.info("version looked up in the registry", model=model, version=number)
+        return fetched
+
+    async def rollout(self, rollout_id: str) -> Rollout:
+        async with self.store.transaction() as s:
+            found = await self.store.rollout(s, rollout_id)
+        if found is None:
+            raise NotFound(f"rollout '{rollout_id}' does not exist", field="rollout_id")
+        return found
+
+    async def rollouts(
+        self,
+        *,
+        teams: list[str] | None,
+        model: str | None = None,
+        phase: RolloutPhase | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Rollout], int]:
+        async with self.store.transaction() as s:
+            return await self.store.rollouts(
+                s, teams=teams, model=model, phase=phase, limit=limit, offset=offset
+            )
+
+    # ------------------------------------------------------------------ events
+
+    async def on_model_registered(self, event_id: str, data: ModelRegistered) -> Rollout | None:
+        """Remember the version; deploy it when its policy says so. Idempotent on ``event_id``."""
+        known = KnownVersion(
+            spec=ModelSpec.from_registered(data), quota=data.quota, deploy_policy=data.deploy_policy
+        )
+        async with self._lock(data.model):
+            async with self.store.transaction() as s:
+                if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
+                    return None
+                await self.store.add_known(s, known, event_id=event_id)
+                if data.deploy_policy == "none":
+                    return None
+                current = await self.store.route(s, data.model)
+                if data.deploy_policy == "direct":
+                    rollout = await self._begin(
+                        s,
+                        known,
+                        None,
+                        "direct",
+                        "direct",
+                        data.registered_by,
+                        f"deploy policy 'direct' on registration of v{data.version}",
+                        event_id,
+                    )
+                elif current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
+                    rollout = await self._begin(
+                        s,
+                        known,
+                        None,
+                        "direct",
+                        "direct",
+                        data.registered_by,
+                        "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
+                        f"v{data.version} takes all traffic",
+                        event_id,
+                    )
+                else:
+                    rollout = await self._begin(
+                        s,
+                        known,
+                        None,
+                        "canary",
+                        "candidate",
+                        data.registered_by,
+                        "deploy policy 'canary': the canary strategy is not available yet, so "
+                        f"v{data.version} is deployed at 0 % as a ready candidate; shift traffic with "
+                        f"PUT /v1/routes/{data.model}",
+                        event_id,
+                    )
+            return await self._execute(rollout.id)
+
+    async def on_rollout_requested(self, event_id: str | None, request: RolloutRequested) -> Rollout:
+        """Execute a ``direct`` rollout; record any other strategy as failed, and say why."""
+        known = await self.resolve(request.model, request.version)
+        async with self._lock(request.model):
+            async with self.store.transaction() as s:
+                if event_id is not None and not await self.store.claim(
+                    s, event_id=event_id, topic=Topic.ROLLOUT_REQUESTED
+                ):
+                    existing = await self.store.rollout_by_event(s, event_id)
+                    if existing is None:
+                        raise Conflict(f"event {event_id} was handled, but its rollout is gone")
+                    return existing
+                if request.strategy != "direct":
+                    return await self._record_unavailable(s, known, request, event_id)
+                rollout = await self._begin(
+                    s,
+                    known,
+                    request.quota,
+                    "direct",
+                    "direct",
+                    request.requested_by,
+                    request.reason or f"direct rollout of v{request.version}",
+                    event_id,
+                    request=request.model_dump(mode="json"),
+                )
+            return await self._execute(rollout.id)
+
+    async def on_inference_logged(self, model: str, version: int, at: datetime) -> None:
+        self.activity.touch(model, version, at)
+
+    # ------------------------------------------------------------------ commands
+
+    async def deploy(
+        self, model: str, version: int | None, quota: ResourceQuota | None, requested_by: str
+    ) -> Rollout:
+        """Deploy a version (default: the latest known) and route all traffic to it."""
+        known = await self.resolve(model, version)
+        return await self.on_rollout_requested(
+            None,
+            RolloutRequested(
+                model=model,
+                version=known.version,
+                strategy="direct",
+                quota=quota,
+                requested_by=requested_by,
+                reason=f"direct deploy of v{known.version} requested by {requested_by}",
+            ),
+        )
+
+    async def rollback(self, model: str, requested_by: str, reason: str | None = None) -> Rollout:
+        """Route all traffic back to the previous stable version; next gateway request sees it."""
+        async with self._lock(model):
+            async with self.store.transaction() as s:
+                history = await self.store.route_history(s, model)
+                if not history and await self.store.team_of(s, model) is None:
+                    raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+                target = previous_stable([RouteRevision(h.table, h.cause) for h in history])
+                known = await self.store.known(s, model, target)
+                if known is None:  # pragma: no cover - a routed version is always known
+                    raise NotFound(f"model '{model}' version {target} is not known", field="version")
+                existing = await self.store.deployment(s, model, target)
+                current = history[-1].table
+                rollout = await self._begin(
+                    s,
+                    known,
+                    existing.quota if existing is not None else None,
+                    "direct",
+                    "rollback",
+                    requested_by,
+                    f"rollback from {_describe_arms(current)} to v{target} requested by {requested_by}"
+                    + (f": {reason}" if reason else ""),
+                    None,
+                )
+            return await self._execute(rollout.id)
+
+    async def set_routes(
+        self, model: str, arms: Sequence[ArmRequest], requested_by: str, expected_revision: int | None = None
+    ) -> ModelRoute:
+        """Install an operator's explicit table (weighted, sticky, shadow arms).
+
+        A known version in the table that is not deployed yet is deployed first (placed by its
+        registered quota); if that fails, the table is left as it was.
+        """
+        async with self._lock(model):
+            async with self.store.transaction() as s:
+                team = await self.store.team_of(s, model)
+                if team is None:
+                    raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+                current = await self.store.route(s, model) or empty_table(model)
+                if expected_revision is not None and expected_revision != current.revision:
+                    raise Conflict(
+                        f"the route table is at revision {current.revision}, not {expected_revision}",
+                        field="expected_revision",
+                    )
+                known = await self.store.known_numbers(s, model)
+                existing = {d.version: d for d in await self.store.deployments(s, model=model)}
+                hosts: dict[int, str] = {}
+                missing: list[KnownVersion] = []
+                for arm in arms:
+                    dep = existing.get(arm.version)
+                    if dep is not None and dep.state != "failed":
+                        hosts[arm.version] = dep.placement.app
+                    elif arm.version in known:
+                        found = await self.store.known(s, model, arm.version)
+                        assert found is not None
+                        quota = dep.quota if dep is not None else found.quota
+                        hosts[arm.version] = placement_for(model, arm.version, quota).app
+                        missing.append(found)
+                table = explicit_table(current, arms, known=known, deployed=hosts)
+                placed = []
+                for found in missing:
+                    dep = existing.get(found.version)
+                    quota = dep.quota if dep is not None else found.quota
+                    placed.append(
+                        await self.store.put_deployment(
+                            s,
+                            model=model,
+                            version=found.version,
+                            team=team,
+                            placement=placement_for(model, found.version, quota),
+                            quota=quota,
+                            state="deploying" if self.serving.connected else "pending",
+                        )
+                    )
+            failures = []
+            for dep, found in zip(placed, missing, strict=True):
+                state, error = await self._place(dep, found.spec)
+                async with self.store.transaction() as s:
+                    await self.store.set_deployment_state(s, model, dep.version, state, error)
+                if error is not None:
+                    failures.append(f"v{dep.version}: {error}")
+            if failures:
+                raise DeployFailed(
+                    "the route table was not changed: deploying " + "; ".join(failures), field="arms"
+                )
+            async with self.store.transaction() as s:
+                lead = max((a for a in table.arms if a.mode == "primary"), key=lambda a: a.weight)
+                rollout_id = str(uuid.uuid4())
+                rollout = await self.store.add_rollout(
+                    s,
+                    rollout_id=rollout_id,
+                    model=model,
+                    team=team,
+                    version=lead.version,
+                    strategy="direct",
+                    phase="promoted",
+                    requested_by=requested_by,
+                    reason=f"explicit route table set by {requested_by}: {_describe_arms(table)}",
+                    request={"action": "explicit", "arms": [a.model_dump(mode="json") for a in arms]},
+                )
+                await self.store.save_route(
+                    s, table, team=team, cause="explicit", rollout_id=rollout_id, by=requested_by
+                )
+                await self._announce(s, rollout, table)
+            return await self.model_route(model)
+
+    async def retire(self, model: str, version: int, requested_by: str) -> None:
+        """Remove a deployment that carries no traffic from the serving engine."""
+        async with self._lock(model):
+            async with self.store.transaction() as s:
+                dep = await self.store.deployment(s, model, version)
+                if dep is None or dep.state == "retired":
+                    raise NotFound(f"model '{model}' version {version} is not deployed", field="version")
+                table = await self.store.route(s, model) or empty_table(model)
+                arm = next((a for a in table.arms if a.version == version), None)
+                if arm is not None:
+                    share = "shadow copies" if arm.mode == "shadow" else f"{arm.weight:g}% of primary traffic"
+                    raise Conflict(
+                        f"version {version} carries traffic ({share}, route revision {table.revision}); "
+                        "route it away first",
+                        field="version",
+                    )
+                await self.store.set_deployment_state(s, model, version, "retired")
+            log.info("deployment retired", model=model, version=version, by=requested_by)
+            error = await self._unplace(dep)
+            if error:
+                async with self.store.transaction() as s:
+                    await self.store.set_deployment_state(
+                        s, model, version, "retired", f"retired, but removing it from Ray failed: {error}"
+                    )
+
+    # ------------------------------------------------------------------ rollout machinery
+
+    async def _begin(
+        self,
+        s: AsyncSession,
+        known: KnownVersion,
+        requested_quota: ResourceQuota | None,
+        strategy: Strategy,
+        action: RolloutAction,
+        requested_by: str,
+        reason: str,
+        event_id: str | None,
+        *,
+        request: dict[str, Any] | None = None,
+    ) -> Rollout:
+        """Record the rollout (progressing) and the deployment it needs, in the caller's transaction."""
+        existing = await self.store.deployment(s, known.model, known.version)
+        quota = effective_quota(requested_quota, known.quota)
+        placement = placement_for(known.model, known.version, quota)
+        body = dict(request or {})
+        body["action"] = action
+        unchanged = (
+            existing is not None
+            and existing.state not in ("retired", "failed")
+            and existing.placement == placement
+            and existing.quota == quota
+        )
+        if existing is not None and existing.state != "retired" and existing.placement != placement:
+            body["previous_placement"] = existing.placement.model_dump(mode="json")
+        if not unchanged:
+            await self.store.put_deployment(
+                s,
+                model=known.model,
+                version=known.version,
+                team=known.team,
+                placement=placement,
+                quota=quota,
+                state="deploying" if self.serving.connected else "pending",
+            )
+        return await self.store.add_rollout(
+            s,
+            rollout_id=str(uuid.uuid4()),
+            model=known.model,
+            team=known.team,
+            version=known.version,
+            strategy=strategy,
+            phase="progressing",
+            requested_by=requested_by,
+            reason=reason,
+            quota=quota,
+            request=body,
+            event_id=event_id,
+        )
+
+    async def _record_unavailable(
+        self, s: AsyncSession, known: KnownVersion, request: RolloutRequested, event_id: str | None
+    ) -> Rollout:
+        rollout = await self.store.add_rollout(
+            s,
+            rollout_id=str(uuid.uuid4()),
+            model=known.model,
+            team=known.team,
+            version=known.version,
+            strategy=request.strategy,
+            phase="failed",
+            requested_by=request.requested_by,
+            reason=f"strategy {request.strategy} is not available yet; nothing was deployed or routed "
+            "(use strategy 'direct', or PUT /v1/routes/{model} for an explicit split)",
+            quota=request.quota,
+            request={**request.model_dump(mode="json"), "action": "unavailable"},
+            event_id=event_id,
+        )
+        table = await self.store.route(s, known.model) or empty_table(known.model)
+        await self._announce(s, rollout, table)
+        log.warning("rollout strategy not available", model=known.model, strategy=request.strategy)
+        return rollout
+
+    async def _announce(self, s: AsyncSession, rollout: Rollout, table: RouteTable) -> None:
+        await self.store.publish(
+            s,
+            Topic.ROLLOUT_UPDATED,
+            RolloutUpdated(
+                rollout_id=rollout.id,
+                model=rollout.model,
+                version=rollout.version,
+                strategy=rollout.strategy,
+                phase=rollout.phase,
+                step=rollout.step,
+                routes=table,
+                reason=rollout.reason,
+            ),
+        )
+
+    async def _execute(self, rollout_id: str) -> Rollout:
+        """Place the rollout's version on the serving engine, then route to it (or fail visibly)."""
+        self._in_flight.add(rollout_id)
+        try:
+            async with self.store.transaction() as s:
+                rollout = await self.store.rollout(s, rollout_id)
+                assert rollout is not None
+                if rollout.phase not in UNFINISHED:
+                    return rollout
+                request = await self.store.rollout_request(s, rollout_id)
+                known = await self.store.known(s, rollout.model, rollout.version)
+                dep = await self.store.deployment(s, rollout.model, rollout.version)
+            assert known is not None and dep is not None
+            state, error = await self._place(dep, known.spec)
+            if error is None and "previous_placement" in request:
+                await self._cleanup_previous(dep, request["previous_placement"])
+            async with self.store.transaction() as s:
+                await self.store.set_deployment_state(s, dep.model, dep.version, state, error)
+                current = await self.store.route(s, rollout.model) or empty_table(rollout.model)
+                if error is not None:
+                    done = await self.store.set_rollout_phase(
+                        s, rollout_id, "failed", reason=f"deploying v{rollout.version} failed: {error}"
+                    )
+                    await self._announce(s, done, current)
+                    return done
+                table, phase, step = self._next_table(rollout.action, current, dep)
+                await self.store.save_route(
+                    s,
+                    table,
+                    team=rollout.team,
+                    cause=ACTION_CAUSE[rollout.action],
+                    rollout_id=rollout_id,
+                    by=rollout.requested_by,
+                )
+                done = await self.store.set_rollout_phase(
+                    s, rollout_id, phase, step=step, reason=rollout.reason
+                )
+                await self._announce(s, done, table)
+            log.info(
+                "rollout finished",
+                model=rollout.model,
+                version=rollout.version,
+                phase=phase,
+                revision=table.revision,
+                deployment_state=state,
+            )
+            return done
+        finally:
+            self._in_flight.discard(rollout_id)
+
+    @staticmethod
+    def _next_table(
+        action: RolloutAction, current: RouteTable, dep: Deployment
+    ) -> tuple[RouteTable, RolloutPhase, int]:
+        if action == "candidate":
+            return candidate_table(current, dep.version, dep.placement.app), "paused", 0
+        phase: RolloutPhase = "rolled_back" if action == "rollback" else "promoted"
+        return direct_table(current, dep.version, dep.placement.app), phase, 100
+
+    # ------------------------------------------------------------------ serving engine
+
+    async def _place(
+        self, dep: Deployment, spec: ModelSpec, *, force: bool = False
+    ) -> tuple[Any, str | None]:
+        """Make the serving engine run ``dep``; returns its new state and the error, if any."""
+        if not self.serving.connected:
+            return ("pending" if dep.state != "ready" else "ready"), None
+        if dep.state == "ready" and not force:
+            return "ready", None
+        try:
+            if dep.placement.kind == "pool":
+                await self._apply_pool()
+            else:
+                assert dep.quota is not None
+                await self.serving.apply_dedicated(
+                    spec, dep.quota, self.policy.idle_unload_s, self.policy.env
+                )
+        except Exception as exc:
+            log.warning("placing a version failed", model=dep.model, version=dep.version, error=_error(exc))
+            return "failed", _error(exc)
+        return "ready", None
+
+    async def _apply_pool(self) -> None:
+        async with self.store.transaction() as s:
+            specs = await self.store.pool_specs(s)
+        config = pool_config(specs, idle_unload_s=self.policy.idle_unload_s)
+        await self.serving.apply_pool(config, self.policy.sizing, self.policy.env)
+
+    async def _unplace(self, dep: Deployment) -> str | None:
+        if not self.serving.connected:
+            return None
+        try:
+            if dep.placement.kind == "pool":
+                await self._apply_pool()
+            else:
+                await self.serving.remove(dep.placement.app)
+        except Exception as exc:
+            log.warning("removing a version failed", model=dep.model, version=dep.version, error=_error(exc))
+            return _error(exc)
+        return None
+
+    async def _cleanup_previous(self, dep: Deployment, previous: dict[str, Any]) -> None:
+        """The version moved between the pool and a dedicated deployment: drop the old home."""
+        if not self.serving.connected:
+            return
+        try:
+            if previous.get("kind") == "dedicated" and previous.get("app") != dep.placement.app:
+                await self.serving.remove(str(previous["app"]))
+            elif previous.get("kind") == "pool":
+                await self._apply_pool()
+        except Exception as exc:
+            log.warning("cleaning up the previous placement failed", model=dep.model, error=_error(exc))
+
+    async def reconcile(self, *, initial: bool = False) -> None:
+        """Bring Ray Serve in line with the database, then finish interrupted direct rollouts.
+
+        At start (``initial``) the pool config is re-applied (a reconfigure, no restart) and every
+        dedicated application that should exist but does not is created; running ones are left alone.
+        Later passes only re-create what went missing.
+        """
+        if self.serving.connected:
+            await self._reconcile_serving(initial)
+        async with self.store.transaction() as s:
+            unfinished = await self.store.unfinished_direct_rollouts(s)
+        for rollout in unfinished:
+            if rollout.id in self._in_flight or self._lock(rollout.model).locked():
+                continue
+            log.info("resuming rollout", rollout_id=rollout.id, model=rollout.model, version=rollout.version)
+            async with self._lock(rollout.model):
+                await self._execute(rollout.id)
+
+    async def _reconcile_serving(self, initial: bool) -> None:
+        apps = await self.serving.list_apps()
+        async with self.store.transaction() as s:
+            deployments = await self.store.deployments(s)
+        pool = [d for d in deployments if d.placement.kind == "pool"]
+        if pool and (initial or POOL_APP not in apps or any(d.state != "ready" for d in pool)):
+            try:
+                await self._apply_pool()
+                state, error = "ready", None
+            except Exception as exc:
+                state, error = "failed", _error(exc)
+            async with self.store.transaction() as s:
+                for d in pool:
+                    await self.store.set_deployment_state(s, d.model, d.version, state, error)  # type: ignore[arg-type]
+        for d in deployments:
+            if d.placement.kind != "dedicated":
+                continue
+            if d.placement.app in apps and d.state == "ready":
+                continue
+            if d.placement.app in apps and d.state in ("pending", "deploying"):
+                state, error = "ready", None
+            elif d.placement.app in apps and not initial:
+                continue
+            else:
+                async with self.store.transaction() as s:
+                    spec = (await self.store.specs(s, d.model, [d.version]))[d.version]
+                state, error = await self._place(d, spec, force=True)
+            async with self.store.transaction() as s:
+                await self.store.set_deployment_state(s, d.model, d.version, state, error)
+
+    async def flush_activity(self) -> int:
+        """Write accumulated last-request times; returns how many versions were written."""
+        batch = self.activity.drain()
+        if not batch:
+            return 0
+        try:
+            async with self.store.transaction() as s:
+                await self.store.record_activity(s, batch)
+        except BaseException:
+            self.activity.restore(batch)
+            raise
+        return len(batch)
+
+    # ------------------------------------------------------------------ views
+
+    async def model_route(self, model: str) -> ModelRoute:
+        async with self.store.transaction() as s:
+            team = await self.store.team_of(s, model)
+            if team is None:
+                raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+            table = await self.store.route(s, model) or empty_table(model)
+            return await self._model_route(s, team, table)
+
+    async def _model_route(self, s: AsyncSession, team: str, table: RouteTable) -> ModelRoute:
+        """The table with every version it names, plus every other live deployment of the model
+        (so a gateway can serve explicit-version requests for versions at 0 %)."""
+        deployments = {d.version: d for d in await self.store.deployments(s, model=table.model)}
+        for arm in table.arms:
+            if arm.version not in deployments:
+                dep = await self.store.deployment(s, table.model, arm.version)
+                if dep is not None:
+                    deployments[arm.version] = dep
+        specs = await self.store.specs(s, table.model, deployments)
+        served = [deployments[v].served(specs[v]) for v in sorted(deployments) if v in specs]
+        return ModelRoute(model=table.model, team=team, table=table, versions=served)
+
+    async def snapshot(self, teams: list[str] | None) -> RoutesSnapshot:
+        async with self.store.transaction() as s:
+            routes = [
+                await self._model_route(s, team, table)
+                for team, table in await self.store.routes(s, teams=teams)
+            ]
+        return RoutesSnapshot(models=routes, generated_at=_now())
+
+    async def deployment_views(
+        self, *, teams: list[str] | None, model: str | None = None, include_retired: bool = False
+    ) -> tuple[list[DeploymentView], dict[str, AppView | None]]:
+        """Deployments with traffic, activity and replicas, and the Serve view of each application."""
+        async with self.store.transaction() as s:
+            deployments = await self.store.deployments(
+                s, teams=teams, model=model, include_retired=include_retired
+            )
+            tables = {t.model: t for _, t in await self.store.routes(s, teams=teams)}
+            stored = await self.store.activity(s, model)
+        seen = merged(stored, self.activity.pending())
+        apps: dict[str, AppView | None] = {}
+        for app in sorted({d.placement.app for d in deployments if d.state != "retired"}):
+            apps[app] = await self._describe(app)
+        now = _now()
+        idle_after = timedelta(seconds=self.policy.idle_unload_s)
+        views = []
+        for d in deployments:
+            table = tables.get(d.model) or empty_table(d.model)
+            last = seen.get((d.model, d.version))
+            view = apps.get(d.placement.app)
+            views.append(
+                DeploymentView(
+                    model=d.model,
+                    version=d.version,
+                    team=d.team,
+                    placement=d.placement,
+                    quota=d.quota,
+                    state=d.state,
+                    error=d.error,
+                    replicas=view.replicas if view else None,
+                    last_request_at=last,
+                    idle=now - (last or d.updated_at) > idle_after,
+                    traffic_weight=weight_of(table, d.version),
+                    shadow=any(a.version == d.version and a.mode == "shadow" for a in table.arms),
+                    created_at=d.created_at,
+                    updated_at=d.updated_at,
+                )
+            )
+        return views, apps
+
+    async def _describe(self, app: str) -> AppView | None:
+        try:
+            return await self.serving.describe(app)
+        except Exception as exc:
+            log.info("describe failed", app=app, error=_error(exc))
+            return None

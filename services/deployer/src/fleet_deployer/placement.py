@@ -1,0 +1,25 @@
+"""Where a version runs: its own deployment when it carries a quota, otherwise the shared pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fleet_core.schemas import ResourceQuota
+from fleet_core.serving import ModelSpec, Placement, PoolConfig
+
+
+def effective_quota(
+    requested: ResourceQuota | None, registered: ResourceQuota | None
+) -> ResourceQuota | None:
+    """A deploy request's quota wins over the one the version was registered with."""
+    return requested if requested is not None else registered
+
+
+def placement_for(model: str, version: int, quota: ResourceQuota | None) -> Placement:
+    """A version with a quota gets a dedicated deployment; the rest share the pool."""
+    return Placement.dedicated(model, version) if quota is not None else Placement.pool()
+
+
+def pool_config(specs: Iterable[ModelSpec], *, idle_unload_s: float) -> PoolConfig:
+    """The pool's ``user_config``: every pool-placed version, keyed by ``model_key``."""
+    return PoolConfig(models={s.key: s for s in specs}, idle_unload_s=idle_unload_s)

@@ -1,0 +1,73 @@
+"""Looks up a version in the registry when the deployer never saw its ``model.registered`` event.
+
+It authenticates with a short-lived viewer token for every team, minted with the shared JWT secret.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from fleet_core.auth import ALL_TEAMS, Role, TokenAuthority
+from fleet_core.errors import NotFound, Unavailable
+from fleet_core.serving import ModelSpec
+from fleet_deployer.entities import KnownVersion
+
+SERVICE_SUBJECT = "service:deployer"
+
+
+class RegistryClient:
+    """``GET /v1/models/{name}`` and ``/versions/{v}`` on the registry."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenAuthority,
+        *,
+        timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        token, _, _ = self._tokens.issue(SERVICE_SUBJECT, Role.VIEWER, [ALL_TEAMS], ttl=timedelta(minutes=5))
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _get(self, path: str, what: str, field: str) -> dict[str, Any]:
+        try:
+            response = await self._client.get(path, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the registry cannot be reached to look up {what}: {exc}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"{what} does not exist", field=field)
+        if response.status_code >= 400:
+            raise Unavailable(f"the registry answered {response.status_code} when looking up {what}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def version(self, model: str, version: int) -> KnownVersion:
+        body = await self._get(
+            f"/v1/models/{model}/versions/{version}", f"model '{model}' version {version}", "version"
+        )
+        spec = ModelSpec.model_validate({k: body.get(k) for k in ModelSpec.model_fields if k in body})
+        return KnownVersion.model_validate(
+            {
+                "spec": spec,
+                "quota": body.get("quota"),
+                "deploy_policy": body.get("deploy_policy", "none"),
+                "source": "registry",
+            }
+        )
+
+    async def latest_version(self, model: str) -> int:
+        body = await self._get(f"/v1/models/{model}", f"model '{model}'", "model")
+        latest = body.get("latest_version")
+        if latest is None:
+            raise NotFound(f"model '{model}' has no versions", field="version")
+        return int(latest)

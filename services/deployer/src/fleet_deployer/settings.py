@@ -1,0 +1,61 @@
+"""Deployer settings (``FLEET_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fleet_core.serving import PoolSizing
+from fleet_core.settings import ServiceSettings
+
+
+class DeployerSettings(ServiceSettings):
+    port: int = 8002
+    ray_address: str | None = None
+    """Ray cluster to drive (``host:port``, ``ray://host:port`` or ``auto``). None: serving control is
+    disabled, deployments stay ``pending`` and ``/readyz`` says so."""
+    registry_url: str = "http://127.0.0.1:8001"
+    """Where to look up a version the deployer never saw a ``model.registered`` event for."""
+    registry_timeout_s: float = Field(default=10.0, gt=0)
+    consume_events: bool = True
+    """Consume ``model.registered``, ``rollout.requested`` and ``inference.logged``; False serves the
+    REST API only."""
+
+    pool_min_replicas: int = Field(default=PoolSizing().min_replicas, ge=0)
+    pool_max_replicas: int = Field(default=PoolSizing().max_replicas, ge=1)
+    pool_max_models_per_replica: int = Field(default=PoolSizing().max_models_per_replica, ge=1)
+    """Models kept loaded per pool replica (LRU)."""
+    pool_target_ongoing_requests: float = Field(default=PoolSizing().target_ongoing_requests, gt=0)
+    pool_num_cpus: float = Field(default=PoolSizing().num_cpus, ge=0)
+    """CPUs reserved by each pool replica."""
+
+    idle_unload_s: float = Field(default=300.0, gt=0)
+    """A version with no request for this long is idle: unloaded from pool replicas, and its dedicated
+    deployment scales to its minimum replicas."""
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
+    """How often Ray Serve is compared with the database (missing applications re-created, stuck
+    direct rollouts resumed)."""
+    activity_flush_interval_s: float = Field(default=5.0, gt=0)
+    """How often last-request times from ``inference.logged`` are written to the database."""
+
+    @property
+    def pool_sizing(self) -> PoolSizing:
+        return PoolSizing(
+            min_replicas=self.pool_min_replicas,
+            max_replicas=self.pool_max_replicas,
+            max_models_per_replica=self.pool_max_models_per_replica,
+            target_ongoing_requests=self.pool_target_ongoing_requests,
+            num_cpus=self.pool_num_cpus,
+        )
+
+    def replica_env(self) -> dict[str, str]:
+        """The ``FLEET_*`` settings a serving replica needs to fetch artifacts: FLEET_HOME and S3."""
+        env = {"FLEET_HOME": str(self.home)}
+        values: dict[str, str | None] = {
+            "FLEET_S3_ENDPOINT": self.s3_endpoint,
+            "FLEET_S3_ACCESS_KEY": self.s3_access_key.get_secret_value() if self.s3_access_key else None,
+            "FLEET_S3_SECRET_KEY": self.s3_secret_key.get_secret_value() if self.s3_secret_key else None,
+            "FLEET_S3_REGION": self.s3_region,
+            "FLEET_S3_SECURE": str(self.s3_secure).lower(),
+        }
+        env.update({k: v for k, v in values.items() if v is not None})
+        return env

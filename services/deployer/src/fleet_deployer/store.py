@@ -1,0 +1,455 @@
+"""The deployer store: known versions, deployments, route tables and their history, rollouts,
+last-request times, and the outbox and inbox.
+
+Every method works inside a transaction the caller opens with ``transaction()``, so a state change
+and the event announcing it commit together. Rows become entities before they leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleet_core.db import Database
+from fleet_core.events import RolloutPhase, RouteArm, RouteTable, Strategy, Topic, make_event
+from fleet_core.outbox import claim, enqueue
+from fleet_core.schemas import Contract, ResourceQuota
+from fleet_core.serving import DeploymentState, ModelSpec, Placement
+from fleet_deployer.entities import Deployment, KnownVersion, Rollout, RouteHistoryEntry
+from fleet_deployer.models import (
+    MESSAGING,
+    DeploymentRow,
+    KnownVersionRow,
+    RolloutRow,
+    RouteHistoryRow,
+    RouteTableRow,
+    VersionActivityRow,
+)
+from fleet_deployer.routing import RouteCause
+
+SOURCE = "/fleet/deployer"
+CONSUMER = "deployer"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _quota(raw: dict[str, Any] | None) -> ResourceQuota | None:
+    return ResourceQuota.model_validate(raw) if raw is not None else None
+
+
+def _dump(quota: ResourceQuota | None) -> dict[str, Any] | None:
+    return quota.model_dump(mode="json") if quota is not None else None
+
+
+def _known(row: KnownVersionRow) -> KnownVersion:
+    return KnownVersion(
+        spec=ModelSpec.model_validate(row.spec),
+        quota=_quota(row.quota),
+        deploy_policy=row.deploy_policy,  # type: ignore[arg-type]
+        source=row.source,
+        created_at=row.created_at,
+    )
+
+
+def _deployment(row: DeploymentRow) -> Deployment:
+    return Deployment(
+        model=row.model,
+        version=row.version,
+        team=row.team,
+        placement=Placement(kind=row.placement_kind, app=row.app, deployment=row.deployment),  # type: ignore[arg-type]
+        quota=_quota(row.quota),
+        state=row.state,  # type: ignore[arg-type]
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _rollout(row: RolloutRow) -> Rollout:
+    return Rollout(
+        id=row.id,
+        model=row.model,
+        team=row.team,
+        version=row.version,
+        strategy=row.strategy,  # type: ignore[arg-type]
+        phase=row.phase,  # type: ignore[arg-type]
+        step=row.step,
+        quota=_quota(row.quota),
+        requested_by=row.requested_by,
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+        action=(row.request or {}).get("action", "direct"),
+    )
+
+
+def _table(model: str, revision: int, arms: list[Any]) -> RouteTable:
+    return RouteTable(model=model, revision=revision, arms=[RouteArm.model_validate(a) for a in arms])
+
+
+def _visible(column: Any, teams: Iterable[str] | None) -> Any:
+    """``teams`` None means every team (admins and ``*`` members)."""
+    return True if teams is None else column.in_(list(teams))
+
+
+class DeployerStore:
+    """Deployer persistence over one SQLAlchemy database."""
+
+    def __init__(self, db: Database, *, on_commit: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self._on_commit = on_commit or (lambda: None)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.transaction() as s:
+            yield s
+        self._on_commit()
+
+    # ------------------------------------------------------------------ messaging
+
+    async def claim(self, s: AsyncSession, *, event_id: str, topic: Topic) -> bool:
+        """Record an event as handled by the deployer; False if it already was."""
+        return await claim(s, MESSAGING.inbox, event_id=event_id, consumer=CONSUMER, topic=topic.value)
+
+    async def publish(self, s: AsyncSession, topic: Topic, data: Contract) -> None:
+        await enqueue(s, MESSAGING.outbox, topic, make_event(topic, data, source=SOURCE))
+
+    # ------------------------------------------------------------------ known versions
+
+    async def known(self, s: AsyncSession, model: str, version: int) -> KnownVersion | None:
+        row = await s.scalar(
+            select(KnownVersionRow).where(KnownVersionRow.model == model, KnownVersionRow.version == version)
+        )
+        return _known(row) if row else None
+
+    async def latest_known(self, s: AsyncSession, model: str) -> KnownVersion | None:
+        row = await s.scalar(
+            select(KnownVersionRow)
+            .where(KnownVersionRow.model == model)
+            .order_by(KnownVersionRow.version.desc())
+            .limit(1)
+        )
+        return _known(row) if row else None
+
+    async def known_numbers(self, s: AsyncSession, model: str) -> set[int]:
+        rows = await s.scalars(select(KnownVersionRow.version).where(KnownVersionRow.model == model))
+        return set(rows)
+
+    async def specs(self, s: AsyncSession, model: str, versions: Iterable[int]) -> dict[int, ModelSpec]:
+        rows = await s.scalars(
+            select(KnownVersionRow).where(
+                KnownVersionRow.model == model, KnownVersionRow.version.in_(list(versions))
+            )
+        )
+        return {r.version: ModelSpec.model_validate(r.spec) for r in rows}
+
+    async def team_of(self, s: AsyncSession, model: str) -> str | None:
+        return await s.scalar(select(KnownVersionRow.team).where(KnownVersionRow.model == model).limit(1))
+
+    async def add_known(self, s: AsyncSession, known: KnownVersion, *, event_id: str | None = None) -> bool:
+        """Remember a version; False if it was already known (versions are frozen)."""
+        if await self.known(s, known.model, known.version) is not None:
+            return False
+        s.add(
+            KnownVersionRow(
+                model=known.model,
+                version=known.version,
+                team=known.team,
+                spec=known.spec.model_dump(mode="json"),
+                quota=_dump(known.quota),
+                deploy_policy=known.deploy_policy,
+                source=known.source,
+                event_id=event_id,
+                created_at=_now(),
+            )
+        )
+        await s.flush()
+        return True
+
+    # ------------------------------------------------------------------ deployments
+
+    async def deployment(self, s: AsyncSession, model: str, version: int) -> Deployment | None:
+        row = await self._deployment_row(s, model, version)
+        return _deployment(row) if row else None
+
+    async def _deployment_row(self, s: AsyncSession, model: str, version: int) -> DeploymentRow | None:
+        return await s.scalar(
+            select(DeploymentRow).where(DeploymentRow.model == model, DeploymentRow.version == version)
+        )
+
+    async def deployments(
+        self,
+        s: AsyncSession,
+        *,
+        teams: Iterable[str] | None = None,
+        model: str | None = None,
+        include_retired: bool = False,
+    ) -> list[Deployment]:
+        query = select(DeploymentRow).where(_visible(DeploymentRow.team, teams))
+        if model is not None:
+            query = query.where(DeploymentRow.model == model)
+        if not include_retired:
+            query = query.where(DeploymentRow.state != "retired")
+        rows = await s.scalars(query.order_by(DeploymentRow.model, DeploymentRow.version))
+        return [_deployment(r) for r in rows]
+
+    async def put_deployment(
+        self,
+        s: AsyncSession,
+        *,
+        model: str,
+        version: int,
+        team: str,
+        placement: Placement,
+        quota: ResourceQuota | None,
+        state: DeploymentState,
+    ) -> Deployment:
+        now = _now()
+        row = await self._deployment_row(s, model, version)
+        if row is None:
+            row = DeploymentRow(model=model, version=version, team=team, created_at=now)
+            s.add(row)
+        row.placement_kind = placement.kind
+        row.app = placement.app
+        row.deployment = placement.deployment
+        row.quota = _dump(quota)
+        row.state = state
+        row.error = None
+        row.updated_at = now
+        await s.flush()
+        return _deployment(row)
+
+    async def set_deployment_state(
+        self, s: AsyncSession, model: str, version: int, state: DeploymentState, error: str | None = None
+    ) -> None:
+        await s.execute(
+            update(DeploymentRow)
+            .where(DeploymentRow.model == model, DeploymentRow.version == version)
+            .values(state=state, error=error, updated_at=_now())
+        )
+
+    async def pool_specs(self, s: AsyncSession) -> list[ModelSpec]:
+        """The specs of every version placed in the shared pool and not retired."""
+        rows = await s.execute(
+            select(KnownVersionRow.spec)
+            .join(
+                DeploymentRow,
+                (DeploymentRow.model == KnownVersionRow.model)
+                & (DeploymentRow.version == KnownVersionRow.version),
+            )
+            .where(DeploymentRow.placement_kind == "pool", DeploymentRow.state != "retired")
+            .order_by(KnownVersionRow.model, KnownVersionRow.version)
+        )
+        return [ModelSpec.model_validate(spec) for (spec,) in rows]
+
+    # ------------------------------------------------------------------ route tables
+
+    async def route(self, s: AsyncSession, model: str) -> RouteTable | None:
+        row = await s.get(RouteTableRow, model)
+        return _table(row.model, row.revision, row.arms) if row else None
+
+    async def routes(
+        self, s: AsyncSession, *, teams: Iterable[str] | None = None
+    ) -> list[tuple[str, RouteTable]]:
+        rows = await s.scalars(
+            select(RouteTableRow).where(_visible(RouteTableRow.team, teams)).order_by(RouteTableRow.model)
+        )
+        return [(r.team, _table(r.model, r.revision, r.arms)) for r in rows]
+
+    async def save_route(
+        self,
+        s: AsyncSession,
+        table: RouteTable,
+        *,
+        team: str,
+        cause: RouteCause,
+        rollout_id: str | None,
+        by: str,
+    ) -> None:
+        """Make ``table`` current and append it to the history; its revision must be the next one."""
+        now = _now()
+        arms = [a.model_dump(mode="json") for a in table.arms]
+        row = await s.get(RouteTableRow, table.model, with_for_update=True)
+        if row is None:
+            s.add(
+                RouteTableRow(
+                    model=table.model, team=team, revision=table.revision, arms=arms, updated_at=now
+                )
+            )
+        else:
+            if table.revision != row.revision + 1:
+                raise RuntimeError(
+                    f"route table of {table.model}: revision {table.revision} after {row.revision}"
+                )
+            row.revision, row.arms, row.updated_at = table.revision, arms, now
+        s.add(
+            RouteHistoryRow(
+                model=table.model,
+                revision=table.revision,
+                arms=arms,
+                cause=cause,
+                rollout_id=rollout_id,
+                created_at=now,
+                created_by=by,
+            )
+        )
+        await s.flush()
+
+    async def route_history(self, s: AsyncSession, model: str) -> list[RouteHistoryEntry]:
+        rows = await s.scalars(
+            select(RouteHistoryRow).where(RouteHistoryRow.model == model).order_by(RouteHistoryRow.revision)
+        )
+        return [
+            RouteHistoryEntry(
+                table=_table(r.model, r.revision, r.arms),
+                cause=r.cause,  # type: ignore[arg-type]
+                rollout_id=r.rollout_id,
+                created_at=r.created_at,
+                created_by=r.created_by,
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ rollouts
+
+    async def add_rollout(
+        self,
+        s: AsyncSession,
+        *,
+        rollout_id: str,
+        model: str,
+        team: str,
+        version: int,
+        strategy: Strategy,
+        phase: RolloutPhase,
+        requested_by: str,
+        reason: str | None,
+        quota: ResourceQuota | None = None,
+        request: dict[str, Any] | None = None,
+        event_id: str | None = None,
+        step: int = 0,
+    ) -> Rollout:
+        now = _now()
+        row = RolloutRow(
+            id=rollout_id,
+            model=model,
+            team=team,
+            version=version,
+            strategy=strategy,
+            phase=phase,
+            step=step,
+            quota=_dump(quota),
+            request=request or {},
+            requested_by=requested_by,
+            reason=reason,
+            event_id=event_id,
+            created_at=now,
+            updated_at=now,
+            finished_at=now if phase not in ("pending", "progressing", "paused") else None,
+        )
+        s.add(row)
+        await s.flush()
+        return _rollout(row)
+
+    async def set_rollout_phase(
+        self,
+        s: AsyncSession,
+        rollout_id: str,
+        phase: RolloutPhase,
+        *,
+        step: int | None = None,
+        reason: str | None,
+    ) -> Rollout:
+        row = await s.get(RolloutRow, rollout_id)
+        if row is None:
+            raise LookupError(rollout_id)
+        now = _now()
+        row.phase, row.reason, row.updated_at = phase, reason, now
+        if step is not None:
+            row.step = step
+        if phase not in ("pending", "progressing", "paused"):
+            row.finished_at = now
+        await s.flush()
+        return _rollout(row)
+
+    async def rollout_by_event(self, s: AsyncSession, event_id: str) -> Rollout | None:
+        row = await s.scalar(select(RolloutRow).where(RolloutRow.event_id == event_id).limit(1))
+        return _rollout(row) if row else None
+
+    async def rollout_request(self, s: AsyncSession, rollout_id: str) -> dict[str, Any]:
+        row = await s.get(RolloutRow, rollout_id)
+        return dict(row.request or {}) if row else {}
+
+    async def rollout(self, s: AsyncSession, rollout_id: str) -> Rollout | None:
+        row = await s.get(RolloutRow, rollout_id)
+        return _rollout(row) if row else None
+
+    async def rollouts(
+        self,
+        s: AsyncSession,
+        *,
+        teams: Iterable[str] | None = None,
+        model: str | None = None,
+        phase: RolloutPhase | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Rollout], int]:
+        where = [_visible(RolloutRow.team, teams)]
+        if model is not None:
+            where.append(RolloutRow.model == model)
+        if phase is not None:
+            where.append(RolloutRow.phase == phase)
+        total = await s.scalar(select(func.count()).select_from(RolloutRow).where(*where))
+        rows = await s.scalars(
+            select(RolloutRow)
+            .where(*where)
+            .order_by(RolloutRow.created_at.desc(), RolloutRow.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_rollout(r) for r in rows], int(total or 0)
+
+    async def unfinished_direct_rollouts(self, s: AsyncSession) -> list[Rollout]:
+        rows = await s.scalars(
+            select(RolloutRow)
+            .where(RolloutRow.strategy == "direct", RolloutRow.phase.in_(["pending", "progressing"]))
+            .order_by(RolloutRow.created_at)
+        )
+        return [_rollout(r) for r in rows]
+
+    # ------------------------------------------------------------------ activity
+
+    async def record_activity(self, s: AsyncSession, seen: Mapping[tuple[str, int], datetime]) -> None:
+        """Upsert last-request times, never moving one backwards."""
+        if not seen:
+            return
+        dialect = s.bind.dialect.name if s.bind else "sqlite"
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        table = VersionActivityRow.__table__
+        for (model, version), at in seen.items():
+            stmt = insert(table).values(model=model, version=version, last_request_at=at)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["model", "version"],
+                set_={"last_request_at": func.max(table.c.last_request_at, stmt.excluded.last_request_at)}
+                if dialect != "postgresql"
+                else {
+                    "last_request_at": func.greatest(table.c.last_request_at, stmt.excluded.last_request_at)
+                },
+            )
+            await s.execute(stmt)
+
+    async def activity(self, s: AsyncSession, model: str | None = None) -> dict[tuple[str, int], datetime]:
+        query = select(VersionActivityRow)
+        if model is not None:
+            query = query.where(VersionActivityRow.model == model)
+        return {(r.model, r.version): r.last_request_at for r in await s.scalars(query)}

@@ -1,0 +1,9 @@
+"""All gateway routers, gathered."""
+
+from fastapi import APIRouter
+
+from fleet_gateway.api import feedback, health, inference
+
+api_router = APIRouter()
+for module in (health, inference, feedback):
+    api_router.include_router(module.router)

@@ -1,0 +1,158 @@
+"""Where predictions come from: a small ``ServingBackend`` protocol and its Ray implementation.
+
+The gateway's request handling knows only ``predict(served, rows)``; ``RayBackend`` joins the Ray
+cluster as a driver and calls deployments through cached ``DeploymentHandle``s with the calling
+convention of ``fleet_core.serving`` (never the Ray HTTP proxy). Unit tests use an in-memory
+backend behind the same protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+
+from fleet_core.errors import FleetError, InvalidInput, NotFound
+from fleet_core.log import get_logger
+from fleet_core.serving import SERVE_NAMESPACE, ServedVersion
+
+log = get_logger(__name__)
+
+
+class ModelFailed(FleetError):
+    """The model ran and raised, or answered something that is not one prediction per row."""
+
+    status, kind, title = 502, "model-error", "The model failed"
+
+
+class ModelUnavailable(FleetError):
+    """The model could not be reached in time: no replica, back-pressure, or a timeout."""
+
+    status, kind, title = 503, "model-unavailable", "The model is unavailable"
+
+    def __init__(self, detail: str, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(detail, **kw)
+
+
+class ServingBackend(Protocol):
+    """Runs one version on validated rows; returns one prediction per row."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ready(self) -> tuple[bool, str]: ...
+
+    async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]: ...
+
+
+class RayBackend:
+    """Ray Serve deployments called through ``DeploymentHandle``s from this driver process."""
+
+    def __init__(self, address: str | None, *, timeout_s: float = 30.0, retry_s: float = 2.0) -> None:
+        self._address = address
+        self._timeout_s = timeout_s
+        self._retry_s = retry_s
+        self._handles: dict[tuple[str, str], Any] = {}
+        self._keyed: dict[tuple[str, str, str], Any] = {}
+        self._connected = False
+        self._error = "not connected yet"
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Join the cluster in the background: a gateway starts even while Ray is still coming up."""
+        self._task = asyncio.create_task(self._connect_loop(), name="ray-connect")
+
+    async def _connect_loop(self) -> None:
+        import ray
+
+        delay = self._retry_s
+        while not self._connected:
+            try:
+                await asyncio.to_thread(
+                    ray.init,
+                    address=self._address,
+                    namespace=SERVE_NAMESPACE,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                )
+                self._connected = True
+                self._error = ""
+                log.info("joined the Ray cluster", address=self._address)
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"
+                log.warning("cannot join the Ray cluster yet; retrying", error=self._error, retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._handles.clear()
+        self._keyed.clear()
+
+    async def ready(self) -> tuple[bool, str]:
+        return self._connected, "connected" if self._connected else self._error
+
+    def _handle(self, served: ServedVersion) -> Any:
+        placement = served.placement
+        key = served.spec.key
+        cache_key = (placement.app, placement.deployment, key)
+        handle = self._keyed.get(cache_key)
+        if handle is None:
+            from ray import serve
+
+            base = self._handles.get(cache_key[:2])
+            if base is None:
+                base = serve.get_deployment_handle(placement.deployment, app_name=placement.app)
+                self._handles[cache_key[:2]] = base
+            handle = base.options(multiplexed_model_id=key)
+            self._keyed[cache_key] = handle
+        return handle
+
+    async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]:
+        if not self._connected:
+            raise ModelUnavailable(f"not connected to the Ray cluster: {self._error}")
+        try:
+            handle = self._handle(served)
+        except Exception as exc:  # the application or deployment does not exist (yet)
+            raise ModelUnavailable(f"{served.spec.key}: no deployment handle: {exc}") from exc
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await handle.predict.remote(rows)  # type: ignore[no-any-return]
+        except TimeoutError as exc:
+            raise ModelUnavailable(f"{served.spec.key} did not answer within {self._timeout_s:g} s") from exc
+        except Exception as exc:
+            raise self._translate(served, exc) from exc
+
+    def _translate(self, served: ServedVersion, exc: Exception) -> FleetError:
+        """A Ray or serving-engine error as the gateway's answer: the client's fault (422), not
+        reachable or not loaded yet (503, retry), or the model broke (502)."""
+        from ray import exceptions as ray_exc
+        from ray.serve import exceptions as serve_exc
+
+        key = served.spec.key
+        cause: BaseException = exc
+        if isinstance(exc, ray_exc.RayTaskError) and getattr(exc, "cause", None) is not None:
+            cause = exc.cause
+        if isinstance(cause, FleetError):
+            detail = f"{key}: {cause.detail}"
+            if isinstance(cause, InvalidInput):  # the model refused these values
+                return InvalidInput(detail, field=cause.field)
+            if isinstance(cause, NotFound) or cause.status == 503:  # not (yet) configured or loaded
+                return ModelUnavailable(detail)
+            return ModelFailed(detail)
+        if isinstance(exc, serve_exc.BackPressureError | serve_exc.DeploymentUnavailableError):
+            return ModelUnavailable(f"{key}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, ray_exc.RayActorError | ray_exc.ActorUnavailableError):
+            self._forget(served)
+            return ModelUnavailable(f"{key}: replica unavailable: {exc}")
+        return ModelFailed(f"{key} failed: {type(cause).__name__}: {cause}")
+
+    def _forget(self, served: ServedVersion) -> None:
+        placement = served.placement
+        self._handles.pop((placement.app, placement.deployment), None)
+        self._keyed.pop((placement.app, placement.deployment, served.spec.key), None)

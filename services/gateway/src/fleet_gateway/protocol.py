@@ -1,0 +1,206 @@
+"""Request bodies to rows and predictions to response bodies, for both accepted forms.
+
+- **Tensor form** (Open Inference Protocol v2): ``{"inputs": [{"name", "shape", "datatype",
+  "data"}, ...]}``. Either one tensor per feature (column-wise, named after the signature's
+  inputs, ``shape[0]`` rows, ``data`` flat row-major or nested), or a single 2-D tensor whose name
+  is not a feature, of shape ``[rows, features]``, whose columns follow the signature's input
+  order. Answered with an OIP ``InferenceResponse``.
+- **Plain form**: ``{"inputs": {"feature": value, ...}}`` (one row) or ``{"inputs": [{...}, ...]}``.
+  Answered with ``{"model", "version", "predictions", "request_id"}``.
+
+A list of objects that all carry ``datatype`` and ``data`` is the tensor form; any other list
+of objects is rows. Errors name the field (``inputs.age``, ``inputs[1].age``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import ValidationError
+
+from fleet_core.errors import FleetError, InvalidInput
+from fleet_core.oip import InferenceRequest, RequestInput, datatype_of
+from fleet_core.schemas import Signature
+
+Form = Literal["oip", "plain"]
+
+
+class MalformedJson(FleetError):
+    status, kind, title = 400, "malformed-json", "Malformed JSON"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """A decoded inference body: its form, the client's id, and rows or tensors."""
+
+    form: Form
+    client_id: str | None
+    rows: list[dict[str, Any]] | None = None
+    tensors: list[RequestInput] | None = None
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", field=field, errors=[{"field": field, "message": message}])
+
+
+def decode_request(body: bytes) -> ParsedRequest:
+    """Parse the body (400 when it is not JSON, 422 when it is neither accepted form)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJson(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or "inputs" not in payload:
+        raise _invalid("inputs", "is required: an object of feature values, a list of them, or tensors")
+    inputs = payload["inputs"]
+    client_id = payload.get("id")
+    if client_id is not None and not isinstance(client_id, str):
+        raise _invalid("id", "must be a string")
+    if isinstance(inputs, dict):
+        return ParsedRequest("plain", client_id, rows=[inputs])
+    if not isinstance(inputs, list) or not inputs:
+        raise _invalid("inputs", "must be an object, or a non-empty list of objects or tensors")
+    if not all(isinstance(item, dict) for item in inputs):
+        raise _invalid("inputs", "every item must be an object (a row, or a tensor)")
+    if all("datatype" in item and "data" in item for item in inputs):
+        try:
+            request = InferenceRequest.model_validate(payload)
+        except ValidationError as exc:
+            errors = [
+                {"field": ".".join(_loc(e["loc"])), "message": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+            first = errors[0]
+            detail = f"{first['field']}: {first['message']}"
+            raise InvalidInput(detail, field=first["field"], errors=errors) from None
+        return ParsedRequest("oip", request.id, tensors=request.inputs)
+    extra = set(payload) - {"inputs", "id", "parameters"}
+    if extra:
+        name = sorted(extra)[0]
+        raise _invalid(name, "is not a field of the plain request form")
+    return ParsedRequest("plain", client_id, rows=inputs)
+
+
+def _loc(loc: tuple[Any, ...]) -> list[str]:
+    out: list[str] = []
+    for part in loc:
+        if isinstance(part, int) and out:
+            out[-1] = f"{out[-1]}[{part}]"
+        else:
+            out.append(str(part))
+    return out
+
+
+def rows_for(parsed: ParsedRequest, signature: Signature) -> list[dict[str, Any]]:
+    """The request as rows of feature values, in the signature's terms."""
+    if parsed.rows is not None:
+        return parsed.rows
+    tensors = parsed.tensors or []
+    names = [f.name for f in signature.inputs]
+    if len(tensors) == 1 and tensors[0].name not in names:
+        return _rows_from_matrix(tensors[0], signature)
+    columns: dict[str, list[Any]] = {}
+    count: int | None = None
+    for tensor in tensors:
+        where = f"inputs.{tensor.name}"
+        if tensor.name in columns:
+            raise _invalid(where, "appears twice")
+        values = _batch(tensor, where)
+        if count is not None and len(values) != count:
+            raise _invalid(where, f"has {len(values)} rows; the other inputs have {count}")
+        count = len(values)
+        columns[tensor.name] = values
+    return [{name: values[i] for name, values in columns.items()} for i in range(count or 0)]
+
+
+def _rows_from_matrix(tensor: RequestInput, signature: Signature) -> list[dict[str, Any]]:
+    where = f"inputs.{tensor.name}"
+    names = [f.name for f in signature.inputs]
+    if any(f.shape for f in signature.inputs):
+        raise _invalid(where, f"is not an input of the model; expected tensors named {names}")
+    width = len(names)
+    if len(tensor.shape) != 2 or tensor.shape[1] != width:
+        raise _invalid(
+            where,
+            f"is not an input of the model: send one tensor per input {names}, or one tensor of "
+            f"shape [rows, {width}] with columns in that order",
+        )
+    matrix = _batch(tensor, where)
+    return [dict(zip(names, row, strict=True)) for row in matrix]
+
+
+def _batch(tensor: RequestInput, where: str) -> list[Any]:
+    """The tensor's values split along its first dimension (flat or nested data alike)."""
+    shape = tensor.shape
+    data = tensor.data
+    if not shape:
+        if len(data) != 1:
+            raise _invalid(where, f"a scalar tensor holds one value, got {len(data)}")
+        return data
+    if data and isinstance(data[0], list):
+        if len(data) != shape[0]:
+            raise _invalid(where, f"has {len(data)} rows; its shape {shape} says {shape[0]}")
+        return data
+    expected = math.prod(shape)
+    if len(data) != expected:
+        raise _invalid(where, f"has {len(data)} values; its shape {shape} needs {expected}")
+    return _nest(data, shape)
+
+
+def _nest(flat: list[Any], shape: list[int]) -> list[Any]:
+    if len(shape) == 1:
+        return flat
+    step = math.prod(shape[1:])
+    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _flatten(values: list[Any]) -> tuple[list[Any], list[int]]:
+    """Flat data and the shape of one item, when every item has the same nested shape."""
+    first = values[0] if values else None
+    if not isinstance(first, list):
+        return values, []
+    inner_len = len(first)
+    if not all(isinstance(v, list) and len(v) == inner_len for v in values):
+        return values, []
+    flat, inner = _flatten([x for v in values for x in v])
+    return flat, [inner_len, *inner]
+
+
+def output_tensors(predictions: list[Any], signature: Signature) -> list[dict[str, Any]]:
+    """Predictions (one per row) as OIP output tensors, named after the signature's outputs."""
+    n = len(predictions)
+    out_names = [f.name for f in signature.outputs]
+    if predictions and all(isinstance(p, dict) for p in predictions):
+        keys = out_names or sorted({k for p in predictions for k in p})
+        columns = {k: [p.get(k) for p in predictions] for k in keys}
+    else:
+        columns = {out_names[0] if len(out_names) == 1 else "predictions": predictions}
+    tensors = []
+    for name, values in columns.items():
+        flat, inner = _flatten(values)
+        tensors.append({"name": name, "shape": [n, *inner], "datatype": datatype_of(flat), "data": flat})
+    return tensors
+
+
+def oip_response_body(
+    *, model: str, version: int, request_id: str | None, predictions: list[Any], signature: Signature
+) -> bytes:
+    return orjson.dumps(
+        {
+            "model_name": model,
+            "model_version": str(version),
+            "id": request_id,
+            "outputs": output_tensors(predictions, signature),
+        }
+    )
+
+
+def plain_response_body(*, model: str, version: int, request_id: str | None, predictions: list[Any]) -> bytes:
+    return orjson.dumps(
+        {"model": model, "version": version, "predictions": predictions, "request_id": request_id}
+    )

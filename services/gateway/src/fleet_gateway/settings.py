@@ -1,0 +1,47 @@
+"""Gateway settings (``FLEET_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fleet_core.settings import FleetSettings
+
+
+class GatewaySettings(FleetSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    deployer_url: str = "http://127.0.0.1:8002"
+    """Where ``GET /v1/routes`` bootstraps and re-syncs the route tables."""
+    ray_address: str | None = "auto"
+    """Ray cluster to join as a driver (``auto``: the local cluster the deployer started)."""
+    routes_resync_s: float = Field(default=30.0, gt=0)
+    """Full re-sync from the deployer this often, on top of ``rollout.updated`` events."""
+    routes_refresh_min_interval_s: float = Field(default=1.0, ge=0)
+    """On-demand re-fetch (a request names a model or version the cache lacks) at most this often."""
+    routes_fetch_timeout_s: float = Field(default=3.0, gt=0)
+    follow_rollouts: bool = True
+    """Consume ``rollout.updated`` (no consumer group: every gateway instance sees every update)."""
+    log_queue_size: int = Field(default=10_000, ge=1)
+    """Inference log records waiting for the broker; beyond this they are shed and counted."""
+    log_batch_size: int = Field(default=500, ge=1)
+    log_linger_ms: int = Field(default=50, ge=0)
+    pii_salt: str = "embedded-pii-salt"
+    """Salt of the hash that replaces PII fields in logged inputs."""
+    rate_limit_rps: float = Field(default=1000.0, gt=0)
+    """Sustained requests per second per token."""
+    rate_limit_burst: int = Field(default=2000, ge=1)
+    token_cache_s: float = Field(default=30.0, ge=0)
+    """Verified tokens are trusted this long (never past their expiry) without re-verifying."""
+    max_body_mb: float = Field(default=8.0, gt=0)
+    """Largest request body, in MiB (413 above)."""
+    max_rows: int = Field(default=10_000, ge=1)
+    """Most rows in one inference request (422 above)."""
+    predict_timeout_s: float = Field(default=30.0, gt=0)
+    shadow_timeout_s: float = Field(default=10.0, gt=0)
+    """A shadow call is abandoned (and logged as an error) after this long."""
+    feedback_timeout_s: float = Field(default=3.0, gt=0)
+    """How long ``/v1/feedback`` waits for the broker's acknowledgement before answering 503."""
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)

@@ -1,0 +1,94 @@
+"""The gateway's Ray backend calling a real pool deployment through a DeploymentHandle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from fleet_core.events import RouteArm, RouteTable
+from fleet_core.serving import (
+    POOL_DEPLOYMENT,
+    ModelRoute,
+    Placement,
+    PoolConfig,
+    PoolSizing,
+    RoutesSnapshot,
+    ServedVersion,
+)
+from fleet_serving import ServingControl
+from support.gateway import running_gateway
+from support.serving import BuiltModel, logistic_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SUFFIX = uuid.uuid4().hex[:6]
+
+
+@pytest.fixture(scope="module")
+def pool(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, BuiltModel]]:
+    directory = tmp_path_factory.mktemp("gateway-ray")
+    built = logistic_model(directory, model=f"gw-iris-{SUFFIX}")
+    control = ServingControl(deploy_timeout_s=120)
+    control.connect(ray_cluster)
+    app = f"test-gw-pool-{SUFFIX}"
+    control.apply_pool(
+        PoolConfig(models={built.spec.key: built.spec}),
+        PoolSizing(min_replicas=1, max_replicas=1, num_cpus=0.25, max_models_per_replica=4),
+        {"FLEET_HOME": str(directory / "replica-home")},
+        app_name=app,
+    )
+    try:
+        yield app, built
+    finally:
+        control.remove(app)
+
+
+async def test_gateway_serves_a_pool_model_through_its_deployment_handle(
+    ray_cluster: str, pool: tuple[str, BuiltModel]
+) -> None:
+    app, built = pool
+    spec = built.spec
+    missing = spec.model_copy(update={"version": 2})  # routed, but not configured in the pool
+    placement = Placement(kind="pool", app=app, deployment=POOL_DEPLOYMENT)
+    routes = RoutesSnapshot(
+        models=[
+            ModelRoute(
+                model=spec.model,
+                team=spec.team,
+                table=RouteTable(
+                    model=spec.model,
+                    revision=1,
+                    arms=[RouteArm(version=1, weight=100), RouteArm(version=2, weight=0)],
+                ),
+                versions=[
+                    ServedVersion(spec=spec, placement=placement, state="ready"),
+                    ServedVersion(spec=missing, placement=placement, state="ready"),
+                ],
+            )
+        ],
+        generated_at=datetime.now(UTC),
+    )
+    async with running_gateway(routes, ray_backend=True, ray_address=ray_cluster) as gw:
+        deadline = time.monotonic() + 60
+        while (await gw.client.get("/v2/health/ready")).status_code != 200:
+            assert time.monotonic() < deadline, (await gw.client.get("/v2/health/ready")).text
+            await asyncio.sleep(0.2)
+        headers = gw.auth(teams=[spec.team])
+        r = await gw.client.post(
+            f"/v2/models/{spec.model}/infer", json={"inputs": built.rows(5)}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-fleet-model-version"] == "1"
+        assert r.json()["predictions"] == built.expected(5)
+
+        r = await gw.client.post(
+            f"/v2/models/{spec.model}/versions/2/infer", json={"inputs": built.rows(1)}, headers=headers
+        )
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert f"{spec.model}:2" in r.json()["detail"]

@@ -1,0 +1,53 @@
+"""Quotas and pool sizing become Ray actor options and Serve autoscaling config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleet_core.schemas import ResourceQuota
+from fleet_core.serving import PoolConfig, PoolSizing
+from fleet_serving import SPOT_RESOURCE, pool_application, quota_actor_options, quota_autoscaling
+from support.serving import logistic_model
+
+
+def test_quota_becomes_actor_options_with_memory_in_bytes_and_the_replica_env() -> None:
+    quota = ResourceQuota(num_cpus=0.5, memory_mb=300)
+    options = quota_actor_options(quota, {"FLEET_S3_ENDPOINT": "http://s3"})
+    assert options["num_cpus"] == 0.5
+    assert options["memory"] == 300 * 2**20
+    env = options["runtime_env"]["env_vars"]
+    assert env["FLEET_S3_ENDPOINT"] == "http://s3"
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert "resources" not in options
+
+
+def test_quota_without_memory_leaves_memory_to_ray() -> None:
+    assert "memory" not in quota_actor_options(ResourceQuota(), None)
+
+
+def test_spot_quota_asks_for_the_spot_resource_only_when_the_cluster_has_it() -> None:
+    spot = ResourceQuota(capacity_class="spot")
+    assert quota_actor_options(spot, None, spot_resource=True)["resources"] == {SPOT_RESOURCE: 0.001}
+    assert "resources" not in quota_actor_options(spot, None, spot_resource=False)
+
+
+def test_default_quota_scales_to_zero_after_the_idle_delay_but_starts_one_replica() -> None:
+    scaling = quota_autoscaling(ResourceQuota(max_replicas=3, target_ongoing_requests=4), idle_s=120)
+    assert scaling == {
+        "min_replicas": 0,
+        "max_replicas": 3,
+        "target_ongoing_requests": 4,
+        "initial_replicas": 1,
+        "downscale_to_zero_delay_s": 120,
+    }
+
+
+def test_pool_version_ignores_the_model_list_so_reconfiguring_does_not_restart(tmp_path: Path) -> None:
+    spec = logistic_model(tmp_path).spec
+    sizing = PoolSizing()
+    empty = pool_application(PoolConfig(), sizing, {"FLEET_HOME": "/x"})
+    full = pool_application(PoolConfig(models={spec.key: spec}), sizing, {"FLEET_HOME": "/x"})
+    bigger = pool_application(PoolConfig(), sizing.model_copy(update={"max_models_per_replica": 3}), {})
+    version = lambda app: app._bound_deployment.version  # noqa: E731
+    assert version(empty) == version(full)
+    assert version(empty) != version(bigger)

@@ -1,0 +1,193 @@
+"""Runtimes load verified artifacts of each flavor and predict one JSON value per row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from fleet_core.settings import FleetSettings
+from fleet_serving import (
+    ArtifactIntegrityError,
+    OnnxRuntime,
+    SklearnRuntime,
+    UntrustedArtifactError,
+    aload_model,
+    load_model,
+)
+from fleet_serving.settings import ServingSettings
+from support.serving import (
+    array_model,
+    category_pipeline,
+    logistic_model,
+    make_spec,
+    onnx_of,
+    python_model,
+)
+
+
+@pytest.fixture
+def settings() -> FleetSettings:
+    return FleetSettings()
+
+
+class HomeMadeClassifier(ClassifierMixin, BaseEstimator):
+    """A class skops has never heard of: its type is untrusted."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_sklearn_model_predicts_labels_as_plain_python(tmp_path: Path, settings: FleetSettings) -> None:
+    built = logistic_model(tmp_path)
+    runtime = load_model(built.spec, settings)
+    assert isinstance(runtime, SklearnRuntime)
+    predictions = runtime.predict(built.rows(20))
+    assert predictions == built.expected(20)
+    assert all(type(p) is int for p in predictions)
+    json.dumps(predictions)
+
+
+def test_rows_are_taken_in_signature_order_whatever_their_key_order(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    built = logistic_model(tmp_path)
+    runtime = load_model(built.spec, settings)
+    shuffled = [dict(reversed(list(row.items()))) for row in built.rows(10)]
+    assert runtime.predict(shuffled) == built.expected(10)
+
+
+def test_pipeline_with_a_category_column_predicts_like_the_fitted_pipeline(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    built = category_pipeline(tmp_path)
+    assert {f.name: f.type for f in built.spec.signature.inputs}["plan"] == "category"
+    runtime = load_model(built.spec, settings)
+    predictions = runtime.predict(built.rows(50))
+    assert predictions == built.expected(50)
+    assert set(predictions) <= {"churn", "stay"}
+
+
+def test_estimator_fitted_on_an_array_gets_a_matrix_in_signature_order(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    built = array_model(tmp_path)
+    runtime = load_model(built.spec, settings)
+    expected = built.estimator.predict(built.frame.head(5).to_numpy())
+    assert runtime.predict(built.rows(5)) == pytest.approx(list(expected))
+
+
+def test_onnx_and_sklearn_agree_on_the_same_model(tmp_path: Path, settings: FleetSettings) -> None:
+    built = logistic_model(tmp_path)
+    onnx_spec = onnx_of(tmp_path, built)
+    sk = load_model(built.spec, settings)
+    onnx = load_model(onnx_spec, settings)
+    assert isinstance(onnx, OnnxRuntime)
+    rows = built.rows(100)
+    onnx_predictions = onnx.predict(rows)
+    assert onnx_predictions == sk.predict(rows)
+    assert all(type(p) is int for p in onnx_predictions)
+
+
+def test_onnx_with_one_input_per_feature_takes_strings_and_numbers(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    built = category_pipeline(tmp_path)
+    onx = convert_sklearn(
+        built.estimator,
+        initial_types=[
+            ("tenure", FloatTensorType([None, 1])),
+            ("plan", StringTensorType([None, 1])),
+            ("spend", FloatTensorType([None, 1])),
+        ],
+        options={"zipmap": False},
+    )
+    spec = make_spec(tmp_path, "churn-onnx", "onnx", onx.SerializeToString(), built.spec.signature)
+    runtime = load_model(spec, settings)
+    assert runtime.predict(built.rows(50)) == built.expected(50)
+
+
+def test_python_model_runs_the_publishers_class_with_its_helpers_and_data(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    spec = python_model(tmp_path, threshold=10.0)
+    runtime = load_model(spec, settings)
+    assert runtime.predict([{"amount": 5.0}, {"amount": 50}]) == ["low", "high"]
+
+
+def test_two_python_versions_with_the_same_module_names_do_not_meet(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    low = load_model(python_model(tmp_path, "rules-a", threshold=10.0), settings)
+    high = load_model(python_model(tmp_path, "rules-b", threshold=1000.0), settings)
+    assert low.predict([{"amount": 50}]) == ["high"]
+    assert high.predict([{"amount": 50}]) == ["low"]
+
+
+def test_python_models_are_refused_when_the_serving_side_disallows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_SERVING_ALLOW_PYTHON", "false")
+    with pytest.raises(UntrustedArtifactError, match="FLEET_SERVING_ALLOW_PYTHON"):
+        load_model(python_model(tmp_path), FleetSettings())
+
+
+def test_python_models_are_off_by_default_in_production() -> None:
+    production = ServingSettings(mode="production", jwt_secret="x" * 40)
+    assert not production.python_allowed
+    assert ServingSettings().python_allowed
+
+
+def test_artifact_whose_bytes_do_not_match_its_sha256_is_refused_before_loading(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    built = logistic_model(tmp_path)
+    path = Path(built.spec.artifact_uri.removeprefix("file://"))
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        load_model(built.spec, settings)
+    message = str(caught.value)
+    assert built.spec.artifact_uri in message and built.spec.sha256 in message
+    assert caught.value.actual in message and caught.value.actual != built.spec.sha256
+
+
+def test_skops_artifact_with_an_untrusted_type_is_refused(tmp_path: Path, settings: FleetSettings) -> None:
+    est = HomeMadeClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1])
+    built = logistic_model(tmp_path)
+    spec = make_spec(tmp_path, "homemade", "sklearn", sio.dumps(est), built.spec.signature)
+    with pytest.raises(UntrustedArtifactError, match="HomeMadeClassifier"):
+        load_model(spec, settings)
+
+
+def test_trusting_a_non_library_type_by_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_SERVING_TRUSTED_TYPES", '["builtins.eval"]')
+    with pytest.raises(ValueError, match="sklearn/numpy/scipy"):
+        ServingSettings()
+
+
+def test_errors_survive_pickling_across_processes() -> None:
+    import pickle
+
+    error = ArtifactIntegrityError("file:///a", "0" * 64, "1" * 64)
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, ArtifactIntegrityError)
+    assert str(copy) == str(error) and copy.expected == "0" * 64
+
+
+async def test_async_loading_works_inside_an_event_loop(tmp_path: Path, settings: FleetSettings) -> None:
+    built = logistic_model(tmp_path)
+    runtime = await aload_model(built.spec, settings)
+    assert runtime.predict(built.rows(3)) == built.expected(3)
+    # The blocking variant may be called from a thread that runs a loop, too.
+    assert load_model(built.spec, settings).predict(built.rows(3)) == built.expected(3)
