@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help uv install demo up down status test test-fast lint format clean
+.PHONY: help uv install demo up down status test test-fast lint format clean bench bench-quick
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,14 @@ test: install  ## Lint, then run the whole test suite (unit, integration, end-to
 
 test-fast: install  ## Unit tests only
 	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+bench: install  ## Serving benchmarks (uses wrk when installed); results in bench/results/
+	$(UV) run python bench/serving.py
+	$(UV) run python bench/multimodel.py
+
+bench-quick: install  ## Smoke run of the benchmarks (3 s cells, 30 models)
+	$(UV) run python bench/serving.py --quick
+	$(UV) run python bench/multimodel.py --quick
 
 lint: install  ## ruff
 	$(UV) run ruff check .

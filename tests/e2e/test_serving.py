@@ -193,7 +193,11 @@ def test_shadow_gets_copies_while_the_client_gets_the_primary_answer(fleet: Flee
         if len(shadows) >= 30 or time.monotonic() > deadline:
             break
         time.sleep(1.0)
-    assert len(shadows) >= 30 and {d["version"] for d in shadows} == {v2}, "every request was mirrored to v2"
+    shadow_metrics = [ln for ln in fleet.http.get("/metrics").text.splitlines() if 'arm="shadow"' in ln]
+    assert len(shadows) >= 30 and {d["version"] for d in shadows} == {v2}, (
+        f"every request was mirrored to v2: {len(mine)} records of the model, {len(shadows)} shadow; "
+        f"gateway metrics: {shadow_metrics[:6]}"
+    )
     assert {d["version"] for d in mine if d["arm"] == "primary"} == {v1}
 
 

@@ -95,3 +95,46 @@ async def test_gateway_waits_for_a_late_deployer_then_serves_fresh_deploys_on_de
                 assert r.status_code == 404
             assert len(deployer.principals) - fetches <= 1
     assert set(deployer.principals) == {"service:gateway"}
+
+
+async def test_a_route_update_naming_a_version_still_deploying_is_fetched_until_servable() -> None:
+    # The deployer publishes a table naming v2 while a snapshot taken just before still lacks it:
+    # the gateway keeps re-fetching (past its on-demand rate limit) until it can serve v2.
+    from prometheus_client import CollectorRegistry
+
+    from fleet_gateway.metrics import GatewayMetrics
+    from fleet_gateway.route_source import DeployerRouteSource
+    from fleet_gateway.routing import RouteBook
+
+    deployer = FakeDeployer()
+    deployer.models = [route("churn", [RouteArm(version=1, weight=100)])]
+    book = RouteBook()
+    source = DeployerRouteSource(
+        book,
+        TokenAuthority(SECRET),
+        GatewayMetrics(CollectorRegistry()),
+        deployer_url=deployer.url,
+        resync_s=600,
+        refresh_min_interval_s=0.3,
+        timeout_s=2,
+    )
+    async with deployer.running():
+        assert await source.sync()
+        table = route(
+            "churn",
+            [RouteArm(version=1, weight=100), RouteArm(version=2, weight=0, mode="shadow")],
+            revision=2,
+        ).table
+        assert book.apply_table(table)
+        assert book.missing_versions("churn") == [2]
+
+        async def deploy_finishes_later() -> None:
+            await asyncio.sleep(0.5)
+            deployer.models = [route("churn", table.arms, revision=2)]
+
+        finishing = asyncio.create_task(deploy_finishes_later())
+        await source.refresh_model("churn")
+        await finishing
+        assert book.missing_versions("churn") == []
+        assert book.served("churn", 2) is not None
+    await source.stop()

@@ -21,10 +21,13 @@ from fleet_serving import (
 )
 from fleet_serving.settings import ServingSettings
 from support.serving import (
+    BuiltModel,
     array_model,
     category_pipeline,
+    infer_signature,
     logistic_model,
     make_spec,
+    numeric_frame,
     onnx_of,
     python_model,
 )
@@ -74,6 +77,30 @@ def test_pipeline_with_a_category_column_predicts_like_the_fitted_pipeline(
     predictions = runtime.predict(built.rows(50))
     assert predictions == built.expected(50)
     assert set(predictions) <= {"churn", "stay"}
+
+
+def test_numeric_pipeline_selecting_columns_by_name_still_gets_its_dataframe(
+    tmp_path: Path, settings: FleetSettings
+) -> None:
+    # All-numeric inputs take a float-matrix fast path, but only when the model answers the same
+    # way; a ColumnTransformer that selects by column name must keep getting a DataFrame.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame, y = numeric_frame(seed=3)
+    est = Pipeline(
+        [
+            ("pre", ColumnTransformer([("scaled", StandardScaler(), ["width", "sepal"])], remainder="drop")),
+            ("clf", LogisticRegression()),
+        ]
+    ).fit(frame, y)
+    spec = make_spec(tmp_path, "by-name", "sklearn", sio.dumps(est), infer_signature(frame, est))
+    built = BuiltModel(spec, est, frame)
+    runtime = load_model(spec, settings)
+    shuffled = [dict(reversed(list(row.items()))) for row in built.rows(40)]
+    assert runtime.predict(shuffled) == built.expected(40)
 
 
 def test_estimator_fitted_on_an_array_gets_a_matrix_in_signature_order(

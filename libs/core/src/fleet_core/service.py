@@ -3,7 +3,11 @@ bearer-token verification and health endpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,6 +22,24 @@ from fleet_core.metrics import ServiceMetrics
 from fleet_core.settings import FleetSettings
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+@contextmanager
+def keep_signal_handlers(*signals: signal.Signals) -> Iterator[None]:
+    """Put back the process's SIGTERM/SIGINT handlers after code that replaces them.
+
+    Joining a Ray cluster installs Ray's native handlers, which end the process on SIGTERM at
+    once: uvicorn's graceful shutdown never runs, Kafka consumers never leave their groups and
+    the next start waits out a rebalance. Use around such calls, from the main thread."""
+    watched = signals or (signal.SIGTERM, signal.SIGINT)
+    saved = {sig: signal.getsignal(sig) for sig in watched}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in saved.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 class RequestIdMiddleware:
@@ -142,3 +164,27 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def serve_http(app: FastAPI, host: str, port: int) -> None:
+    """Run a service's app the way every ``python -m fleet_<service> serve`` does: one uvicorn
+    worker (uvloop and httptools when installed), our structlog logging, no access log."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
+
+
+def migrate_database(url: str, migrations: Path) -> None:
+    """Apply a service's Alembic migrations to ``url`` and return (``python -m ... migrate``)."""
+    import asyncio
+
+    from fleet_core.db import Database
+
+    async def migrate() -> None:
+        db = Database(url)
+        try:
+            await db.migrate(migrations)
+        finally:
+            await db.dispose()
+
+    asyncio.run(migrate())

@@ -321,8 +321,9 @@ class Client:
             try:
                 response = self._gateway.get(f"/v2/models/{name}")
                 if response.status_code == 200:
-                    current = (response.json().get("parameters") or {}).get("route_revision")
-                    if current is not None and current >= revision:
+                    params = response.json().get("parameters") or {}
+                    current = params.get("route_revision")
+                    if current is not None and current >= revision and params.get("route_complete", True):
                         return True
             except httpx.TransportError:
                 pass

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from fleet_core.db import Database
 from fleet_core.log import configure_logging
+from fleet_core.service import migrate_database, serve_http
 from fleet_deployer.settings import DeployerSettings
 
 
@@ -20,29 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = DeployerSettings()
     configure_logging("deployer", settings.log_level, settings.log_json)
 
+    from fleet_deployer.app import MIGRATIONS, create_app
+
     if args.command == "migrate":
-        from fleet_deployer.app import MIGRATIONS
-
-        async def migrate() -> None:
-            db = Database(settings.resolved_database_url("deployer"))
-            await db.migrate(MIGRATIONS)
-            await db.dispose()
-
-        asyncio.run(migrate())
+        migrate_database(settings.resolved_database_url("deployer"), MIGRATIONS)
         return 0
-
-    import uvicorn
-
-    from fleet_deployer.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    serve_http(create_app(settings), settings.host, settings.port)
     return 0
 
 

@@ -18,7 +18,7 @@ from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app
+from fleet_core.service import build_app, keep_signal_handlers
 from fleet_deployer import __version__
 from fleet_deployer.api.main import api_router
 from fleet_deployer.controller import DeploymentController, ServingPolicy
@@ -114,7 +114,8 @@ def create_app(
                 backoff = 1.0
                 while not serving.connected:
                     try:
-                        await serving.connect()
+                        with keep_signal_handlers():
+                            await serving.connect()
                     except Exception as exc:
                         log.warning("cannot connect to Ray; retrying", error=str(exc), retry_in_s=backoff)
                         await asyncio.sleep(backoff)

@@ -10,6 +10,7 @@ import sys
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 
 from fleet_core.log import configure_logging
+from fleet_core.service import serve_http
 from fleet_gateway.settings import GatewaySettings
 
 
@@ -21,21 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
 
-    import uvicorn
-
     from fleet_gateway.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        loop="auto",
-        http="auto",
-        workers=1,
-    )
+    serve_http(create_app(settings), settings.host, settings.port)
     return 0
 
 

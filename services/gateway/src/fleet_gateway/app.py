@@ -79,7 +79,8 @@ def create_app(
             return await source.refresh(reason) if source else False
 
         async def refresh_model(model: str) -> None:
-            await refresh(f"rollout.updated names unknown versions of {model}")
+            if source is not None:
+                await source.refresh_model(model)
 
         follower = (
             RolloutFollower(settings.kafka_servers, book, metrics, on_unknown_versions=refresh_model)

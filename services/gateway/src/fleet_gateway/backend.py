@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from fleet_core.errors import FleetError, InvalidInput, NotFound
 from fleet_core.log import get_logger
+from fleet_core.service import keep_signal_handlers
 from fleet_core.serving import SERVE_NAMESPACE, ServedVersion
 
 log = get_logger(__name__)
@@ -70,13 +71,14 @@ class RayBackend:
         delay = self._retry_s
         while not self._connected:
             try:
-                await asyncio.to_thread(
-                    ray.init,
-                    address=self._address,
-                    namespace=SERVE_NAMESPACE,
-                    log_to_driver=False,
-                    ignore_reinit_error=True,
-                )
+                with keep_signal_handlers():
+                    await asyncio.to_thread(
+                        ray.init,
+                        address=self._address,
+                        namespace=SERVE_NAMESPACE,
+                        log_to_driver=False,
+                        ignore_reinit_error=True,
+                    )
                 self._connected = True
                 self._error = ""
                 log.info("joined the Ray cluster", address=self._address)

@@ -290,6 +290,8 @@ class DataPlane:
                 "task": spec.task,
                 "routes": self._table_summary(model),
                 "route_revision": table.revision if (table := self.book.table(model)) else None,
+                # False while the table names a version whose serving details are still being fetched.
+                "route_complete": not self.book.missing_versions(model),
             },
         )
 

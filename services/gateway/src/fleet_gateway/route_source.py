@@ -97,10 +97,12 @@ class DeployerRouteSource:
         Unlike a request's on-demand refresh, this one must not be dropped by the rate limit, and a
         fetch that was already in flight may predate the update, so it retries a few times."""
         for _ in range(attempts):
-            await self.refresh(f"rollout.updated for {model} names unknown versions")
+            await self.refresh(f"rollout.updated names unknown versions of {model}")
             if self._book.knows(model) and not self._book.missing_versions(model):
                 return
-            await asyncio.sleep(self._min_interval_s)
+            # Rate-limited or stale: try again as soon as the interval allows.
+            remaining = self._min_interval_s - (time.monotonic() - self._last_refresh)
+            await asyncio.sleep(max(0.05, remaining))
         log.warning("route update names versions the deployer does not list", model=model)
 
     def start(self) -> None:

@@ -132,11 +132,16 @@ class RouteBook:
         return True
 
     def missing_versions(self, model: str) -> list[int]:
-        """Versions the table routes to whose serving details we do not hold yet."""
+        """Versions the table routes to that we cannot serve yet: no serving details, or details
+        from a snapshot taken while the version was still deploying."""
         entry = self._models.get(model)
         if entry is None or entry.compiled is None:
             return []
-        return [a.version for a in entry.compiled.table.arms if a.version not in entry.served]
+        return [
+            a.version
+            for a in entry.compiled.table.arms
+            if a.version not in entry.served or entry.served[a.version].state in UNSERVABLE_STATES
+        ]
 
     # ------------------------------------------------------------------ reads
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fleet_core.settings import FleetSettings
+
+EMBEDDED_PII_SALT = "embedded-pii-salt"
 
 
 class GatewaySettings(FleetSettings):
@@ -25,7 +27,7 @@ class GatewaySettings(FleetSettings):
     """Inference log records waiting for the broker; beyond this they are shed and counted."""
     log_batch_size: int = Field(default=500, ge=1)
     log_linger_ms: int = Field(default=50, ge=0)
-    pii_salt: str = "embedded-pii-salt"
+    pii_salt: str = EMBEDDED_PII_SALT
     """Salt of the hash that replaces PII fields in logged inputs."""
     rate_limit_rps: float = Field(default=1000.0, gt=0)
     """Sustained requests per second per token."""
@@ -41,6 +43,13 @@ class GatewaySettings(FleetSettings):
     """A shadow call is abandoned (and logged as an error) after this long."""
     feedback_timeout_s: float = Field(default=3.0, gt=0)
     """How long ``/v1/feedback`` waits for the broker's acknowledgement before answering 503."""
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_salt(self) -> GatewaySettings:
+        # A known salt makes hashed PII guessable by brute force over small value spaces.
+        if self.mode != "embedded" and (self.pii_salt == EMBEDDED_PII_SALT or len(self.pii_salt) < 16):
+            raise ValueError("FLEET_PII_SALT must be set to a random value of at least 16 characters")
+        return self
 
     @property
     def max_body_bytes(self) -> int:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from datetime import timedelta
 
 from fleet_core.auth import Role, TokenAuthority
-from fleet_core.db import Database
 from fleet_core.log import configure_logging
+from fleet_core.service import migrate_database, serve_http
 from fleet_registry.settings import RegistrySettings
 
 
@@ -37,29 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     configure_logging("registry", settings.log_level, settings.log_json)
+    from fleet_registry.app import MIGRATIONS, create_app
+
     if args.command == "migrate":
-        from fleet_registry.app import MIGRATIONS
-
-        async def migrate() -> None:
-            db = Database(settings.resolved_database_url("registry"))
-            await db.migrate(MIGRATIONS)
-            await db.dispose()
-
-        asyncio.run(migrate())
+        migrate_database(settings.resolved_database_url("registry"), MIGRATIONS)
         return 0
-
-    import uvicorn
-
-    from fleet_registry.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    serve_http(create_app(settings), settings.host, settings.port)
     return 0
 
 

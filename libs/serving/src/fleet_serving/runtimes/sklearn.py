@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from fleet_core.schemas import JsonValue
 from fleet_core.serving import ModelSpec
@@ -70,6 +73,7 @@ class SklearnRuntime(Runtime):
         self.extra_trusted = tuple(extra_trusted)
         self.model: Any = None
         self._feature_names: list[str] | None = None
+        self._matrix_columns: list[str] | None = None
 
     def _load(self, artifact: bytes) -> None:
         import skops.io as sio
@@ -93,13 +97,51 @@ class SklearnRuntime(Runtime):
                 raise ModelLoadError(
                     f"{self.spec.key}: the model was fitted on columns {missing} the signature lacks"
                 )
+        self._matrix_columns = self._numeric_fast_path()
 
-    def _predict(self, rows: Rows) -> list[JsonValue]:
+    def _numeric_fast_path(self) -> list[str] | None:
+        """Column order for feeding an all-numeric model a plain float matrix, or None.
+
+        Building a one-row DataFrame and having sklearn validate it costs ~1.3 ms; a float matrix
+        ~0.1 ms. Only taken when every input is a numeric scalar and the model gives the same
+        answers both ways on the version's example input (a ColumnTransformer that selects
+        columns by name, for one, refuses a matrix and keeps the DataFrame path)."""
+        inputs = self.spec.signature.inputs
+        if any(f.type not in {"float", "int", "bool"} or f.shape is not None for f in inputs):
+            return None
+        columns = self._feature_names or self.input_names
+        probe = self.spec.example_input or [{f.name: f.minimum or 0.0 for f in inputs}]
+        try:
+            expected = self._predict_frame(probe)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                actual = predictions_to_json(self.model.predict(self._matrix(probe, columns)))
+        except Exception:
+            return None
+        return columns if actual == expected else None
+
+    @staticmethod
+    def _matrix(rows: Rows, columns: list[str]) -> np.ndarray:
+        return np.array(
+            [[np.nan if (v := row.get(c)) is None else v for c in columns] for row in rows], dtype=np.float64
+        )
+
+    def _predict_frame(self, rows: Rows) -> list[JsonValue]:
         frame = rows_to_frame(self.spec.signature, rows)
         # Fitted on a DataFrame: give it the columns it knows, in its order. Fitted on an array:
         # give it the matrix in signature order, as the SDK's training frame had it.
         model_input: Any = frame[self._feature_names] if self._feature_names else frame.to_numpy()
+        return predictions_to_json(self.model.predict(model_input))
+
+    def _predict(self, rows: Rows) -> list[JsonValue]:
         try:
-            return predictions_to_json(self.model.predict(model_input))
+            if self._matrix_columns is not None:
+                return predictions_to_json(self.model.predict(self._matrix(rows, self._matrix_columns)))
+            return self._predict_frame(rows)
         except (ValueError, TypeError, KeyError) as exc:
             raise PredictionError(f"{self.spec.key}: the model refused the input: {exc}") from exc
+
+
+# The numeric fast path hands a matrix to models fitted on a DataFrame, on purpose (see
+# ``SklearnRuntime._numeric_fast_path``); sklearn's warning about it would fire on every request.
+warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)

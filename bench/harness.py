@@ -1,0 +1,119 @@
+"""Process lifetimes for the benches: every child is started in its own session and stopped by its
+own pid (or process group) from a ``finally``, so Ctrl-C, SIGTERM or an error never leaves Ray, a
+stack or a server behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (and SIGINT, always) unwind as KeyboardInterrupt, so ``finally`` blocks run."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    # A shell without job control starts background commands with SIGINT ignored; take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=BENCH_DIR,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def run_driver(args: list[str], log: Path, timeout_s: float) -> dict[str, object]:
+    """Run ``ray_driver.py`` to completion in its own session; its last stdout line is JSON."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH_DIR / "ray_driver.py"), *args],
+        cwd=BENCH_DIR,
+        stdout=subprocess.PIPE,
+        stderr=open(log, "ab"),  # noqa: SIM115
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    finally:
+        stop_group(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray_driver {args[0]} exited {proc.returncode}; see {log}")
+    lines = [ln for ln in out.decode().splitlines() if ln.strip().startswith("{")]
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
+def wait_http(url: str, *, timeout_s: float, method: str = "GET", body: str | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.request(
+                method, url, content=body, headers={"Content-Type": "application/json"}, timeout=5
+            )
+            if r.status_code < 300:
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except httpx.TransportError as exc:
+            last = str(exc)
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s ({last})")
+
+
+def machine() -> dict[str, object]:
+    import ray
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "commit": commit,
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
+    }

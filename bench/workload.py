@@ -1,0 +1,53 @@
+"""The benchmarked model and request: a logistic regression over 8 float features on synthetic data.
+
+Every target (plain FastAPI, Ray Serve's proxy, the ModelFleet gateway) serves this same model and
+does the same per-request model work as the fleet's sklearn runtime: rows -> DataFrame -> predict.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+N_FEATURES = 8
+FEATURES = [f"f{i}" for i in range(N_FEATURES)]
+
+
+def training_data(seed: int = 0, n: int = 2_000) -> tuple[pd.DataFrame, np.ndarray]:
+    """Two Gaussian blobs, linearly separable enough for a meaningful logistic regression."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=n, n_features=N_FEATURES, n_informative=5, n_redundant=1, random_state=seed
+    )
+    return pd.DataFrame(X, columns=FEATURES), y
+
+
+def train_model(seed: int = 0) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = training_data(seed)
+    return LogisticRegression(max_iter=500).fit(X, y)
+
+
+def example_row(seed: int = 0) -> dict[str, float]:
+    X, _ = training_data(seed, n=50)
+    return {k: round(float(v), 6) for k, v in X.iloc[0].items()}
+
+
+def request_body(seed: int = 0) -> str:
+    """The plain-JSON inference body every HTTP target receives: one row."""
+    return json.dumps({"inputs": example_row(seed)})
+
+
+def predict_rows(model: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """The model work of one request, as the fleet's sklearn runtime does it."""
+    frame = pd.DataFrame(rows, columns=FEATURES)
+    return [p.item() if hasattr(p, "item") else p for p in model.predict(frame)]
+
+
+def as_rows(inputs: Any) -> list[dict[str, Any]]:
+    return inputs if isinstance(inputs, list) else [inputs]
