@@ -11,11 +11,11 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from workload import as_rows, predict_rows, train_model
+from workload import as_rows, fleet_runtime, predict_rows
 
 
 def build_app() -> FastAPI:
-    model = train_model()
+    model = fleet_runtime()
     app = FastAPI()
 
     @app.get("/healthz")

@@ -23,7 +23,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray
 from ray import serve
-from workload import as_rows, example_row, predict_rows, train_model
+from workload import as_rows, example_row, fleet_runtime, predict_rows
 
 BENCH_APP = "bench-model"
 BENCH_DEPLOYMENT = "BenchModel"
@@ -34,7 +34,7 @@ class BenchModel:
     """The bench model behind Serve's HTTP proxy and behind handles."""
 
     def __init__(self) -> None:
-        self.model = train_model()
+        self.model = fleet_runtime()
 
     async def __call__(self, request: Any) -> dict[str, Any]:
         body = await request.json()

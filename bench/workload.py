@@ -1,7 +1,8 @@
 """The benchmarked model and request: a logistic regression over 8 float features on synthetic data.
 
-Every target (plain FastAPI, Ray Serve's proxy, the ModelFleet gateway) serves this same model and
-does the same per-request model work as the fleet's sklearn runtime: rows -> DataFrame -> predict.
+Every target (plain FastAPI, Ray Serve's proxy, the ModelFleet gateway) serves this same model with
+the very runtime the fleet's replicas use (``fleet_serving``'s ``SklearnRuntime`` loaded from the
+same skops bytes), so each does the same per-request model work and only the serving path differs.
 """
 
 from __future__ import annotations
@@ -43,10 +44,37 @@ def request_body(seed: int = 0) -> str:
     return json.dumps({"inputs": example_row(seed)})
 
 
-def predict_rows(model: Any, rows: list[dict[str, Any]]) -> list[Any]:
-    """The model work of one request, as the fleet's sklearn runtime does it."""
-    frame = pd.DataFrame(rows, columns=FEATURES)
-    return [p.item() if hasattr(p, "item") else p for p in model.predict(frame)]
+def fleet_runtime(seed: int = 0) -> Any:
+    """``train_model`` as a fleet replica holds it: skops bytes loaded by ``SklearnRuntime``."""
+    import hashlib
+
+    import skops.io as sio
+
+    from fleet_core.schemas import FieldSpec, Signature
+    from fleet_core.serving import ModelSpec
+    from fleet_serving.runtimes.sklearn import SklearnRuntime
+
+    data = sio.dumps(train_model(seed))
+    spec = ModelSpec(
+        model="bench",
+        version=1,
+        team="bench",
+        flavor="sklearn",
+        task="classification",
+        artifact_uri="file:///bench/model.skops",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        signature=Signature(inputs=[FieldSpec(name=f) for f in FEATURES]),
+        example_input=[example_row(seed)],
+    )
+    runtime = SklearnRuntime(spec, data)
+    runtime.load()
+    return runtime
+
+
+def predict_rows(runtime: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """The model work of one request, exactly as a fleet replica does it."""
+    return runtime.predict(rows)  # type: ignore[no-any-return]
 
 
 def as_rows(inputs: Any) -> list[dict[str, Any]]:
