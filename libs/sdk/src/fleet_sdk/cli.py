@@ -640,10 +640,32 @@ def deployments_show(name: str, as_json: JsonOpt = False) -> None:
                 ["last request", _when(d.get("last_request_at"))],
                 ["idle", "yes" if d.get("idle") else "no"],
                 ["quota", json.dumps(quota) if quota else "shared pool"],
-                ["ray", json.dumps(d.get("ray"), default=str) if d.get("ray") else "-"],
+                *_ray_rows(d.get("ray")),
                 ["error", d.get("error")],
             ],
         )
+
+
+def _ray_rows(ray: dict[str, Any] | None) -> list[list[Any]]:
+    """Ray's own view of a deployment, as table rows: what Serve holds and what Ray reserved."""
+    if not ray:
+        return [["ray", "not reported (serving control disconnected?)"]]
+    scaling = ray.get("autoscaling") or {}
+    options = ray.get("actor_options") or {}
+    memory = options.get("memory")
+    return [
+        ["ray app", f"{ray.get('name')} {ray.get('status')} {ray.get('message') or ''}".strip()],
+        [
+            "autoscaling",
+            ", ".join(f"{k}={v}" for k, v in scaling.items() if v is not None) or "fixed",
+        ],
+        [
+            "actor options",
+            f"num_cpus={options.get('num_cpus')}, memory="
+            + (f"{memory / 2**20:.0f} MiB" if memory else "unset"),
+        ],
+        ["actor resources (Ray)", json.dumps(ray.get("actor_resources") or {})],
+    ]
 
 
 @routes_app.command("show")

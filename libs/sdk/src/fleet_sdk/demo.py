@@ -188,7 +188,7 @@ def _serve_traffic(
                 d.get("version"),
                 (d.get("placement") or {}).get("kind"),
                 d.get("state"),
-                d.get("weight"),
+                d.get("traffic_weight"),
             ]
             for d in deployments
         ],
@@ -196,15 +196,21 @@ def _serve_traffic(
     console.rule(
         f"[bold]7. A burst of real traffic through the gateway ({per_model} requests per model, 8 at a time)"
     )
+    answers = []
     for spec in specs:
-        rows = _rows(spec["X_test"].head(5))
-        answer = client.predict(spec["name"], rows)
+        answer = client.predict(spec["name"], _rows(spec["X_test"].head(5)))
         truth = [_native(v) for v in spec["y_test"].head(5)]
-        _table(
-            f"{spec['name']} v{answer['version']}: first five test rows",
-            ["prediction", "truth"],
-            [[_fmt(p), _fmt(t)] for p, t in zip(answer["predictions"], truth, strict=False)],
+        answers.append(
+            [
+                spec["name"],
+                f"v{answer['version']}",
+                "  ".join(_fmt(p) for p in answer["predictions"]),
+                "  ".join(_fmt(t) for t in truth),
+            ]
         )
+    _table(
+        "Predictions for the first five test rows", ["model", "served by", "predictions", "truth"], answers
+    )
     stats = []
     for spec in specs:
         rows = _rows(spec["X_test"])
