@@ -86,10 +86,10 @@ class FakeBackend:
     is_ready: bool = True
 
     async def start(self) -> None:
-        pass
+        """In memory: nothing to connect to."""
 
     async def close(self) -> None:
-        pass
+        """In memory: nothing to release."""
 
     async def ready(self) -> tuple[bool, str]:
         return self.is_ready, "fake"
@@ -123,7 +123,7 @@ class CollectingTransport:
         self.batches.append(messages)
 
     async def close(self) -> None:
-        pass
+        """In memory: nothing to release."""
 
     @property
     def records(self) -> list[tuple[bytes, bytes]]:

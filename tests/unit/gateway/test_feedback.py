@@ -46,7 +46,7 @@ async def test_feedback_is_published_when_acknowledged() -> None:
             return "event-1"
 
         async def close(self) -> None:
-            pass
+            """Nothing to release."""
 
     routes = snapshot(route("churn", [RouteArm(version=1, weight=100)], team="risk"))
     async with running_gateway(routes, feedback=Publisher()) as gw:

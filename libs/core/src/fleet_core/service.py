@@ -12,13 +12,16 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet_core.auth import TokenAuthority
+from fleet_core.db import Database
 from fleet_core.errors import install_problem_handlers, problem
 from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id
 from fleet_core.metrics import ServiceMetrics
+from fleet_core.outbox import OutboxRelay
 from fleet_core.settings import FleetSettings
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -188,3 +191,26 @@ def migrate_database(url: str, migrations: Path) -> None:
             await db.dispose()
 
     asyncio.run(migrate())
+
+
+def database_check(db: Database) -> ReadinessCheck:
+    """Readiness: the service's database answers ``SELECT 1``; the detail names its dialect."""
+
+    async def check() -> tuple[bool, str]:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True, db.dialect
+
+    return check
+
+
+def outbox_check(relay: OutboxRelay) -> ReadinessCheck:
+    """Readiness of a publishing service: always ready, since events wait in the outbox while the
+    broker is away; the detail says whether it is and how many events wait."""
+
+    async def check() -> tuple[bool, str]:
+        pending = await relay.pending()
+        state = "connected" if relay.connected else "unreachable"
+        return True, f"broker {state}, {pending} event(s) pending"
+
+    return check

@@ -317,19 +317,24 @@ class Client:
         """Wait until the gateway routes ``name`` by route-table ``revision`` or newer; False when it
         did not within ``timeout_s`` (gateway away, or several gateways behind a balancer)."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                response = self._gateway.get(f"/v2/models/{name}")
-                if response.status_code == 200:
-                    params = response.json().get("parameters") or {}
-                    current = params.get("route_revision")
-                    if current is not None and current >= revision and params.get("route_complete", True):
-                        return True
-            except httpx.TransportError:
-                pass
+        while not self._gateway_routes_by(name, revision):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
+        return True
+
+    def _gateway_routes_by(self, name: str, revision: int) -> bool:
+        """Whether the gateway holds ``revision`` (or newer) of the model's table and can serve
+        every version it names. A gateway still starting or restarting counts as not yet."""
+        try:
+            response = self._gateway.get(f"/v2/models/{name}")
+        except httpx.TransportError:
+            return False
+        if response.status_code != 200:
+            return False
+        params = response.json().get("parameters") or {}
+        current = params.get("route_revision")
+        return current is not None and current >= revision and bool(params.get("route_complete", True))
 
     def deployments(self) -> list[dict[str, Any]]:
         result = self._request("GET", "/v1/deployments", via=self._deployer)

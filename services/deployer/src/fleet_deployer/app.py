@@ -11,14 +11,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from sqlalchemy import text
 
 from fleet_core.auth import TokenAuthority
 from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app, keep_signal_handlers
+from fleet_core.service import build_app, database_check, keep_signal_handlers, outbox_check
 from fleet_deployer import __version__
 from fleet_deployer.api.main import api_router
 from fleet_deployer.controller import DeploymentController, ServingPolicy
@@ -152,18 +151,6 @@ def create_app(
                 log.info("event consumers started")
                 return
 
-        async def database_ready() -> tuple[bool, str]:
-            async with db.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return True, db.dialect
-
-        async def outbox_state() -> tuple[bool, str]:
-            pending = await relay.pending()
-            return (
-                True,
-                f"broker {'connected' if relay.connected else 'unreachable'}, {pending} event(s) pending",
-            )
-
         async def ray_state() -> tuple[bool, str]:
             if control_error:
                 return False, control_error
@@ -181,8 +168,8 @@ def create_app(
             return ("broker" in broker_box), "running" if "broker" in broker_box else "starting"
 
         app.state.readiness = [
-            ("database", database_ready),
-            ("outbox", outbox_state),
+            ("database", database_check(db)),
+            ("outbox", outbox_check(relay)),
             ("ray", ray_state),
             ("consumers", consumers_state),
         ]

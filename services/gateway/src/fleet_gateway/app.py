@@ -15,7 +15,6 @@ from fleet_gateway.api.main import api_router
 from fleet_gateway.backend import RayBackend, ServingBackend
 from fleet_gateway.dataplane import DataPlane
 from fleet_gateway.events import FeedbackPublisher, RolloutFollower
-from fleet_gateway.http_metrics import use_asgi_http_metrics
 from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, LogTransport
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
@@ -153,7 +152,6 @@ def create_app(
             {"name": "feedback", "description": "Ground truth for earlier requests"},
         ],
     )
-    use_asgi_http_metrics(app, app.state.metrics)
     app.state.gateway_metrics = GatewayMetrics(app.state.metrics.registry)
     app.state.routes = RouteBook()
     app.state.gatekeeper = Gatekeeper(

@@ -7,12 +7,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from fleet_core.artifacts import artifact_store
 from fleet_core.db import Database
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app
+from fleet_core.service import build_app, database_check, outbox_check
 from fleet_registry import __version__
 from fleet_registry.api.main import api_router
 from fleet_registry.models import MESSAGING
@@ -51,20 +50,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         app.state.store = RegistryStore(db, on_commit=relay.notify)
         app.state.artifacts = artifact_store(settings.resolved_artifact_uri(), settings)
 
-        async def database_ready() -> tuple[bool, str]:
-            async with db.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return True, db.dialect
-
-        async def outbox_state() -> tuple[bool, str]:
-            # The registry keeps working while the broker is away; events wait in the outbox.
-            pending = await relay.pending()
-            return (
-                True,
-                f"broker {'connected' if relay.connected else 'unreachable'}, {pending} event(s) pending",
-            )
-
-        app.state.readiness = [("database", database_ready), ("outbox", outbox_state)]
+        app.state.readiness = [("database", database_check(db)), ("outbox", outbox_check(relay))]
         relay.start()
         try:
             yield
