@@ -186,14 +186,17 @@ def create_app(
         try:
             yield
         finally:
+            # Leave the consumer groups first, before anything that could stall the shutdown: a
+            # member that never leaves makes the next start wait out a rebalance.
+            if "broker" in broker_box:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(broker_box["broker"].stop(), 10)
+                log.info("event consumers stopped")
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if "broker" in broker_box:
-                with contextlib.suppress(Exception):
-                    await broker_box["broker"].stop()
             with contextlib.suppress(Exception):
                 await controller.flush_activity()
             await relay.stop()

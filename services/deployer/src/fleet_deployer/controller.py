@@ -9,6 +9,7 @@ Plain Python: no FastAPI, Kafka or Ray import; the serving engine sits behind ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleet_core.errors import Conflict, FleetError, NotFound
+from fleet_core.errors import Conflict, FleetError, NotFound, Unavailable
 from fleet_core.events import (
     ModelRegistered,
     RolloutPhase,
@@ -316,6 +317,12 @@ class DeploymentController:
         A known version in the table that is not deployed yet is deployed first (placed by its
         registered quota); if that fails, the table is left as it was.
         """
+        # A version registered a moment ago may not have reached us as an event yet: look it up
+        # in the registry like a deploy request would. One still unknown (or a registry that
+        # cannot be reached) is reported by the table check below, naming the arm.
+        for arm in arms:
+            with contextlib.suppress(NotFound, Unavailable):
+                await self.resolve(model, arm.version)
         async with self._lock(model):
             async with self.store.transaction() as s:
                 team = await self.store.team_of(s, model)
