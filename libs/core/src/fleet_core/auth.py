@@ -122,10 +122,11 @@ class TokenAuthority:
 _bearer = HTTPBearer(auto_error=False, description="A ModelFleet token (`fleet tokens issue`)")
 
 
-def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The raw bearer credentials, or None; for endpoints where a token is optional."""
+
+
+def get_principal(request: Request, credentials: BearerCredentials) -> Principal:
     """FastAPI dependency: the verified caller. Needs ``app.state.tokens`` (a TokenAuthority)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")

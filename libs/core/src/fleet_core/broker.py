@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -154,3 +155,155 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{consumer}:{topic.value}",
     )(on_message)
+
+
+BatchHandler = Callable[[list[CloudEvent[Any]]], Awaitable[None]]
+
+
+class BatchConsumer:
+    """Consumes one high-volume topic in batches with raw aiokafka, for consumers that must keep
+    up with traffic (``inference.logged``): no per-message framework overhead.
+
+    The same delivery rules as ``subscribe``: an undecodable message goes to ``<topic>.dlq`` at
+    once; when the handler fails on a batch, the batch is retried one event at a time so only
+    the event that keeps failing (``max_attempts``) is dead-lettered. Offsets are committed after
+    each batch is handled (at least once); when the broker is away the consumer rewinds to the
+    last committed offset and retries with backoff.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: list[str] | str,
+        topic: Topic,
+        handler: BatchHandler,
+        *,
+        consumer: str,
+        max_records: int = 2000,
+        max_attempts: int = 3,
+        metrics: ConsumerMetrics | None = None,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.handler = handler
+        self.consumer_group = consumer
+        self.max_records = max_records
+        self.max_attempts = max_attempts
+        self.metrics = metrics
+        self.auto_offset_reset = auto_offset_reset
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic.value,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset=self.auto_offset_reset,
+            max_poll_records=self.max_records,
+            fetch_max_bytes=64 * 2**20,
+            max_partition_fetch_bytes=16 * 2**20,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        await consumer.start()
+        try:
+            await producer.start()
+        except Exception:
+            await consumer.stop()
+            raise
+        self._consumer, self._producer = consumer, producer
+        self._task = asyncio.create_task(self._run(), name=f"{self.consumer_group}:{self.topic.value}")
+        self.started.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        backoff = 0.5
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                for records in batches.values():
+                    await self._handle(records)
+                if batches:
+                    await self._consumer.commit()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "batch consumer failed; rewinding to the committed offset",
+                    topic=self.topic.value,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                with contextlib.suppress(Exception):
+                    await self._consumer.seek_to_committed()
+
+    async def _handle(self, records: list[Any]) -> None:
+        events: list[tuple[Any, CloudEvent[Any]]] = []
+        for record in records:
+            try:
+                events.append((record, parse_event(self.topic, record.value)))
+            except EventDecodeError as exc:
+                await self._dead_letter(record, "decode", str(exc), 1)
+        if not events:
+            return
+        try:
+            await self.handler([event for _, event in events])
+        except Exception:
+            for record, event in events:
+                await self._one(record, event)
+            return
+        if self.metrics:
+            self.metrics.processed.labels(self.topic.value, self.consumer_group).inc(len(events))
+
+    async def _one(self, record: Any, event: CloudEvent[Any]) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handler([event])
+            except Exception as exc:
+                if attempt == self.max_attempts:
+                    await self._dead_letter(record, "handler", f"{type(exc).__name__}: {exc}", attempt)
+                    return
+                if self.metrics:
+                    self.metrics.retries.labels(self.topic.value, self.consumer_group).inc()
+            else:
+                if self.metrics:
+                    self.metrics.processed.labels(self.topic.value, self.consumer_group).inc()
+                return
+
+    async def _dead_letter(self, record: Any, reason: str, error: str, attempts: int) -> None:
+        assert self._producer is not None
+        headers = [
+            ("fleet-dlq-reason", reason.encode()),
+            ("fleet-dlq-error", error[:4000].encode()),
+            ("fleet-dlq-attempts", str(attempts).encode()),
+            ("fleet-dlq-topic", self.topic.value.encode()),
+            ("fleet-dlq-consumer", self.consumer_group.encode()),
+            ("fleet-dlq-partition", str(record.partition).encode()),
+            ("fleet-dlq-offset", str(record.offset).encode()),
+        ]
+        await self._producer.send_and_wait(
+            dead_letter_topic(self.topic.value), record.value, key=record.key, headers=headers
+        )
+        if self.metrics:
+            self.metrics.dead_lettered.labels(self.topic.value, self.consumer_group, reason).inc()
+        log.warning(
+            "event dead-lettered", topic=self.topic.value, consumer=self.consumer_group, reason=reason
+        )

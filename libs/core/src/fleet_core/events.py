@@ -151,6 +151,7 @@ class RolloutUpdated(Contract):
     step: int = 0
     routes: RouteTable
     reason: str | None = None
+    kpi: str | None = Field(default=None, description="A/B KPI the monitor tests, e.g. 'accuracy'")
 
 
 class InferenceLogged(Contract):

@@ -1,0 +1,42 @@
+"""The ops dashboard (static, served at the root) and its live feed (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from sse_starlette.sse import EventSourceResponse
+
+from fleet_monitor.api.deps import EngineDep, Reader, StoreDep
+from fleet_monitor.views import overview
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+router = APIRouter(tags=["dashboard"])
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get(
+    "/v1/stream",
+    summary="Live fleet overview (Server-Sent Events)",
+    description="An `overview` event carrying the same JSON as `GET /v1/overview`, every "
+    "`FLEET_STREAM_INTERVAL_S` seconds (2 by default).",
+)
+async def stream(request: Request, engine: EngineDep, store: StoreDep, _: Reader) -> EventSourceResponse:
+    interval = request.app.state.settings.stream_interval_s
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        while True:
+            async with store.transaction() as s:
+                firing = await store.alerts(s, state="firing", limit=1000)
+            yield {"event": "overview", "data": overview(engine, firing).model_dump_json()}
+            await asyncio.sleep(interval)
+
+    return EventSourceResponse(events(), ping=15)

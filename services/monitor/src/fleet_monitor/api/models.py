@@ -1,0 +1,75 @@
+"""/v1/overview and /v1/models: the fleet at a glance, one model in depth, per-model thresholds."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from fleet_core.auth import Role
+from fleet_core.errors import NotFound
+from fleet_monitor.api.deps import CurrentPrincipal, EngineDep, Reader, StoreDep
+from fleet_monitor.api.schemas import ConfigView, ModelDetail, Overview
+from fleet_monitor.config import ModelConfig
+from fleet_monitor.views import model_detail, model_names, overview
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+@router.get("/overview", summary="Every model: traffic, latency, errors, drift, alerts, rollout")
+async def get_overview(engine: EngineDep, store: StoreDep, _: Reader) -> Overview:
+    async with store.transaction() as s:
+        firing = await store.alerts(s, state="firing", limit=1000)
+    return overview(engine, firing)
+
+
+@router.get("/models/{name}", summary="One model: versions and lineage, charts, drift, rollout, alerts")
+async def get_model(name: str, engine: EngineDep, store: StoreDep, _: Reader) -> ModelDetail:
+    async with store.transaction() as s:
+        alerts = await store.alerts(s, model=name, limit=50)
+    detail = model_detail(engine, name, alerts)
+    if detail is None:
+        raise NotFound(f"the monitor has seen no model named {name!r}", field="name")
+    return detail
+
+
+@router.get(
+    "/models/{name}/config", summary="A model's monitoring thresholds: its overrides and the effective values"
+)
+async def get_config(name: str, engine: EngineDep, _: Reader) -> ConfigView:
+    own = engine.configs.get(name, ModelConfig())
+    return ConfigView(
+        model=name,
+        overrides=own.model_dump(exclude_none=True),
+        effective={**_effective(engine, name)},
+    )
+
+
+@router.put(
+    "/models/{name}/config",
+    summary="Set a model's monitoring thresholds",
+    description="Replaces the model's overrides; fields left out use the service defaults. Takes effect "
+    "from the next window. Needs the `deployer` role in the model's team.",
+)
+async def put_config(
+    name: str, body: ModelConfig, engine: EngineDep, principal: CurrentPrincipal
+) -> ConfigView:
+    team = next((info.registered.team for (m, _), info in engine.versions.items() if m == name), None)
+    if name not in model_names(engine):
+        raise NotFound(f"the monitor has seen no model named {name!r}", field="name")
+    principal.require(Role.DEPLOYER, team)
+    await engine.put_config(name, body, by=principal.subject)
+    return ConfigView(
+        model=name, overrides=body.model_dump(exclude_none=True), effective=_effective(engine, name)
+    )
+
+
+def _effective(engine: EngineDep, name: str) -> dict[str, object]:
+    config = engine.config(name)
+    drift, concept, analysis = config.drift(), config.concept(), config.analysis()
+    anomaly = config.anomaly(engine.settings.anomaly)
+    return {
+        "drift": {f: getattr(drift, f) for f in drift.__dataclass_fields__},
+        "concept": {f: getattr(concept, f) for f in concept.__dataclass_fields__},
+        "anomaly": {f: getattr(anomaly, f) for f in anomaly.__dataclass_fields__},
+        "analysis": {f: getattr(analysis, f) for f in analysis.__dataclass_fields__},
+        "analysis_kpi": config.analysis_kpi,
+    }

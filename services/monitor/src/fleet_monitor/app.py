@@ -1,0 +1,219 @@
+"""The monitor's FastAPI app: wiring and lifespan (database, outbox relay, engine, consumers, the
+timer, the lake flusher and the Alertmanager notifier)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from fleet_core.broker import ConsumerMetrics
+from fleet_core.db import Database
+from fleet_core.log import get_logger
+from fleet_core.outbox import OutboxMetrics, OutboxRelay
+from fleet_core.service import build_app, database_check, outbox_check
+from fleet_monitor import __version__
+from fleet_monitor.api.dashboard import STATIC
+from fleet_monitor.api.main import api_router
+from fleet_monitor.engine import MonitorEngine
+from fleet_monitor.entities import Alert
+from fleet_monitor.events import inference_consumer, monitor_broker
+from fleet_monitor.exposition import MonitorCollector
+from fleet_monitor.lake import InferenceLake
+from fleet_monitor.models import MESSAGING
+from fleet_monitor.notifier import AlertNotifier
+from fleet_monitor.settings import MonitorSettings
+from fleet_monitor.store import MonitorStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
+
+DESCRIPTION = """\
+The ModelFleet monitor: sliding windows of every model version's traffic, errors and latency;
+data, prediction and concept drift against the version's reference profile; anomalies against
+robust baselines; alerts with a firing → resolved lifecycle (pushed to Alertmanager when
+configured); verdicts for canary and A/B rollouts; and the inference lake (Parquet) that
+retraining reads. The ops dashboard is served at `/`; Prometheus metrics at `/metrics`.
+
+Reads are anonymous unless `FLEET_ANONYMOUS_READ=false`; changing thresholds needs a token.
+Every error is RFC 9457 `application/problem+json` naming the field or reason.
+"""
+
+RESEND_FIRING_S = 60.0
+RETENTION_EVERY_S = 3600.0
+
+
+async def _forever(name: str, interval_s: float, body: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await body()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def create_app(settings: MonitorSettings | None = None) -> FastAPI:
+    settings = settings or MonitorSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url("monitor"))
+        if settings.run_migrations:
+            await db.migrate(MIGRATIONS)
+        registry = app.state.metrics.registry
+        relay = OutboxRelay(
+            db.sessions,
+            MESSAGING.outbox,
+            settings.kafka_servers,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            metrics=OutboxMetrics(registry),
+        )
+        lake = InferenceLake(settings.lake_settings()) if settings.lake_enabled else None
+        notifier = (
+            AlertNotifier(settings.alertmanager_url, generator_url=settings.public_url)
+            if settings.alertmanager_url
+            else None
+        )
+        engine = MonitorEngine(
+            MonitorStore(db, on_commit=relay.notify),
+            settings=settings.engine_settings(),
+            lake=lake,
+            on_alert=notifier.push if notifier else None,
+        )
+        await engine.load()
+        firing: list[Alert] = []
+        registry.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
+        app.state.engine = engine
+        app.state.relay = relay
+        consumers: dict[str, Any] = {}
+        consumer_metrics = ConsumerMetrics(registry)
+
+        async def start_consumers() -> None:
+            backoff = 1.0
+            while True:
+                broker = monitor_broker(
+                    settings.kafka_servers,
+                    engine,
+                    max_attempts=settings.dlq_max_attempts,
+                    metrics=consumer_metrics,
+                )
+                batch = inference_consumer(
+                    settings.kafka_servers,
+                    engine,
+                    max_records=settings.ingest_batch,
+                    max_attempts=settings.dlq_max_attempts,
+                    metrics=consumer_metrics,
+                )
+                try:
+                    await broker.start()
+                    await batch.start()
+                except Exception as exc:
+                    log.warning(
+                        "cannot start the event consumers; retrying", error=str(exc), retry_in_s=backoff
+                    )
+                    for part in (batch, broker):
+                        with contextlib.suppress(Exception):
+                            await part.stop()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                consumers.update(broker=broker, batch=batch)
+                log.info("event consumers started")
+                return
+
+        async def tick() -> None:
+            await engine.tick()
+            async with engine.store.transaction() as s:
+                firing[:] = await engine.store.alerts(s, state="firing", limit=10_000)
+
+        async def flush_lake() -> None:
+            if lake is not None and lake.buffered:
+                await asyncio.to_thread(lake.flush)
+
+        async def retention() -> None:
+            if lake is not None:
+                deleted = await asyncio.to_thread(lake.apply_retention)
+                if deleted:
+                    log.info("lake retention", deleted=len(deleted))
+
+        async def resend_firing() -> None:
+            if notifier is not None and firing:
+                await notifier.send(list(firing))
+
+        async def consumers_state() -> tuple[bool, str]:
+            if not settings.consume_events:
+                return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
+            return ("batch" in consumers), "running" if "batch" in consumers else "starting"
+
+        app.state.readiness = [
+            ("database", database_check(db)),
+            ("outbox", outbox_check(relay)),
+            ("consumers", consumers_state),
+        ]
+        relay.start()
+        if notifier is not None:
+            notifier.start()
+        await retention()
+        tasks = [
+            asyncio.create_task(_forever("tick", settings.tick_interval_s, tick), name="monitor-tick"),
+            asyncio.create_task(
+                _forever("lake flush", settings.lake_flush_interval_s, flush_lake), name="monitor-lake"
+            ),
+            asyncio.create_task(
+                _forever("lake retention", RETENTION_EVERY_S, retention), name="monitor-retention"
+            ),
+            asyncio.create_task(
+                _forever("alert resend", RESEND_FIRING_S, resend_firing), name="monitor-resend"
+            ),
+        ]
+        if settings.consume_events:
+            tasks.append(asyncio.create_task(start_consumers(), name="monitor-consumers"))
+        try:
+            yield
+        finally:
+            # Leave the consumer groups first: a member that never leaves makes the next start wait.
+            for name in ("batch", "broker"):
+                if name in consumers:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(consumers[name].stop(), 10)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if lake is not None:
+                try:
+                    await asyncio.to_thread(lake.flush)
+                except Exception as exc:
+                    log.warning("final lake flush failed", error=str(exc))
+            if notifier is not None:
+                await notifier.stop()
+            await relay.stop()
+            await db.dispose()
+
+    app = build_app(
+        service="monitor",
+        title="ModelFleet monitor",
+        version=__version__,
+        description=DESCRIPTION,
+        settings=settings,
+        lifespan=lifespan,
+        max_body_bytes=2**20,
+        openapi_tags=[
+            {"name": "models", "description": "The fleet overview, one model in depth, thresholds"},
+            {"name": "alerts", "description": "Alerts and their lifecycle"},
+            {"name": "lake", "description": "The inference lake: served rows and labels"},
+            {"name": "dashboard", "description": "The ops dashboard and its live feed"},
+        ],
+    )
+    app.include_router(api_router)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    return app
