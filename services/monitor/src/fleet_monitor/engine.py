@@ -135,6 +135,7 @@ class IngestCounters:
     feedback: int = 0
     feedback_joined_rows: int = 0
     drift_windows: int = 0
+    drifted_windows: int = 0
 
 
 class MonitorEngine:
@@ -167,8 +168,8 @@ class MonitorEngine:
         self.anomalies = AnomalyDetector(self.settings.anomaly)
         self.rollouts: dict[str, ActiveRollout] = {}
         self.counters = IngestCounters()
-        self._ready_drift: set[VersionKey] = set()
-        self._ready_concept: set[VersionKey] = set()
+        self._closed_drift: list[tuple[VersionKey, DriftWindow]] = []
+        self._closed_concept: list[tuple[VersionKey, PerformanceWindow]] = []
 
     # ----------------------------------------------------------------- start-up
 
@@ -264,7 +265,8 @@ class MonitorEngine:
                         window = self.drift_windows[key] = DriftWindow(opened_at=now)
                     window.add(rows, event.outputs, info.features)
                     if window.ready(now, self.config(event.model).drift()):
-                        self._ready_drift.add(key)
+                        # Closed at once: the next row opens a new window, whatever the batch size.
+                        self._closed_drift.append((key, self.drift_windows.pop(key)))
             windows.record(
                 SeriesKey(event.model, event.version, event.arm),
                 timestamp=event.timestamp.timestamp(),
@@ -335,21 +337,21 @@ class MonitorEngine:
                 if label is not None:
                     sample.record_label(scalar_output(label), scalar_output(output), task)
         if len(window) >= self.config(prediction.model).concept().window_rows:
-            self._ready_concept.add(key)
+            self._closed_concept.append((key, self.performance.pop(key)))
 
     # ----------------------------------------------------------------- settling (database, broker)
 
     async def settle(self) -> None:
         """Score every drift and performance window that is ready; raise or end episodes."""
-        ready, self._ready_drift = self._ready_drift, set()
-        for key in ready:
-            window = self.drift_windows.pop(key, None)
+        closed, self._closed_drift = self._closed_drift, []
+        for key, window in closed:
             info = self.versions.get(key)
-            if window is None or info is None or info.registered.reference_profile is None:
+            if info is None or info.registered.reference_profile is None:
                 continue
             config = self.config(key[0]).drift()
             report = window.evaluate(info.registered.reference_profile, config)
             self.counters.drift_windows += 1
+            self.counters.drifted_windows += bool(report.drifted_features)
             await self._drift_outcome(
                 key, "data", report.data, report.drifted_features, report, window, config.clear_windows
             )
@@ -363,9 +365,9 @@ class MonitorEngine:
                     window,
                     config.clear_windows,
                 )
-        concept, self._ready_concept = self._ready_concept, set()
-        for key in concept:
-            await self._concept(key)
+        concept, self._closed_concept = self._closed_concept, []
+        for key, performance in concept:
+            await self._concept(key, performance)
 
     async def _drift_outcome(
         self,
@@ -409,11 +411,10 @@ class MonitorEngine:
             await self._resolve(alert_fingerprint("drift", f"{kind}_drift", model, version), None, None)
             log.info("drift episode ended", model=model, version=version, kind=kind)
 
-    async def _concept(self, key: VersionKey) -> None:
+    async def _concept(self, key: VersionKey, window: PerformanceWindow) -> None:
         model, version = key
-        window = self.performance.pop(key, None)
         info = self.versions.get(key)
-        if window is None or not len(window):
+        if not len(window):
             return
         live = window.metrics()
         self.latest_performance[key] = {**live, "labelled_rows": float(len(window))}
@@ -471,9 +472,9 @@ class MonitorEngine:
             thresholds = self.config(key.model).anomaly(self.settings.anomaly)
             for change in self.anomalies.observe(key, bucket, thresholds):
                 await self._anomaly(change)
-        for vkey, window in self.drift_windows.items():
+        for vkey, window in list(self.drift_windows.items()):
             if window.ready(now, self.config(vkey[0]).drift()):
-                self._ready_drift.add(vkey)
+                self._closed_drift.append((vkey, self.drift_windows.pop(vkey)))
         await self.settle()
         for model, rollout in list(self.rollouts.items()):
             if now >= rollout.next_analysis_at:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 17:16:31.632729
+Create Date: 2026-11-25
 """
 from collections.abc import Sequence
 
@@ -29,9 +29,9 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
     sa.Column('value', sa.Float(), nullable=True),
-    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('started_at', fleet_core.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', fleet_core.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts'))
     )
     with op.batch_alter_table('alerts', schema=None) as batch_op:
@@ -45,13 +45,13 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('consumer', sa.String(length=200), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
-    sa.Column('processed_at', fleet_core.db.UtcDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('event_id', 'consumer', name=op.f('pk_inbox'))
     )
     op.create_table('model_config',
     sa.Column('model', sa.String(length=100), nullable=False),
-    sa.Column('config', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('updated_at', fleet_core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('config', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_by', sa.String(length=200), nullable=False),
     sa.PrimaryKeyConstraint('model', name=op.f('pk_model_config'))
     )
@@ -61,10 +61,10 @@ def upgrade() -> None:
     sa.Column('topic', sa.String(length=200), nullable=False),
     sa.Column('key', sa.String(length=400), nullable=True),
     sa.Column('payload', sa.LargeBinary(), nullable=False),
-    sa.Column('created_at', fleet_core.db.UtcDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('sent_at', fleet_core.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
     )
@@ -74,8 +74,8 @@ def upgrade() -> None:
     op.create_table('routes',
     sa.Column('model', sa.String(length=100), nullable=False),
     sa.Column('revision', sa.Integer(), nullable=False),
-    sa.Column('update', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('updated_at', fleet_core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('update', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('model', name=op.f('pk_routes'))
     )
     op.create_table('versions',
@@ -83,8 +83,8 @@ def upgrade() -> None:
     sa.Column('model', sa.String(length=100), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('team', sa.String(length=100), nullable=False),
-    sa.Column('registered', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('registered_at', fleet_core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('registered', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('registered_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_versions')),
     sa.UniqueConstraint('model', 'version', name='uq_versions_model_version')
     )
