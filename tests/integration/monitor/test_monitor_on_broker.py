@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from fleet_core.auth import Role
+from fleet_core.events import Topic, parse_event
 from support.kafka import read_topic, topic_size
 from support.monitor import (
     Population,
@@ -18,9 +21,6 @@ from support.monitor import (
     route_update,
     running_monitor,
 )
-
-from fleet_core.auth import Role
-from fleet_core.events import Topic, parse_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

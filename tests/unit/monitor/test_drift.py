@@ -3,9 +3,8 @@ stays quiet, and one shift is one episode."""
 
 from __future__ import annotations
 
-from support.monitor import FEATURES, Population, registered
-
 from fleet_monitor.drift import PREDICTION, DriftEpisodes, DriftThresholds, DriftWindow
+from support.monitor import FEATURES, Population, registered
 
 
 def _window(rows: list[dict], outputs: list | None = None) -> DriftWindow:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -161,44 +161,44 @@ BatchHandler = Callable[[list[CloudEvent[Any]]], Awaitable[None]]
 
 
 class BatchConsumer:
-    """Consumes one high-volume topic in batches with raw aiokafka, for consumers that must keep
-    up with traffic (``inference.logged``): no per-message framework overhead.
+    """Consumes topics in batches with one raw aiokafka consumer, for services that must keep up
+    with traffic (``inference.logged``): no per-message framework overhead, and one group member
+    for all its topics, so a start is one group join rather than a rebalance per subscriber.
 
     The same delivery rules as ``subscribe``: an undecodable message goes to ``<topic>.dlq`` at
-    once; when the handler fails on a batch, the batch is retried one event at a time so only
-    the event that keeps failing (``max_attempts``) is dead-lettered. Offsets are committed after
-    each batch is handled (at least once); when the broker is away the consumer rewinds to the
-    last committed offset and retries with backoff.
+    once; when a handler fails on a batch, the batch is retried one event at a time so only the
+    event that keeps failing (``max_attempts``) is dead-lettered. Offsets are committed after
+    each poll is handled (at least once); when the broker is away the consumer rewinds to the
+    last committed offsets and retries with backoff.
     """
 
     def __init__(
         self,
         bootstrap_servers: list[str] | str,
-        topic: Topic,
-        handler: BatchHandler,
+        handlers: Mapping[Topic, BatchHandler],
         *,
         consumer: str,
         max_records: int = 2000,
         max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
         metrics: ConsumerMetrics | None = None,
         auto_offset_reset: str = "earliest",
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
-        self.handler = handler
+        self.handlers = dict(handlers)
         self.consumer_group = consumer
         self.max_records = max_records
         self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
         self.metrics = metrics
         self.auto_offset_reset = auto_offset_reset
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
-        self.started = asyncio.Event()
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            self.topic.value,
+            *(topic.value for topic in self.handlers),
             bootstrap_servers=self.bootstrap_servers,
             group_id=self.consumer_group,
             enable_auto_commit=False,
@@ -215,8 +215,7 @@ class BatchConsumer:
             await consumer.stop()
             raise
         self._consumer, self._producer = consumer, producer
-        self._task = asyncio.create_task(self._run(), name=f"{self.consumer_group}:{self.topic.value}")
-        self.started.set()
+        self._task = asyncio.create_task(self._run(), name=f"{self.consumer_group}-batches")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -236,8 +235,8 @@ class BatchConsumer:
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                for records in batches.values():
-                    await self._handle(records)
+                for partition, records in batches.items():
+                    await self._handle(Topic(partition.topic), records)
                 if batches:
                     await self._consumer.commit()
                 backoff = 0.5
@@ -245,8 +244,8 @@ class BatchConsumer:
                 raise
             except Exception as exc:
                 log.warning(
-                    "batch consumer failed; rewinding to the committed offset",
-                    topic=self.topic.value,
+                    "batch consumer failed; rewinding to the committed offsets",
+                    consumer=self.consumer_group,
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=backoff,
                 )
@@ -255,55 +254,55 @@ class BatchConsumer:
                 with contextlib.suppress(Exception):
                     await self._consumer.seek_to_committed()
 
-    async def _handle(self, records: list[Any]) -> None:
+    async def _handle(self, topic: Topic, records: list[Any]) -> None:
         events: list[tuple[Any, CloudEvent[Any]]] = []
         for record in records:
             try:
-                events.append((record, parse_event(self.topic, record.value)))
+                events.append((record, parse_event(topic, record.value)))
             except EventDecodeError as exc:
-                await self._dead_letter(record, "decode", str(exc), 1)
+                await self._dead_letter(topic, record, "decode", str(exc), 1)
         if not events:
             return
         try:
-            await self.handler([event for _, event in events])
+            await self.handlers[topic]([event for _, event in events])
         except Exception:
             for record, event in events:
-                await self._one(record, event)
+                await self._one(topic, record, event)
             return
         if self.metrics:
-            self.metrics.processed.labels(self.topic.value, self.consumer_group).inc(len(events))
+            self.metrics.processed.labels(topic.value, self.consumer_group).inc(len(events))
 
-    async def _one(self, record: Any, event: CloudEvent[Any]) -> None:
+    async def _one(self, topic: Topic, record: Any, event: CloudEvent[Any]) -> None:
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self.handler([event])
+                await self.handlers[topic]([event])
             except Exception as exc:
                 if attempt == self.max_attempts:
-                    await self._dead_letter(record, "handler", f"{type(exc).__name__}: {exc}", attempt)
+                    await self._dead_letter(topic, record, "handler", f"{type(exc).__name__}: {exc}", attempt)
                     return
                 if self.metrics:
-                    self.metrics.retries.labels(self.topic.value, self.consumer_group).inc()
+                    self.metrics.retries.labels(topic.value, self.consumer_group).inc()
+                await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
             else:
                 if self.metrics:
-                    self.metrics.processed.labels(self.topic.value, self.consumer_group).inc()
+                    self.metrics.processed.labels(topic.value, self.consumer_group).inc()
                 return
 
-    async def _dead_letter(self, record: Any, reason: str, error: str, attempts: int) -> None:
+    async def _dead_letter(self, topic: Topic, record: Any, reason: str, error: str, attempts: int) -> None:
         assert self._producer is not None
         headers = [
             ("fleet-dlq-reason", reason.encode()),
             ("fleet-dlq-error", error[:4000].encode()),
             ("fleet-dlq-attempts", str(attempts).encode()),
-            ("fleet-dlq-topic", self.topic.value.encode()),
+            ("fleet-dlq-topic", topic.value.encode()),
             ("fleet-dlq-consumer", self.consumer_group.encode()),
             ("fleet-dlq-partition", str(record.partition).encode()),
             ("fleet-dlq-offset", str(record.offset).encode()),
         ]
+        # Raises if the broker is away: the poll is not committed and the records come back.
         await self._producer.send_and_wait(
-            dead_letter_topic(self.topic.value), record.value, key=record.key, headers=headers
+            dead_letter_topic(topic.value), record.value, key=record.key, headers=headers
         )
         if self.metrics:
-            self.metrics.dead_lettered.labels(self.topic.value, self.consumer_group, reason).inc()
-        log.warning(
-            "event dead-lettered", topic=self.topic.value, consumer=self.consumer_group, reason=reason
-        )
+            self.metrics.dead_lettered.labels(topic.value, self.consumer_group, reason).inc()
+        log.warning("event dead-lettered", topic=topic.value, consumer=self.consumer_group, reason=reason)

@@ -8,12 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from fleet_core.broker import ConsumerMetrics
+from fleet_core.broker import BatchConsumer, ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
@@ -23,7 +22,7 @@ from fleet_monitor.api.dashboard import STATIC
 from fleet_monitor.api.main import api_router
 from fleet_monitor.engine import MonitorEngine
 from fleet_monitor.entities import Alert
-from fleet_monitor.events import inference_consumer, monitor_broker
+from fleet_monitor.events import monitor_consumer
 from fleet_monitor.exposition import MonitorCollector
 from fleet_monitor.lake import InferenceLake
 from fleet_monitor.models import MESSAGING
@@ -93,19 +92,13 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         registry.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
         app.state.engine = engine
         app.state.relay = relay
-        consumers: dict[str, Any] = {}
+        consumers: dict[str, BatchConsumer] = {}
         consumer_metrics = ConsumerMetrics(registry)
 
-        async def start_consumers() -> None:
+        async def start_consumer() -> None:
             backoff = 1.0
             while True:
-                broker = monitor_broker(
-                    settings.kafka_servers,
-                    engine,
-                    max_attempts=settings.dlq_max_attempts,
-                    metrics=consumer_metrics,
-                )
-                batch = inference_consumer(
+                consumer = monitor_consumer(
                     settings.kafka_servers,
                     engine,
                     max_records=settings.ingest_batch,
@@ -113,20 +106,18 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
                     metrics=consumer_metrics,
                 )
                 try:
-                    await broker.start()
-                    await batch.start()
+                    await consumer.start()
                 except Exception as exc:
                     log.warning(
-                        "cannot start the event consumers; retrying", error=str(exc), retry_in_s=backoff
+                        "cannot start the event consumer; retrying", error=str(exc), retry_in_s=backoff
                     )
-                    for part in (batch, broker):
-                        with contextlib.suppress(Exception):
-                            await part.stop()
+                    with contextlib.suppress(Exception):
+                        await consumer.stop()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                consumers.update(broker=broker, batch=batch)
-                log.info("event consumers started")
+                consumers["consumer"] = consumer
+                log.info("event consumer started")
                 return
 
         async def tick() -> None:
@@ -151,7 +142,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         async def consumers_state() -> tuple[bool, str]:
             if not settings.consume_events:
                 return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
-            return ("batch" in consumers), "running" if "batch" in consumers else "starting"
+            return ("consumer" in consumers), "running" if "consumer" in consumers else "starting"
 
         app.state.readiness = [
             ("database", database_check(db)),
@@ -175,15 +166,14 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             ),
         ]
         if settings.consume_events:
-            tasks.append(asyncio.create_task(start_consumers(), name="monitor-consumers"))
+            tasks.append(asyncio.create_task(start_consumer(), name="monitor-consumer"))
         try:
             yield
         finally:
             # Leave the consumer groups first: a member that never leaves makes the next start wait.
-            for name in ("batch", "broker"):
-                if name in consumers:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(consumers[name].stop(), 10)
+            if "consumer" in consumers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumers["consumer"].stop(), 10)
             for task in tasks:
                 task.cancel()
             for task in tasks:
