@@ -28,7 +28,10 @@ def fleet(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedP
     )
 
 
-FREE_PORTS = ("--broker-port", "0", "--registry-port", "0", "--deployer-port", "0", "--gateway-port", "0")
+FREE_PORTS = (
+    *("--broker-port", "0", "--registry-port", "0", "--deployer-port", "0"),
+    *("--gateway-port", "0", "--monitor-port", "0"),
+)
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
     status = fleet(stack_home, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     components = {c["name"]: c for c in json.loads(status.stdout)}
-    assert set(components) == {"broker", "ray", "registry", "deployer", "gateway"}
+    assert set(components) == {"broker", "ray", "registry", "deployer", "gateway", "monitor"}
     assert all(c["state"] == "healthy" for c in components.values()), components
 
     # A second `up` on the same home refuses instead of starting a second stack.
@@ -58,6 +61,20 @@ def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
     demo = fleet(stack_home, "demo", "--no-keep-running", timeout=600)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "Models (3)" in demo.stdout and "Per-model latency" in demo.stdout
+    # ... then shifts one model's inputs: the monitor names the moved features and raises an alert.
+    assert "data drift per feature" in demo.stdout, demo.stdout[-3000:]
+    alerts = json.loads(fleet(stack_home, "alerts", "--state", "firing", "--kind", "drift", "--json").stdout)
+    iris = [a for a in alerts if a["model"] == "iris-species" and a["name"] == "data_drift"]
+    assert len(iris) == 1 and "petal" in iris[0]["summary"]
+    overview = json.loads(fleet(stack_home, "monitor", "overview", "--json").stdout)
+    served = {m["name"]: m for m in overview["models"]}
+    assert set(served) == {"breast-cancer", "diabetes-progression", "iris-species"}
+    assert (
+        all(m["live"]["requests"] > 0 for m in served.values())
+        and "data" in served["iris-species"]["drifting"]
+    )
+    dashboard = httpx.get(f"{components['monitor']['url']}/", timeout=5)
+    assert dashboard.status_code == 200 and "text/html" in dashboard.headers["content-type"]
 
     models = json.loads(fleet(stack_home, "models", "list", "--json").stdout)
     assert sorted(m["name"] for m in models) == ["breast-cancer", "diabetes-progression", "iris-species"]
@@ -96,7 +113,9 @@ def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
     gateway_url = components["gateway"]["url"]
     down = fleet(stack_home, "down")
     assert down.returncode == 0
-    assert {"registry", "deployer", "gateway", "ray", "broker"} <= set(down.stdout.replace(",", " ").split())
+    assert {"registry", "deployer", "gateway", "monitor", "ray", "broker"} <= set(
+        down.stdout.replace(",", " ").split()
+    )
     for url in (registry_url, gateway_url):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz", timeout=2)

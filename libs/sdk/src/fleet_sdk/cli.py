@@ -1,4 +1,5 @@
-"""The ``fleet`` command line: the embedded stack, models, versions, datasets, audit and tokens."""
+"""The ``fleet`` command line: the embedded stack, models, versions, datasets, deployments, routes,
+monitoring and alerts, audit and tokens."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(routes_app, name="routes")
+monitor_app = typer.Typer(
+    help="Live health of the fleet: traffic, latency, drift, thresholds.", no_args_is_help=True
+)
+app.add_typer(monitor_app, name="monitor")
 
 console = Console()
 err = Console(stderr=True)
@@ -86,13 +91,19 @@ def up(
     registry_port: Annotated[int, typer.Option(help="Registry port (0 = any free port)")] = 8001,
     deployer_port: Annotated[int, typer.Option(help="Deployer port (0 = any free port)")] = 8002,
     gateway_port: Annotated[int, typer.Option(help="Gateway port (0 = any free port)")] = 8000,
+    monitor_port: Annotated[int, typer.Option(help="Monitor and dashboard port (0 = any free port)")] = 8003,
 ) -> None:
     """Start the embedded stack: broker, Ray and every service, as processes on this box."""
     stack = Stack()
     try:
         state = stack.start(
             broker_port=broker_port,
-            ports={"registry": registry_port, "deployer": deployer_port, "gateway": gateway_port},
+            ports={
+                "registry": registry_port,
+                "deployer": deployer_port,
+                "gateway": gateway_port,
+                "monitor": monitor_port,
+            },
             detach=detach,
             log=lambda m: err.print(f"[dim]{m}[/]"),
         )
@@ -115,6 +126,9 @@ def _print_urls(stack: Stack) -> None:
     ]
     _table("ModelFleet embedded stack", ["component", "url", "api docs", "log"], rows)
     console.print(f"CLI config with the admin token: {stack.home / 'config'}")
+    monitor = next((c for c in state.components if c.name == "monitor"), None)
+    if monitor is not None:
+        console.print(f"Ops dashboard: [bold]{monitor.url}/[/]")
 
 
 def _wait_then_stop(stack: Stack, pids: list[int]) -> None:
@@ -136,7 +150,7 @@ def _wait_then_stop(stack: Stack, pids: list[int]) -> None:
 
 
 @app.command()
-def restart(service: Annotated[str, typer.Argument(help="registry, deployer or gateway")]) -> None:
+def restart(service: Annotated[str, typer.Argument(help="registry, deployer, gateway or monitor")]) -> None:
     """Restart one service of a running stack on the same port; it resumes from its database."""
     try:
         comp = Stack().restart_service(service)
@@ -758,3 +772,144 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@app.command()
+def alerts(
+    state: Annotated[str | None, typer.Option(help="firing or resolved")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+    kind: Annotated[str | None, typer.Option(help="drift, anomaly or rollout")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Alerts raised by the monitor (drift, anomalies, failing canaries), newest first."""
+    items = _client().alerts(state=state, model=model, kind=kind, limit=limit)
+    if as_json:
+        _dump(items)
+        return
+    colour = {"critical": "red", "warning": "yellow", "info": "blue"}
+    _table(
+        f"Alerts ({len(items)})",
+        ["id", "state", "severity", "model", "version", "what", "summary", "started", "resolved"],
+        [
+            [
+                a["id"],
+                f"[{'red' if a['state'] == 'firing' else 'green'}]{a['state']}[/]",
+                f"[{colour.get(a['severity'], 'white')}]{a['severity']}[/]",
+                a["model"],
+                a.get("version") or "-",
+                f"{a['kind']}:{a['name']}",
+                a["summary"],
+                _when(a["started_at"]),
+                _when(a.get("resolved_at")),
+            ]
+            for a in items
+        ],
+    )
+
+
+def _arm_label(arm: dict[str, Any]) -> str:
+    return f"v{arm['version']} " + ("shadow" if arm["mode"] == "shadow" else f"{arm['weight']:g}%")
+
+
+@monitor_app.command("overview")
+def monitor_overview(as_json: JsonOpt = False) -> None:
+    """Every model over the live window: state, traffic split, rps, errors, p95, drift, alerts."""
+    result = _client().overview()
+    if as_json:
+        _dump(result)
+        return
+    _table(
+        f"Fleet over the last {result['window_s']:g} s — {result['alerts_firing']} alerts firing",
+        ["model", "state", "traffic", "rollout", "rps", "errors", "p95 ms", "drift", "alerts"],
+        [
+            [
+                m["name"],
+                m["state"],
+                " · ".join(_arm_label(a) for a in m["arms"]) or "-",
+                f"{m['rollout']['strategy']} {m['rollout']['phase']}" if m.get("rollout") else "-",
+                f"{m['live']['rps']:.1f}",
+                f"{m['live']['error_rate']:.1%}",
+                _ms(m["live"]["latency_p95_ms"]),
+                ", ".join(m["drifting"]) or "-",
+                m["alerts_firing"],
+            ]
+            for m in result["models"]
+        ],
+    )
+    console.print(f"Dashboard: {_client().monitor_url}/")
+
+
+@monitor_app.command("show")
+def monitor_show(name: str, as_json: JsonOpt = False) -> None:
+    """One model: each version's live numbers and labelled performance, and its latest drift scores."""
+    result = _client().model_health(name)
+    if as_json:
+        _dump(result)
+        return
+    _table(
+        f"{name} — {result['state']}",
+        ["version", "origin", "parent", "traffic", "rps", "errors", "p95 ms", "performance"],
+        [
+            [
+                v["version"],
+                v["origin"],
+                v.get("parent_version") or "-",
+                "-"
+                if v.get("weight") is None
+                else (v["mode"] if v["mode"] == "shadow" else f"{v['weight']:g}%"),
+                f"{v['live']['rps']:.1f}",
+                f"{v['live']['error_rate']:.1%}",
+                _ms(v["live"]["latency_p95_ms"]),
+                _metrics(v["performance"]),
+            ]
+            for v in result["versions"]
+        ],
+    )
+    for drift in result["drift"]:
+        _table(
+            f"{drift['kind']} drift, v{drift['version']} — "
+            + ("episode open" if drift["active"] else "no episode")
+            + f" (last window: {drift['sample_size']} rows)",
+            ["feature", "test", "statistic", "p-value", "threshold", "drifted"],
+            [
+                [
+                    s["feature"],
+                    s["test"],
+                    f"{s['statistic']:.4g}",
+                    "-" if s.get("p_value") is None else f"{s['p_value']:.3g}",
+                    f"{s['threshold']:.3g}",
+                    "[red]yes[/]" if s["drifted"] else "no",
+                ]
+                for s in drift["scores"]
+            ],
+        )
+
+
+@monitor_app.command("config")
+def monitor_config(
+    name: str,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="threshold=value, e.g. drift_psi=0.3 (replaces overrides)"),
+    ] = None,
+) -> None:
+    """A model's monitoring thresholds as JSON (overrides and effective values); --set changes them."""
+    thresholds: dict[str, Any] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]error:[/] --set expects threshold=value, got {item!r}")
+            raise typer.Exit(2)
+        try:
+            thresholds[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            thresholds[key.strip()] = value  # a plain word, such as analysis_kpi=accuracy
+    _dump(_client().monitor_config(name, **thresholds))

@@ -54,6 +54,7 @@ class Client:
         *,
         gateway_url: str | None = None,
         deployer_url: str | None = None,
+        monitor_url: str | None = None,
         timeout: float = 120.0,
         config: ClientConfig | None = None,
     ) -> None:
@@ -61,6 +62,7 @@ class Client:
         self.registry_url = (registry_url or cfg.registry_url).rstrip("/")
         self.gateway_url = (gateway_url or cfg.urls["gateway_url"]).rstrip("/")
         self.deployer_url = (deployer_url or cfg.urls["deployer_url"]).rstrip("/")
+        self.monitor_url = (monitor_url or cfg.urls["monitor_url"]).rstrip("/")
         self.token = token or cfg.token
         self.urls = cfg.urls
         headers = {"User-Agent": "fleet-sdk/0.1"}
@@ -69,9 +71,10 @@ class Client:
         self._http = httpx.Client(base_url=self.registry_url, headers=headers, timeout=timeout)
         self._deployer = httpx.Client(base_url=self.deployer_url, headers=headers, timeout=timeout)
         self._gateway = httpx.Client(base_url=self.gateway_url, headers=headers, timeout=timeout)
+        self._monitor = httpx.Client(base_url=self.monitor_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
-        for http in (self._http, self._deployer, self._gateway):
+        for http in (self._http, self._deployer, self._gateway, self._monitor):
             http.close()
 
     def __enter__(self) -> Client:
@@ -391,6 +394,39 @@ class Client:
         """Send ground truth for an earlier prediction (one label per row)."""
         body = {"request_id": request_id, "model": model, "labels": labels, "version": version}
         return self._request("POST", "/v1/feedback", json=body, via=self._gateway)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ monitoring (monitor)
+
+    def overview(self) -> dict[str, Any]:
+        """Every model: traffic, latency, errors, drift, alerts and rollout, over the live window."""
+        return self._request("GET", "/v1/overview", via=self._monitor)  # type: ignore[no-any-return]
+
+    def model_health(self, name: str) -> dict[str, Any]:
+        """One model in depth: versions and lineage, time series, drift per feature, rollout, alerts."""
+        return self._request("GET", f"/v1/models/{name}", via=self._monitor)  # type: ignore[no-any-return]
+
+    def alerts(
+        self, *, state: str | None = None, model: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Alerts, newest first (``state``: firing or resolved; ``kind``: drift, anomaly, rollout)."""
+        params = {
+            k: v for k, v in {"state": state, "model": model, "kind": kind, "limit": limit}.items() if v
+        }
+        return self._request("GET", "/v1/alerts", params=params, via=self._monitor)  # type: ignore[no-any-return]
+
+    def monitor_config(self, name: str, **thresholds: Any) -> dict[str, Any]:
+        """A model's monitoring thresholds; with keyword arguments, replace its overrides first
+        (e.g. ``drift_psi=0.3, drift_window_rows=1000``)."""
+        if thresholds:
+            return self._request("PUT", f"/v1/models/{name}/config", json=thresholds, via=self._monitor)  # type: ignore[no-any-return]
+        return self._request("GET", f"/v1/models/{name}/config", via=self._monitor)  # type: ignore[no-any-return]
+
+    def labelled_rows(
+        self, name: str, *, since: str | None = None, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """Served rows joined with their labels, from the inference lake."""
+        params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
+        return self._request("GET", f"/v1/lake/{name}/labelled", params=params, via=self._monitor)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ scikit-learn
 

@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_REGISTRY_URL = "http://127.0.0.1:8001"
-DEFAULT_URLS = {"gateway_url": "http://127.0.0.1:8000", "deployer_url": "http://127.0.0.1:8002"}
+DEFAULT_URLS = {
+    "gateway_url": "http://127.0.0.1:8000",
+    "deployer_url": "http://127.0.0.1:8002",
+    "monitor_url": "http://127.0.0.1:8003",
+}
 
 
 def fleet_home() -> Path:

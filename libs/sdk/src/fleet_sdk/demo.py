@@ -75,11 +75,12 @@ def run_demo(console: Console, *, keep_running: bool = True) -> None:
             state = stack.state()
             console.rule("[bold]The stack is up")
             console.print(
-                "In another shell:  [bold]uv run fleet models list[/]   ·   "
+                "In another shell:  [bold]uv run fleet monitor overview[/]   ·   "
                 f"API docs: {state.services[0].url}/docs"
                 if state
                 else ""
             )
+            console.print(f"Ops dashboard: [bold]{Client().monitor_url}/[/]")
             console.print("Press [bold]Ctrl-C[/] to stop.")
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,6 +137,7 @@ def _story(console: Console) -> None:
         [[e["actor"], e["action"], e["resource"]] for e in entries],
     )
     _serve_traffic(console, client, specs)
+    _shift_and_watch(console, client, specs[0])
     models = client.list_models()
     _table(
         f"Models ({len(models)})",
@@ -227,6 +229,61 @@ def _serve_traffic(
             ]
         )
     _table("Per-model latency seen by the client (ms)", ["model", "ok", "errors", "p50", "p95", "max"], stats)
+
+
+DRIFT_WINDOW_ROWS = 100
+
+
+def _shift_and_watch(console: Console, client: Client, spec: dict[str, Any], timeout_s: float = 60.0) -> None:
+    """Send one model traffic whose inputs moved away from its training data; the monitor names the
+    features that moved and raises an alert, and the dashboard shows it."""
+    from fleet_sdk.cli import _table
+
+    name = spec["name"]
+    console.rule(f"[bold]8. Monitoring: {name}'s inputs shift away from its training data")
+    console.print(f"  Ops dashboard (live): [bold]{client.monitor_url}/#/models/{name}[/]")
+    client.monitor_config(name, drift_window_rows=DRIFT_WINDOW_ROWS, drift_min_rows=50)
+    console.print(f"  drift windows for {name} set to {DRIFT_WINDOW_ROWS} rows (`fleet monitor config`)")
+    rows = _rows(spec["X_test"])
+    moved = [c for c in rows[0] if "petal" in c] or list(rows[0])[:2]
+    spans = {c: float(spec["X_train"][c].std()) for c in moved}
+    shifted = [{**r, **{c: round(r[c] + 2 * spans[c], 3) for c in moved}} for r in rows]
+    _, errors = _burst(client, name, shifted, 2 * DRIFT_WINDOW_ROWS)
+    console.print(
+        f"  sent {2 * DRIFT_WINDOW_ROWS} requests with {', '.join(moved)} moved by two standard deviations"
+    )
+    deadline = time.monotonic() + timeout_s
+    firing: list[dict[str, Any]] = []
+    with console.status("waiting for the monitor to close a drift window…"):
+        while time.monotonic() < deadline and not firing:
+            firing = [a for a in client.alerts(state="firing", model=name, kind="drift")]
+            time.sleep(1.0)
+    if not firing:
+        console.print(
+            f"  [yellow]no drift alert within {timeout_s:.0f} s; see `fleet monitor show {name}`[/]"
+        )
+        return
+    for alert in firing:
+        console.print(f"  [red]alert[/] {alert['severity']}: {alert['summary']}")
+    health = client.model_health(name)
+    data = next((d for d in health["drift"] if d["kind"] == "data"), None)
+    if data:
+        _table(
+            f"{name} v{data['version']}: data drift per feature (last window, {data['sample_size']} rows)",
+            ["feature", "test", "statistic", "p-value", "drifted"],
+            [
+                [
+                    s["feature"],
+                    s["test"],
+                    f"{s['statistic']:.3f}",
+                    "-" if s.get("p_value") is None else f"{s['p_value']:.2g}",
+                    "[red]yes[/]" if s["drifted"] else "no",
+                ]
+                for s in data["scores"]
+            ],
+        )
+    if errors:
+        console.print(f"  [yellow]{errors} shifted requests failed[/]")
 
 
 def _burst(client: Client, name: str, rows: list[dict[str, Any]], n: int) -> tuple[list[float], int]:

@@ -38,11 +38,13 @@ class ServiceSpec:
     port: int
 
 
-# In start order: the deployer reads the registry, the gateway reads the deployer's routes.
+# In start order: the deployer reads the registry, the gateway reads the deployer's routes, the
+# monitor reads what they all publish.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("registry", "fleet_registry", 8001),
     ServiceSpec("deployer", "fleet_deployer", 8002),
     ServiceSpec("gateway", "fleet_gateway", 8000),
+    ServiceSpec("monitor", "fleet_monitor", 8003),
 )
 DEFAULT_BROKER_PORT = 9092
 
@@ -199,6 +201,7 @@ class Stack:
                 "FLEET_RAY_ADDRESS": ray.address,
                 "FLEET_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
                 "FLEET_DEPLOYER_URL": f"http://127.0.0.1:{ports['deployer']}",
+                "FLEET_PUBLIC_URL": f"http://127.0.0.1:{ports['monitor']}",
                 **(env or {}),
             }
             for spec in SERVICES:
