@@ -26,6 +26,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "credit"
 ROWS_PER_EVENT = 10
+WRONG_TYPE = (
+    b'{"specversion": "1.0", "id": "x", "type": "wrong", "source": "s", '
+    b'"time": "2026-01-01T00:00:00Z", "data": {}}'
+)
 
 
 async def _traffic(pub: Publisher, population: Population, events: int, **shift: object) -> None:
@@ -101,7 +105,10 @@ async def test_shifted_traffic_raises_drift_within_one_window_and_unshifted_rais
         resolved = (
             await monitor.client.get("/v1/alerts", params={"state": "resolved", "model": MODEL})
         ).json()
-        assert sorted(a["name"] for a in resolved if a["kind"] == "drift") == ["data_drift", "prediction_drift"]
+        assert sorted(a["name"] for a in resolved if a["kind"] == "drift") == [
+            "data_drift",
+            "prediction_drift",
+        ]
 
 
 async def test_degraded_accuracy_in_feedback_raises_concept_drift(kafka, tmp_path: Path) -> None:
@@ -262,10 +269,7 @@ async def test_malformed_events_on_every_topic_go_to_the_dlq_and_processing_goes
         )
         for topic in consumed:
             await pub.send_raw(topic.value, b"{not json")
-            await pub.send_raw(
-                topic.value,
-                b'{"specversion": "1.0", "id": "x", "type": "wrong", "source": "s", "time": "2026-01-01T00:00:00Z", "data": {}}',
-            )
+            await pub.send_raw(topic.value, WRONG_TYPE)
         await pub.send(Topic.INFERENCE_LOGGED, [inference(MODEL, 1, Population().rows(1))])
         for topic in consumed:
             await monitor.wait_for(
@@ -277,10 +281,8 @@ async def test_malformed_events_on_every_topic_go_to_the_dlq_and_processing_goes
         )
         metrics = (await monitor.client.get("/metrics")).text
         for topic in consumed:
-            assert (
-                f'fleet_events_dead_lettered_total{{consumer="monitor",reason="decode",topic="{topic.value}"}} 2.0'
-                in metrics
-            )
+            labels = f'consumer="monitor",reason="decode",topic="{topic.value}"'
+            assert f"fleet_events_dead_lettered_total{{{labels}}} 2.0" in metrics
 
 
 async def _dlq_size(bootstrap: str, topic: str, expected: int) -> bool:

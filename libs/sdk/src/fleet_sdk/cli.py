@@ -770,10 +770,6 @@ def main() -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --------------------------------------------------------------------------- monitoring
 
 
@@ -913,3 +909,7 @@ def monitor_config(
         except json.JSONDecodeError:
             thresholds[key.strip()] = value  # a plain word, such as analysis_kpi=accuracy
     _dump(_client().monitor_config(name, **thresholds))
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,8 @@ from fleet_core.schemas import CategoricalProfile, NumericProfile, ReferenceProf
 from fleet_monitor.performance import scalar_output
 
 EPS = 1e-4
-PREDICTION = "__prediction__"
+PREDICTION = "prediction"
+"""The feature name of a model's predictions in prediction-drift scores."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from fleet_core.schemas import CategoricalProfile, NumericProfile
 from fleet_monitor.analysis import KPIS, AnalysisPolicy, ArmSample, Finding, analyse_ab, analyse_canary
 from fleet_monitor.anomaly import AnomalyChange, AnomalyDetector, AnomalyThresholds
 from fleet_monitor.config import ModelConfig
-from fleet_monitor.drift import DriftEpisodes, DriftReport, DriftWindow
+from fleet_monitor.drift import PREDICTION, DriftEpisodes, DriftReport, DriftWindow
 from fleet_monitor.entities import Alert, AlertDraft, alert_fingerprint
 from fleet_monitor.lake import InferenceLake
 from fleet_monitor.performance import (
@@ -360,7 +360,7 @@ class MonitorEngine:
                     key,
                     "prediction",
                     report.prediction,
-                    ["__prediction__"] if report.prediction_drifted else [],
+                    [PREDICTION] if report.prediction_drifted else [],
                     report,
                     window,
                     config.clear_windows,

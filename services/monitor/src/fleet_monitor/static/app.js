@@ -363,30 +363,46 @@
     return h("section", { class: "card", testid }, h("h2", null, title), ...body);
   }
 
-  function alertsTable(testid, { showModel }) {
+  /** The alerts table; ``compact`` (the model page) folds severity into the state cell and shows
+   * times as "3m ago" with the full date on hover, to fit half a page. */
+  function alertsTable(testid, { showModel, compact = false }) {
     const columns = [
-      { label: "State" }, { label: "Severity" },
+      { label: "State" },
+      ...(compact ? [] : [{ label: "Severity" }]),
       ...(showModel ? [{ label: "Model" }] : []),
       { label: "Alert" }, { label: "Summary" }, { label: "Started" }, { label: "Resolved" },
     ];
-    const t = table(testid, columns, "alerts");
+    const t = table(testid, columns, `alerts${compact ? " compact" : ""}`);
+    const stateBadges = (a) => [
+      badge(a.state, a.state === "firing" ? "bad" : "muted"),
+      compact ? badge(a.severity, SEVERITY_TONE[a.severity] || "muted") : null,
+    ];
+    const started = (a) => (compact
+      ? h("td", { class: "when", title: fmt.date(a.started_at) }, fmt.ago(a.started_at))
+      : h("td", { class: "when", title: a.started_at }, fmt.date(a.started_at),
+        h("div", { class: "muted small" }, fmt.ago(a.started_at))));
+    const resolved = (a) => {
+      const note = a.resolved_at ? `after ${fmt.duration(a.started_at, a.resolved_at)}` : `open ${fmt.duration(a.started_at)}`;
+      return compact
+        ? h("td", { class: "when", title: a.resolved_at ? fmt.date(a.resolved_at) : "" },
+          a.resolved_at ? fmt.ago(a.resolved_at) : DASH, h("div", { class: "muted small" }, note))
+        : h("td", { class: "when", title: a.resolved_at || "" }, a.resolved_at ? fmt.date(a.resolved_at) : DASH,
+          h("div", { class: "muted small" }, note));
+    };
     t.render = (alerts, emptyText) => {
       const rows = (alerts || []).map((a) => h("tr", {
         testid: `alert-row-${a.id}`,
         class: a.state === "firing" ? `firing sev-${a.severity}` : "resolved",
         data: { state: a.state, severity: a.severity },
       },
-        h("td", null, badge(a.state, a.state === "firing" ? "bad" : "muted")),
-        h("td", null, badge(a.severity, SEVERITY_TONE[a.severity] || "muted")),
+        h("td", { class: "state" }, stateBadges(a)),
+        compact ? null : h("td", null, badge(a.severity, SEVERITY_TONE[a.severity] || "muted")),
         showModel ? h("td", null, h("a", { href: modelHref(a.model) }, a.model),
           a.version !== null && a.version !== undefined ? h("span", { class: "muted" }, ` v${a.version}`) : null) : null,
         h("td", null, h("span", { class: "mono" }, a.name), h("div", { class: "muted small" }, a.kind)),
         h("td", { class: "summary" }, a.summary),
-        h("td", { title: a.started_at }, fmt.date(a.started_at),
-          h("div", { class: "muted small" }, fmt.ago(a.started_at))),
-        h("td", { title: a.resolved_at || "" }, a.resolved_at ? fmt.date(a.resolved_at) : DASH,
-          h("div", { class: "muted small" },
-            a.resolved_at ? `after ${fmt.duration(a.started_at, a.resolved_at)}` : `open ${fmt.duration(a.started_at)}`)),
+        started(a),
+        resolved(a),
       ));
       t.tbody.replaceChildren(...(rows.length ? rows : [emptyRow(t.span, emptyText || "No alerts.")]));
     };
@@ -623,7 +639,7 @@
       driftOpen.set(key, open);
       tbody.classList.toggle("open", open);
     });
-    const alerts = alertsTable("model-alerts-table", { showModel: false });
+    const alerts = alertsTable("model-alerts-table", { showModel: false, compact: true });
     const body = h("div", { class: "model-body", hidden: true },
       section("Versions", "versions-section", h("div", { class: "scroll" }, versions.el)),
       h("section", { class: "card", testid: "charts-section" },
@@ -762,7 +778,7 @@
     box.replaceChildren(...parts.filter(Boolean));
   }
 
-  const featureLabel = (name) => (name === "__prediction__" ? "predictions" : name);
+  const featureLabel = (name) => (name === "prediction" ? "predictions" : name);
 
   function renderDrift(t, list, opened) {
     // One <tbody> per version/kind keeps each group's header and feature rows together; a group
