@@ -27,6 +27,7 @@ from fleet_monitor.exposition import MonitorCollector
 from fleet_monitor.lake import InferenceLake
 from fleet_monitor.models import MESSAGING
 from fleet_monitor.notifier import AlertNotifier
+from fleet_monitor.registry_client import RegistryClient
 from fleet_monitor.settings import MonitorSettings
 from fleet_monitor.store import MonitorStore
 
@@ -81,11 +82,17 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             if settings.alertmanager_url
             else None
         )
+        registry = (
+            RegistryClient(settings.registry_url, app.state.tokens, timeout_s=5.0)
+            if settings.registry_url
+            else None
+        )
         engine = MonitorEngine(
             MonitorStore(db, on_commit=relay.notify),
             settings=settings.engine_settings(),
             lake=lake,
             on_alert=notifier.push if notifier else None,
+            lookup=registry.version if registry else None,
         )
         await engine.load()
         firing: list[Alert] = []
@@ -186,6 +193,8 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
                     log.warning("final lake flush failed", error=str(exc))
             if notifier is not None:
                 await notifier.stop()
+            if registry is not None:
+                await registry.close()
             await relay.stop()
             await db.dispose()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,7 @@ from fleet_monitor.windows import MetricWindows, SeriesKey
 
 log = get_logger(__name__)
 
+UNKNOWN_RETRY_S = 60.0
 ACTIVE_PHASES = frozenset({"pending", "progressing", "paused"})
 ANALYSED_STRATEGIES = frozenset({"canary", "ab"})
 VersionKey = tuple[str, int]
@@ -149,12 +150,15 @@ class MonitorEngine:
         lake: InferenceLake | None = None,
         clock: Callable[[], float] = time.time,
         on_alert: Callable[[Alert], None] | None = None,
+        lookup: Callable[[str, int], Awaitable[ModelRegistered | None]] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or EngineSettings()
         self.lake = lake
         self.clock = clock
         self.on_alert = on_alert
+        self.lookup = lookup
+        self._unknown: dict[VersionKey, float] = {}  # version seen in traffic -> next lookup time
         self.windows = MetricWindows(bucket_s=self.settings.bucket_s, history=self.settings.history_buckets)
         self.versions: dict[VersionKey, VersionInfo] = {}
         self.routes: dict[str, RolloutUpdated] = {}
@@ -257,6 +261,8 @@ class MonitorEngine:
             rows = event.inputs
             error = event.status != "ok"
             out_of_range = 0
+            if info is None and key not in self._unknown:
+                self._unknown[key] = now
             if info is not None:
                 out_of_range = sum(1 for row in rows if info.out_of_range(row))
                 if not error:
@@ -343,6 +349,8 @@ class MonitorEngine:
 
     async def settle(self) -> None:
         """Score every drift and performance window that is ready; raise or end episodes."""
+        if self._unknown:
+            await self._look_up_unknown()
         closed, self._closed_drift = self._closed_drift, []
         for key, window in closed:
             info = self.versions.get(key)
@@ -368,6 +376,30 @@ class MonitorEngine:
         concept, self._closed_concept = self._closed_concept, []
         for key, performance in concept:
             await self._concept(key, performance)
+
+    async def _look_up_unknown(self) -> None:
+        """Ask the registry about versions seen in traffic but never announced (retried each minute)."""
+        now = self.clock()
+        for key, due in list(self._unknown.items()):
+            if key in self.versions:
+                del self._unknown[key]
+                continue
+            if self.lookup is None or due > now:
+                continue
+            self._unknown[key] = now + UNKNOWN_RETRY_S
+            try:
+                registered = await self.lookup(*key)
+            except Exception as exc:
+                log.info(
+                    "registry lookup failed; retrying later", model=key[0], version=key[1], error=str(exc)
+                )
+                continue
+            if registered is not None:
+                async with self.store.transaction() as s:
+                    await self.store.save_version(s, registered)
+                self.versions[key] = VersionInfo.of(registered)
+                del self._unknown[key]
+                log.info("version looked up in the registry", model=key[0], version=key[1])
 
     async def _drift_outcome(
         self,

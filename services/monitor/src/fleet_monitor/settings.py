@@ -29,6 +29,9 @@ class MonitorSettings(ServiceSettings):
     """How often each active canary or A/B rollout gets a ``rollout.analysis`` verdict."""
     idle_after_s: float = Field(default=300.0, gt=0)
     """A model with no request for this long shows as idle."""
+    registry_url: str | None = "http://127.0.0.1:8001"
+    """Where to look up a version seen in traffic before (or without) its ``model.registered``;
+    None disables the lookup."""
     ingest_batch: int = Field(default=2000, ge=1)
     """``inference.logged`` records fetched per poll."""
 
