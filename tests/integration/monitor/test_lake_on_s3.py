@@ -1,0 +1,65 @@
+"""The inference lake on the S3 API (moto server): the production layout, partitions, the labelled
+join and retention, through the same code as the local directory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from fleet_monitor.lake import INFERENCE, InferenceLake, LakeSettings
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 25, 9, tzinfo=UTC)
+
+
+def test_the_lake_writes_reads_joins_and_expires_on_s3(s3_server: dict[str, str]) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server["endpoint"],
+        aws_access_key_id=s3_server["access_key"],
+        aws_secret_access_key=s3_server["secret_key"],
+        region_name=s3_server["region"],
+    )
+    s3.create_bucket(Bucket="fleet-lake")
+    lake = InferenceLake(
+        LakeSettings(
+            uri="s3://fleet-lake/prod",
+            retention_days=7,
+            s3_endpoint=s3_server["endpoint"],
+            s3_access_key=s3_server["access_key"],
+            s3_secret_key=s3_server["secret_key"],
+            s3_region=s3_server["region"],
+        )
+    )
+    for request_id, when in (("old", NOW - timedelta(days=9)), ("r1", NOW), ("r2", NOW)):
+        lake.add_inference(
+            model="credit",
+            request_id=request_id,
+            timestamp=when,
+            version=2,
+            arm="primary",
+            inputs=[{"income": 50.0}],
+            outputs=[1],
+            latency_ms=4.0,
+            status="ok",
+            caller=None,
+        )
+    lake.add_feedback(model="credit", request_id="r2", timestamp=NOW, version=2, labels=[0], source="crm")
+    assert lake.flush() == 4
+
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="fleet-lake")["Contents"])
+    assert any(k.startswith("prod/inference/model=credit/date=2026-11-25/part-") for k in keys)
+    assert any(k.startswith("prod/feedback/model=credit/date=2026-11-25/part-") for k in keys)
+    assert lake.read(INFERENCE, "credit").num_rows == 3
+
+    labelled = lake.labelled("credit")
+    assert labelled.column("request_id").to_pylist() == ["r2"] and labelled.column("label").to_pylist() == [
+        "0"
+    ]
+
+    deleted = lake.apply_retention(today=NOW.date())
+    assert deleted == ["fleet-lake/prod/inference/model=credit/date=2026-11-16"]
+    assert [day for _, day in lake.partitions(INFERENCE)] == ["2026-11-25"]
