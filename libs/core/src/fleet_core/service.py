@@ -3,12 +3,14 @@ bearer-token verification and health endpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -19,12 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fleet_core.auth import TokenAuthority
 from fleet_core.db import Database
 from fleet_core.errors import install_problem_handlers, problem
-from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id
+from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id, get_logger
 from fleet_core.metrics import ServiceMetrics
 from fleet_core.outbox import OutboxRelay
 from fleet_core.settings import FleetSettings
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+log = get_logger(__name__)
 
 
 @contextmanager
@@ -214,3 +217,42 @@ def outbox_check(relay: OutboxRelay) -> ReadinessCheck:
         return True, f"broker {state}, {pending} event(s) pending"
 
     return check
+
+
+async def run_every(name: str, interval_s: float, body: Callable[[], Awaitable[object]]) -> None:
+    """Call ``body`` every ``interval_s`` until cancelled; a failure is logged and the loop goes on."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await body()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+async def start_when_possible(make: Callable[[], S], what: str) -> S:
+    """Build and start ``make()`` (a broker, a consumer), retrying with backoff until it starts:
+    a service comes up before its broker and keeps serving its API meanwhile."""
+    backoff = 1.0
+    while True:
+        part = make()
+        try:
+            await part.start()
+        except Exception as exc:
+            log.warning(f"cannot start {what}; retrying", error=str(exc), retry_in_s=backoff)
+            with contextlib.suppress(Exception):
+                await part.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        log.info(f"{what} started")
+        return part

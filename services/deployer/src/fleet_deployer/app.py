@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +17,14 @@ from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app, database_check, keep_signal_handlers, outbox_check
+from fleet_core.service import (
+    build_app,
+    database_check,
+    keep_signal_handlers,
+    outbox_check,
+    run_every,
+    start_when_possible,
+)
 from fleet_deployer import __version__
 from fleet_deployer.api.main import api_router
 from fleet_deployer.controller import DeploymentController, ServingPolicy
@@ -48,17 +55,6 @@ def default_serving_control() -> ServingControlPort:
 
     control: ServingControlPort = ServingControl()
     return control
-
-
-async def _forever(name: str, interval_s: float, body: Callable[[], Awaitable[object]]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await body()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def create_app(
@@ -125,31 +121,18 @@ def create_app(
             except Exception as exc:
                 log.warning("initial reconcile failed", error=f"{type(exc).__name__}: {exc}")
             reconciled.set()
-            await _forever("reconcile", settings.reconcile_interval_s, controller.reconcile)
+            await run_every("reconcile", settings.reconcile_interval_s, controller.reconcile)
 
         async def consume_events() -> None:
-            backoff = 1.0
-            while True:
-                broker = deployer_broker(
+            broker_box["broker"] = await start_when_possible(
+                lambda: deployer_broker(
                     settings.kafka_servers,
                     controller,
                     max_attempts=settings.dlq_max_attempts,
                     metrics=consumer_metrics,
-                )
-                try:
-                    await broker.start()
-                except Exception as exc:
-                    log.warning(
-                        "cannot start the event consumers; retrying", error=str(exc), retry_in_s=backoff
-                    )
-                    with contextlib.suppress(Exception):
-                        await broker.stop()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                broker_box["broker"] = broker
-                log.info("event consumers started")
-                return
+                ),
+                "the event consumers",
+            )
 
         async def ray_state() -> tuple[bool, str]:
             if control_error:
@@ -177,7 +160,7 @@ def create_app(
         tasks = [
             asyncio.create_task(supervise_serving(), name="deployer-serving"),
             asyncio.create_task(
-                _forever("activity flush", settings.activity_flush_interval_s, controller.flush_activity),
+                run_every("activity flush", settings.activity_flush_interval_s, controller.flush_activity),
                 name="deployer-activity",
             ),
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from fleet_core.broker import BatchConsumer, ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app, database_check, outbox_check
+from fleet_core.service import build_app, database_check, outbox_check, run_every, start_when_possible
 from fleet_monitor import __version__
 from fleet_monitor.api.dashboard import STATIC
 from fleet_monitor.api.main import api_router
@@ -49,17 +49,6 @@ RESEND_FIRING_S = 60.0
 RETENTION_EVERY_S = 3600.0
 
 
-async def _forever(name: str, interval_s: float, body: Callable[[], Awaitable[object]]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await body()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
-
-
 def create_app(settings: MonitorSettings | None = None) -> FastAPI:
     settings = settings or MonitorSettings()
 
@@ -68,13 +57,13 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         db = Database(settings.resolved_database_url("monitor"))
         if settings.run_migrations:
             await db.migrate(MIGRATIONS)
-        registry = app.state.metrics.registry
+        prometheus = app.state.metrics.registry
         relay = OutboxRelay(
             db.sessions,
             MESSAGING.outbox,
             settings.kafka_servers,
             poll_interval_s=settings.outbox_poll_interval_s,
-            metrics=OutboxMetrics(registry),
+            metrics=OutboxMetrics(prometheus),
         )
         lake = InferenceLake(settings.lake_settings()) if settings.lake_enabled else None
         notifier = (
@@ -82,7 +71,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             if settings.alertmanager_url
             else None
         )
-        registry = (
+        registry_client = (
             RegistryClient(settings.registry_url, app.state.tokens, timeout_s=5.0)
             if settings.registry_url
             else None
@@ -92,40 +81,27 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             settings=settings.engine_settings(),
             lake=lake,
             on_alert=notifier.push if notifier else None,
-            lookup=registry.version if registry else None,
+            lookup=registry_client.version if registry_client else None,
         )
         await engine.load()
         firing: list[Alert] = []
-        registry.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
+        prometheus.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
         app.state.engine = engine
         app.state.relay = relay
         consumers: dict[str, BatchConsumer] = {}
-        consumer_metrics = ConsumerMetrics(registry)
+        consumer_metrics = ConsumerMetrics(prometheus)
 
         async def start_consumer() -> None:
-            backoff = 1.0
-            while True:
-                consumer = monitor_consumer(
+            consumers["consumer"] = await start_when_possible(
+                lambda: monitor_consumer(
                     settings.kafka_servers,
                     engine,
                     max_records=settings.ingest_batch,
                     max_attempts=settings.dlq_max_attempts,
                     metrics=consumer_metrics,
-                )
-                try:
-                    await consumer.start()
-                except Exception as exc:
-                    log.warning(
-                        "cannot start the event consumer; retrying", error=str(exc), retry_in_s=backoff
-                    )
-                    with contextlib.suppress(Exception):
-                        await consumer.stop()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                consumers["consumer"] = consumer
-                log.info("event consumer started")
-                return
+                ),
+                "the event consumer",
+            )
 
         async def tick() -> None:
             await engine.tick()
@@ -161,15 +137,15 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             notifier.start()
         await retention()
         tasks = [
-            asyncio.create_task(_forever("tick", settings.tick_interval_s, tick), name="monitor-tick"),
+            asyncio.create_task(run_every("tick", settings.tick_interval_s, tick), name="monitor-tick"),
             asyncio.create_task(
-                _forever("lake flush", settings.lake_flush_interval_s, flush_lake), name="monitor-lake"
+                run_every("lake flush", settings.lake_flush_interval_s, flush_lake), name="monitor-lake"
             ),
             asyncio.create_task(
-                _forever("lake retention", RETENTION_EVERY_S, retention), name="monitor-retention"
+                run_every("lake retention", RETENTION_EVERY_S, retention), name="monitor-retention"
             ),
             asyncio.create_task(
-                _forever("alert resend", RESEND_FIRING_S, resend_firing), name="monitor-resend"
+                run_every("alert resend", RESEND_FIRING_S, resend_firing), name="monitor-resend"
             ),
         ]
         if settings.consume_events:
@@ -193,8 +169,8 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
                     log.warning("final lake flush failed", error=str(exc))
             if notifier is not None:
                 await notifier.stop()
-            if registry is not None:
-                await registry.close()
+            if registry_client is not None:
+                await registry_client.close()
             await relay.stop()
             await db.dispose()
 
