@@ -37,10 +37,12 @@ test-fast: install  ## Unit tests only
 bench: install  ## Serving benchmarks (uses wrk when installed); results in bench/results/
 	$(UV) run python bench/serving.py
 	$(UV) run python bench/multimodel.py
+	$(UV) run python bench/monitor.py
 
 bench-quick: install  ## Smoke run of the benchmarks (3 s cells, 30 models)
 	$(UV) run python bench/serving.py --quick
 	$(UV) run python bench/multimodel.py --quick
+	$(UV) run python bench/monitor.py --quick
 
 lint: install  ## ruff
 	$(UV) run ruff check .

@@ -33,7 +33,7 @@ from fleet_core.schemas import CategoricalProfile, NumericProfile
 from fleet_monitor.analysis import KPIS, AnalysisPolicy, ArmSample, Finding, analyse_ab, analyse_canary
 from fleet_monitor.anomaly import AnomalyChange, AnomalyDetector, AnomalyThresholds
 from fleet_monitor.config import ModelConfig
-from fleet_monitor.drift import PREDICTION, DriftEpisodes, DriftReport, DriftWindow
+from fleet_monitor.drift import PREDICTION, DriftEpisodes, DriftReport, DriftThresholds, DriftWindow
 from fleet_monitor.entities import Alert, AlertDraft, alert_fingerprint
 from fleet_monitor.lake import InferenceLake
 from fleet_monitor.performance import (
@@ -172,6 +172,7 @@ class MonitorEngine:
         self.anomalies = AnomalyDetector(self.settings.anomaly)
         self.rollouts: dict[str, ActiveRollout] = {}
         self.counters = IngestCounters()
+        self._drift_thresholds: dict[str, DriftThresholds] = {}
         self._closed_drift: list[tuple[VersionKey, DriftWindow]] = []
         self._closed_concept: list[tuple[VersionKey, PerformanceWindow]] = []
 
@@ -189,6 +190,7 @@ class MonitorEngine:
         for update in routes:
             self._apply_route(update)
         self.configs = {m: ModelConfig.model_validate(c) for m, c in configs.items()}
+        self._drift_thresholds.clear()
         for alert in firing:
             if alert.version is not None:
                 self.episodes.restore(alert.model, alert.version, alert.name.removesuffix("_drift"))
@@ -196,6 +198,13 @@ class MonitorEngine:
     def config(self, model: str) -> ModelConfig:
         own = self.configs.get(model)
         return self.settings.defaults.merged(own) if own else self.settings.defaults
+
+    def drift_thresholds(self, model: str) -> DriftThresholds:
+        """A model's drift thresholds, built once per config change (asked for on every event)."""
+        thresholds = self._drift_thresholds.get(model)
+        if thresholds is None:
+            thresholds = self._drift_thresholds[model] = self.config(model).drift()
+        return thresholds
 
     # ----------------------------------------------------------------- catalogue events
 
@@ -270,7 +279,7 @@ class MonitorEngine:
                     if window is None:
                         window = self.drift_windows[key] = DriftWindow(opened_at=now)
                     window.add(rows, event.outputs, info.features)
-                    if window.ready(now, self.config(event.model).drift()):
+                    if window.ready(now, self.drift_thresholds(event.model)):
                         # Closed at once: the next row opens a new window, whatever the batch size.
                         self._closed_drift.append((key, self.drift_windows.pop(key)))
             windows.record(
@@ -356,7 +365,7 @@ class MonitorEngine:
             info = self.versions.get(key)
             if info is None or info.registered.reference_profile is None:
                 continue
-            config = self.config(key[0]).drift()
+            config = self.drift_thresholds(key[0])
             report = window.evaluate(info.registered.reference_profile, config)
             self.counters.drift_windows += 1
             self.counters.drifted_windows += bool(report.drifted_features)
@@ -462,7 +471,7 @@ class MonitorEngine:
             "concept", end, len(window), scores, bool(drifted)
         )
         change = self.episodes.observe(
-            model, version, "concept", bool(drifted), self.config(model).drift().clear_windows
+            model, version, "concept", bool(drifted), self.drift_thresholds(model).clear_windows
         )
         if change == "started":
             event = DriftDetected(
@@ -505,7 +514,7 @@ class MonitorEngine:
             for change in self.anomalies.observe(key, bucket, thresholds):
                 await self._anomaly(change)
         for vkey, window in list(self.drift_windows.items()):
-            if window.ready(now, self.config(vkey[0]).drift()):
+            if window.ready(now, self.drift_thresholds(vkey[0])):
                 self._closed_drift.append((vkey, self.drift_windows.pop(vkey)))
         await self.settle()
         for model, rollout in list(self.rollouts.items()):
@@ -630,6 +639,7 @@ class MonitorEngine:
         async with self.store.transaction() as s:
             await self.store.put_config(s, model, config.model_dump(mode="json", exclude_none=True), by=by)
         self.configs[model] = config
+        self._drift_thresholds.pop(model, None)
         return self.config(model)
 
 
