@@ -247,6 +247,7 @@ async def running_monitor(
         "consume_events": consume_events,
         "outbox_poll_interval_s": 0.2,
         "tick_interval_s": 0.2,
+        "tune_gc": False,  # the monitor shares the test runner's process here
     }
     values.update(overrides)
     settings = MonitorSettings(**values)

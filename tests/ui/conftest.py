@@ -83,6 +83,7 @@ def monitor(
         drift_window_rows=100,
         drift_min_rows=50,
         lake_enabled=False,
+        tune_gc=False,  # the monitor shares the test runner's process here
     )
     port = free_port()
     server = uvicorn.Server(

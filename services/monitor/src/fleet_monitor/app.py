@@ -95,7 +95,8 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             lookup=registry_client.version if registry_client else None,
         )
         await engine.load()
-        tune_garbage_collector()
+        if settings.tune_gc:
+            tune_garbage_collector()
         firing: list[Alert] = []
         prometheus.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
         app.state.engine = engine

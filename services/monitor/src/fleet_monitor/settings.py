@@ -57,6 +57,9 @@ class MonitorSettings(ServiceSettings):
     """Dashboard and read endpoints without a token (keep the monitor on an internal network);
     False requires a viewer token for every read."""
     stream_interval_s: float = Field(default=2.0, gt=0)
+    tune_gc: bool = True
+    """Freeze the start-up heap and collect young objects less often (see ``tune_garbage_collector``);
+    off when the monitor is embedded in another process, such as a test runner."""
     max_series: int = Field(default=5000, ge=1)
     """Most (model, version, arm) series exported to Prometheus; the rest are counted, not exported."""
 
