@@ -45,6 +45,7 @@ class FakeServingControl:
         self.calls: list[tuple[str, str]] = []
         self.address: str | None = None
         self.fail_next: str | None = None
+        self.fail_smoke: str | None = None
         self._lock = threading.Lock()
 
     def _maybe_fail(self) -> None:
@@ -89,6 +90,13 @@ class FakeServingControl:
         with self._lock:
             self.calls.append(("remove", app_name))
             self.apps.pop(app_name, None)
+
+    def smoke_test(self, spec: ModelSpec, placement: Any, rows: list[dict[str, Any]]) -> list[Any]:
+        with self._lock:
+            self.calls.append(("smoke_test", spec.key))
+            if self.fail_smoke:
+                raise RuntimeError(self.fail_smoke)
+            return [0 for _ in rows]
 
     def describe(self, app_name: str) -> FakeApp | None:
         return self.apps.get(app_name)

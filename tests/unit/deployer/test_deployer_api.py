@@ -141,27 +141,6 @@ async def test_explicit_split_with_shadow_and_validation_errors_naming_the_field
     assert [d["version"] for d in left] == [1, 2]
 
 
-async def test_strategies_that_do_not_exist_yet_fail_visibly(deployer: DeployerHarness) -> None:
-    await deployer.register("churn", 1, deploy_policy="direct")
-    await deployer.register("churn", 2)
-    r = await deployer.client.post(
-        "/v1/rollouts",
-        json={"model": "churn", "version": 2, "strategy": "blue_green"},
-        headers=deployer.auth(),
-    )
-    assert r.status_code == 201, r.text
-    assert r.json()["phase"] == "failed"
-    assert "strategy blue_green is not available yet" in r.json()["reason"]
-    event = (await deployer.published())[-1]
-    assert (event.data.phase, event.data.strategy, event.data.routes.revision) == ("failed", "blue_green", 1)
-    page = (
-        await deployer.client.get("/v1/rollouts", params={"model": "churn"}, headers=deployer.auth())
-    ).json()
-    assert page["total"] == 2
-    one = await deployer.client.get(f"/v1/rollouts/{r.json()['id']}", headers=deployer.auth())
-    assert one.json()["requested_by"] == "admin-user"
-
-
 async def test_a_failed_ray_deploy_is_recorded_and_leaves_the_routes_alone(
     deployer: DeployerHarness, serving: FakeServingControl
 ) -> None:
@@ -180,16 +159,6 @@ async def test_a_failed_ray_deploy_is_recorded_and_leaves_the_routes_alone(
         for d in (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()
     }
     assert states == {1: "ready", 2: "failed"}
-
-
-async def test_canary_policy_deploys_a_ready_candidate_at_zero_percent(deployer: DeployerHarness) -> None:
-    await deployer.register("churn", 1, deploy_policy="canary")  # nothing to compare with: direct
-    await deployer.register("churn", 2, deploy_policy="canary")
-    route = (await deployer.client.get("/v1/routes/churn", headers=deployer.auth())).json()
-    assert [(a["version"], a["weight"]) for a in route["table"]["arms"]] == [(1, 100.0), (2, 0.0)]
-    last = (await deployer.published())[-1]
-    assert (last.data.strategy, last.data.phase) == ("canary", "paused")
-    assert "0 % as a ready candidate" in (last.data.reason or "")
 
 
 async def test_model_registered_is_applied_once_per_event_id(deployer: DeployerHarness) -> None:

@@ -1,17 +1,18 @@
-"""Route-table operations as plain functions: direct, candidate, explicit splits, rollback target."""
+"""Route-table operations as plain functions: direct, progressive (canary, A/B, shadow), explicit
+splits, rollback target."""
 
 from __future__ import annotations
 
 import pytest
 
 from fleet_core.errors import Conflict, InvalidInput
-from fleet_core.events import RouteArm, RouteTable
+from fleet_core.events import RouteArm, RouteTable, TrafficArm
 from fleet_core.schemas import ResourceQuota
 from fleet_deployer.placement import placement_for
+from fleet_deployer.progressive import ab_table, canary_table, shadow_table
 from fleet_deployer.routing import (
     ArmRequest,
     RouteRevision,
-    candidate_table,
     direct_table,
     empty_table,
     explicit_table,
@@ -43,11 +44,27 @@ def test_direct_deploy_routes_everything_to_the_new_version_and_drops_previous_a
     assert stable_version(new) == 3
 
 
-def test_candidate_joins_at_zero_percent_without_moving_traffic() -> None:
-    new = candidate_table(table(1, full(1)), 2, "fleet-pool")
-    assert new.revision == 2
-    assert [(a.version, a.weight) for a in new.arms] == [(1, 100), (2, 0)]
-    assert stable_version(new) == 1
+def test_progressive_tables_canary_ab_and_shadow() -> None:
+    apps = {1: "fleet-pool", 2: "fleet-m-v2"}
+    canary = canary_table(table(1, full(1)), 1, 2, 25, apps)
+    assert canary.revision == 2
+    assert [(a.version, a.weight, a.deployment) for a in canary.arms] == [
+        (1, 75, "fleet-pool"),
+        (2, 25, "fleet-m-v2"),
+    ]
+    ab = ab_table(table(1, full(1)), 1, 2, None, apps)
+    assert [(a.version, a.weight, a.sticky) for a in ab.arms] == [(1, 50, True), (2, 50, True)]
+    with pytest.raises(ValueError, match="sum to 100"):
+        ab_table(
+            table(1, full(1)),
+            1,
+            2,
+            [TrafficArm(version=1, weight=60), TrafficArm(version=2, weight=60)],
+            apps,
+        )
+    shadow = shadow_table(table(1, full(1)), 1, 2, apps)
+    assert [(a.version, a.weight, a.mode) for a in shadow.arms] == [(1, 100, "primary"), (2, 0, "shadow")]
+    assert stable_version(shadow) == 1
 
 
 def test_explicit_table_with_weighted_sticky_and_shadow_arms() -> None:

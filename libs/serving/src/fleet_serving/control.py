@@ -249,6 +249,14 @@ class ServingControl:
         self._require()
         return serve.get_deployment_handle(placement.deployment, app_name=placement.app)
 
+    def smoke_test(
+        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]], timeout_s: float = 60.0
+    ) -> list[Any]:
+        """Predict ``rows`` through the version's deployment, as the gateway would: loads (warms) the
+        model and proves it answers. Raises whatever the replica raised."""
+        handle = self.handle(placement).options(multiplexed_model_id=spec.key)
+        return list(handle.predict.remote(rows).result(timeout_s=timeout_s))
+
     def describe(self, app_name: str) -> AppView:
         """Status, replicas, autoscaling bounds and actor options of an app, with Ray's own view
         of the resources each replica actor holds."""

@@ -160,6 +160,10 @@ def create_app(
         tasks = [
             asyncio.create_task(supervise_serving(), name="deployer-serving"),
             asyncio.create_task(
+                run_every("progressive rollouts", settings.progress_interval_s, controller.progress_tick),
+                name="deployer-progress",
+            ),
+            asyncio.create_task(
                 run_every("activity flush", settings.activity_flush_interval_s, controller.flush_activity),
                 name="deployer-activity",
             ),

@@ -14,13 +14,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleet_core.errors import Conflict, FleetError, NotFound, Unavailable
+from fleet_core.errors import Conflict, FleetError, InvalidInput, NotFound, Unavailable
 from fleet_core.events import (
+    AnomalyDetected,
     ModelRegistered,
+    RolloutAnalysis,
     RolloutPhase,
     RolloutRequested,
     RolloutUpdated,
@@ -40,11 +42,21 @@ from fleet_deployer.entities import (
     RolloutAction,
 )
 from fleet_deployer.placement import effective_quota, placement_for, pool_config
+from fleet_deployer.progressive import (
+    PROGRESSIVE,
+    Decision,
+    Progress,
+    Verdict,
+    ab_table,
+    canary_table,
+    decide,
+    new_progress,
+    shadow_table,
+)
 from fleet_deployer.routing import (
     ArmRequest,
     RouteCause,
     RouteRevision,
-    candidate_table,
     direct_table,
     empty_table,
     explicit_table,
@@ -57,11 +69,18 @@ from fleet_deployer.store import DeployerStore
 log = get_logger(__name__)
 
 UNFINISHED: tuple[RolloutPhase, ...] = ("pending", "progressing")
+ROLLBACK_ANOMALIES = frozenset({"latency", "error_rate"})
+RolloutCommand = Literal["pause", "resume", "promote", "abort"]
+COMMAND_PAST = {"pause": "paused", "resume": "resumed", "promote": "promoted", "abort": "aborted"}
 ACTION_CAUSE: dict[RolloutAction, RouteCause] = {
     "direct": "direct",
     "rollback": "rollback",
     "candidate": "candidate",
     "explicit": "explicit",
+    "canary": "progressive",
+    "ab": "progressive",
+    "shadow": "progressive",
+    "blue_green": "direct",
 }
 
 
@@ -220,22 +239,38 @@ class DeploymentController:
                         event_id,
                     )
                 else:
+                    active = await self.store.active_rollout(s, data.model)
+                    if active is not None:
+                        log.warning(
+                            "deploy policy 'canary' skipped: another rollout is under way",
+                            model=data.model,
+                            version=data.version,
+                            rollout_id=active.id,
+                        )
+                        return None
+                    request = RolloutRequested(
+                        model=data.model,
+                        version=data.version,
+                        strategy="canary",
+                        requested_by=data.registered_by,
+                        reason=f"deploy policy 'canary' on registration of v{data.version}",
+                    )
                     rollout = await self._begin(
                         s,
                         known,
                         None,
                         "canary",
-                        "candidate",
+                        "canary",
                         data.registered_by,
-                        "deploy policy 'canary': the canary strategy is not available yet, so "
-                        f"v{data.version} is deployed at 0 % as a ready candidate; shift traffic with "
-                        f"PUT /v1/routes/{data.model}",
+                        request.reason or "",
                         event_id,
+                        request=request.model_dump(mode="json"),
                     )
             return await self._execute(rollout.id)
 
     async def on_rollout_requested(self, event_id: str | None, request: RolloutRequested) -> Rollout:
-        """Execute a ``direct`` rollout; record any other strategy as failed, and say why."""
+        """Start a rollout: ``direct`` deploys and routes at once; ``canary``, ``ab``, ``shadow`` and
+        ``blue_green`` deploy the candidate and then progress by the monitor's verdicts."""
         known = await self.resolve(request.model, request.version)
         async with self._lock(request.model):
             async with self.store.transaction() as s:
@@ -246,16 +281,26 @@ class DeploymentController:
                     if existing is None:
                         raise Conflict(f"event {event_id} was handled, but its rollout is gone")
                     return existing
-                if request.strategy != "direct":
-                    return await self._record_unavailable(s, known, request, event_id)
+                active = await self.store.active_rollout(s, request.model)
+                if active is not None:
+                    raise Conflict(
+                        f"a {active.strategy} rollout of {request.model} v{active.version} is under way "
+                        f"({active.id}); promote or abort it first",
+                        field="model",
+                    )
+                if request.strategy == "ab" and request.arms:
+                    try:
+                        ab_table(empty_table(request.model), 0, 0, request.arms, {})
+                    except ValueError as exc:
+                        raise InvalidInput(str(exc), field="arms") from exc
                 rollout = await self._begin(
                     s,
                     known,
                     request.quota,
-                    "direct",
-                    "direct",
+                    request.strategy,
+                    request.strategy,
                     request.requested_by,
-                    request.reason or f"direct rollout of v{request.version}",
+                    request.reason or f"{request.strategy} rollout of v{request.version}",
                     event_id,
                     request=request.model_dump(mode="json"),
                 )
@@ -475,30 +520,9 @@ class DeploymentController:
             event_id=event_id,
         )
 
-    async def _record_unavailable(
-        self, s: AsyncSession, known: KnownVersion, request: RolloutRequested, event_id: str | None
-    ) -> Rollout:
-        rollout = await self.store.add_rollout(
-            s,
-            rollout_id=str(uuid.uuid4()),
-            model=known.model,
-            team=known.team,
-            version=known.version,
-            strategy=request.strategy,
-            phase="failed",
-            requested_by=request.requested_by,
-            reason=f"strategy {request.strategy} is not available yet; nothing was deployed or routed "
-            "(use strategy 'direct', or PUT /v1/routes/{model} for an explicit split)",
-            quota=request.quota,
-            request={**request.model_dump(mode="json"), "action": "unavailable"},
-            event_id=event_id,
-        )
-        table = await self.store.route(s, known.model) or empty_table(known.model)
-        await self._announce(s, rollout, table)
-        log.warning("rollout strategy not available", model=known.model, strategy=request.strategy)
-        return rollout
-
-    async def _announce(self, s: AsyncSession, rollout: Rollout, table: RouteTable) -> None:
+    async def _announce(
+        self, s: AsyncSession, rollout: Rollout, table: RouteTable, *, kpi: str | None = None
+    ) -> None:
         await self.store.publish(
             s,
             Topic.ROLLOUT_UPDATED,
@@ -511,6 +535,7 @@ class DeploymentController:
                 step=rollout.step,
                 routes=table,
                 reason=rollout.reason,
+                kpi=kpi,
             ),
         )
 
@@ -521,7 +546,7 @@ class DeploymentController:
             async with self.store.transaction() as s:
                 rollout = await self.store.rollout(s, rollout_id)
                 assert rollout is not None
-                if rollout.phase not in UNFINISHED:
+                if rollout.phase not in UNFINISHED or rollout.progress is not None:
                     return rollout
                 request = await self.store.rollout_request(s, rollout_id)
                 known = await self.store.known(s, rollout.model, rollout.version)
@@ -530,6 +555,8 @@ class DeploymentController:
             state, error = await self._place(dep, known.spec)
             if error is None and "previous_placement" in request:
                 await self._cleanup_previous(dep, request["previous_placement"])
+            if error is None and rollout.action == "blue_green":
+                error = await self._smoke_test(dep, known.spec)
             async with self.store.transaction() as s:
                 await self.store.set_deployment_state(s, dep.model, dep.version, state, error)
                 current = await self.store.route(s, rollout.model) or empty_table(rollout.model)
@@ -539,6 +566,8 @@ class DeploymentController:
                     )
                     await self._announce(s, done, current)
                     return done
+                if rollout.action in PROGRESSIVE:
+                    return await self._start_progressive(s, rollout, request, current, dep)
                 table, phase, step = self._next_table(rollout.action, current, dep)
                 await self.store.save_route(
                     s,
@@ -568,10 +597,247 @@ class DeploymentController:
     def _next_table(
         action: RolloutAction, current: RouteTable, dep: Deployment
     ) -> tuple[RouteTable, RolloutPhase, int]:
-        if action == "candidate":
-            return candidate_table(current, dep.version, dep.placement.app), "paused", 0
         phase: RolloutPhase = "rolled_back" if action == "rollback" else "promoted"
         return direct_table(current, dep.version, dep.placement.app), phase, 100
+
+    # ------------------------------------------------------------------ progressive delivery
+
+    async def _apps(self, s: AsyncSession, model: str) -> dict[int, str]:
+        """version -> serving application, for the model's live deployments."""
+        return {
+            d.version: d.placement.app
+            for d in await self.store.deployments(s, model=model)
+            if d.state not in ("retired", "failed")
+        }
+
+    @staticmethod
+    def _baseline(current: RouteTable, candidate: int) -> int | None:
+        """The version the candidate is compared with: the busiest other primary arm."""
+        others = [a for a in current.arms if a.mode == "primary" and a.weight > 0 and a.version != candidate]
+        return max(others, key=lambda a: a.weight).version if others else None
+
+    async def _start_progressive(
+        self, s: AsyncSession, rollout: Rollout, request: dict[str, Any], current: RouteTable, dep: Deployment
+    ) -> Rollout:
+        """The candidate runs: install the strategy's first table (in the caller's transaction)."""
+        now = _now()
+        baseline = self._baseline(current, rollout.version)
+        apps = await self._apps(s, rollout.model)
+        progress = new_progress(rollout.strategy, request, baseline, now)
+        if baseline is None:
+            table = direct_table(current, dep.version, dep.placement.app)
+            phase: RolloutPhase = "promoted"
+            step, cause = 100, "direct"
+            reason = (
+                f"{rollout.strategy}: the model serves nothing else, so v{rollout.version} takes all traffic"
+            )
+        else:
+            phase, cause, reason = "progressing", "progressive", rollout.reason or ""
+            if rollout.strategy == "canary":
+                table = canary_table(current, baseline, rollout.version, progress.percent, apps)
+                step = progress.percent
+                reason = f"canary at {step} % against v{baseline}, each step held {progress.interval_s:g} s"
+            elif rollout.strategy == "ab":
+                table = ab_table(current, baseline, rollout.version, progress.arms, apps)
+                step = 0
+                reason = (
+                    f"A/B against v{baseline} on {progress.kpi or 'the model default KPI'} until a winner"
+                )
+            elif rollout.strategy == "shadow":
+                table = shadow_table(current, baseline, rollout.version, apps)
+                step = 0
+                reason = f"shadowing v{baseline}: copies of every request, answers discarded"
+            else:  # blue_green: smoke-tested already; switch at once, keep blue for the window
+                table = direct_table(current, dep.version, dep.placement.app)
+                step, cause = 100, "direct"
+                reason = (
+                    f"switched from v{baseline} after a smoke test; v{baseline} kept for the rollback window"
+                )
+        await self.store.set_rollout_progress(s, rollout.id, progress.model_dump(mode="json"))
+        await self.store.save_route(
+            s, table, team=rollout.team, cause=cause, rollout_id=rollout.id, by=rollout.requested_by
+        )
+        done = await self.store.set_rollout_phase(s, rollout.id, phase, step=step, reason=reason)
+        await self._announce(s, done, table, kpi=progress.kpi)
+        log.info(
+            "progressive rollout started",
+            model=rollout.model,
+            version=rollout.version,
+            strategy=rollout.strategy,
+        )
+        return done
+
+    async def _smoke_test(self, dep: Deployment, spec: ModelSpec) -> str | None:
+        """Warm the version and prove it answers its example input; the error, if any."""
+        if not self.serving.connected:
+            return None
+        rows = spec.example_input
+        if not rows:
+            return "blue-green needs the version's example input to smoke-test it, and it has none"
+        try:
+            await self.serving.smoke_test(spec, dep.placement, rows)
+        except Exception as exc:
+            return f"smoke test on the example input failed: {_error(exc)}"
+        return None
+
+    async def on_rollout_analysis(self, analysis: RolloutAnalysis) -> Rollout | None:
+        """Keep the monitor's verdict for the current step, then act on it."""
+        async with self._lock(analysis.model):
+            async with self.store.transaction() as s:
+                rollout = await self.store.rollout(s, analysis.rollout_id)
+                if (
+                    rollout is None
+                    or rollout.progress is None
+                    or rollout.phase not in ("progressing", "paused")
+                    or rollout.strategy not in ("canary", "ab")
+                    or analysis.candidate_version != rollout.version
+                ):
+                    return None
+                progress = Progress.model_validate(rollout.progress)
+                if rollout.strategy == "canary" and analysis.step != progress.percent:
+                    return None  # a verdict on an earlier step
+                progress.verdict = Verdict(
+                    step=analysis.step,
+                    verdict=analysis.verdict,
+                    reason=analysis.reason,
+                    at=_now(),
+                    p_value=analysis.p_value,
+                )
+                await self.store.set_rollout_progress(s, rollout.id, progress.model_dump(mode="json"))
+            return await self._progress(rollout.id)
+
+    async def on_anomaly_detected(self, anomaly: AnomalyDetected) -> Rollout | None:
+        """A candidate whose latency or error rate turns anomalous mid-rollout is rolled back."""
+        if anomaly.state != "firing" or anomaly.metric not in ROLLBACK_ANOMALIES or anomaly.version is None:
+            return None
+        async with self._lock(anomaly.model), self.store.transaction() as s:
+            rollout = await self.store.active_rollout(s, anomaly.model)
+            if (
+                rollout is None
+                or rollout.version != anomaly.version
+                or rollout.strategy not in ("canary", "blue_green")
+            ):
+                return None
+            progress = Progress.model_validate(rollout.progress)
+            reason = f"{anomaly.metric} anomaly on v{anomaly.version}: {anomaly.detail or anomaly.value}"
+            return await self._decide(s, rollout, progress, Decision("rollback", reason))
+
+    async def progress_tick(self) -> None:
+        """Advance every progressing rollout whose hold is over, and end those past their deadline."""
+        async with self.store.transaction() as s:
+            rollouts = [r for r in await self.store.unfinished_rollouts(s) if r.progress is not None]
+        for rollout in rollouts:
+            if rollout.phase == "progressing":
+                async with self._lock(rollout.model):
+                    await self._progress(rollout.id)
+
+    async def _progress(self, rollout_id: str) -> Rollout | None:
+        retire: Deployment | None = None
+        async with self.store.transaction() as s:
+            rollout = await self.store.rollout(s, rollout_id)
+            if rollout is None or rollout.phase != "progressing" or rollout.progress is None:
+                return rollout
+            progress = Progress.model_validate(rollout.progress)
+            decision = decide(rollout.strategy, progress, _now())
+            if decision.action == "hold":
+                return rollout
+            if decision.action == "retire_previous" and progress.baseline is not None:
+                retire = await self.store.deployment(s, rollout.model, progress.baseline)
+            done = await self._decide(s, rollout, progress, decision)
+        if retire is not None:
+            await self._retire_unrouted(retire)
+        return done
+
+    async def _decide(
+        self, s: AsyncSession, rollout: Rollout, progress: Progress, decision: Decision
+    ) -> Rollout:
+        """Apply a decision: a new table and phase, persisted and announced in one transaction."""
+        current = await self.store.route(s, rollout.model) or empty_table(rollout.model)
+        apps = await self._apps(s, rollout.model)
+        phase: RolloutPhase
+        step = rollout.step
+        table: RouteTable | None
+        if decision.action == "advance":
+            assert progress.baseline is not None
+            progress.index += 1
+            progress.step_started_at, progress.verdict = _now(), None
+            table = canary_table(current, progress.baseline, rollout.version, progress.percent, apps)
+            phase, step, cause = "progressing", progress.percent, "progressive"
+        elif decision.action == "promote":
+            table = direct_table(current, rollout.version, apps[rollout.version])
+            phase, step, cause = "promoted", 100, "direct"
+        elif decision.action in ("rollback", "keep_baseline", "abort"):
+            assert progress.baseline is not None
+            table = direct_table(current, progress.baseline, apps[progress.baseline])
+            phase, cause = ("aborted" if decision.action == "abort" else "rolled_back"), "rollback"
+        else:  # retire_previous: the table stays; blue goes
+            table, phase, cause = None, "promoted", "direct"
+        await self.store.set_rollout_progress(s, rollout.id, progress.model_dump(mode="json"))
+        if table is not None:
+            await self.store.save_route(
+                s, table, team=rollout.team, cause=cause, rollout_id=rollout.id, by=rollout.requested_by
+            )
+        done = await self.store.set_rollout_phase(s, rollout.id, phase, step=step, reason=decision.reason)
+        await self._announce(s, done, table or current, kpi=progress.kpi)
+        log.info(
+            "rollout " + decision.action.replace("_", " "),
+            model=rollout.model,
+            version=rollout.version,
+            phase=phase,
+            reason=decision.reason,
+        )
+        return done
+
+    async def _retire_unrouted(self, dep: Deployment) -> None:
+        """Retire a deployment the route table no longer uses (blue after its rollback window)."""
+        async with self.store.transaction() as s:
+            table = await self.store.route(s, dep.model) or empty_table(dep.model)
+            if any(a.version == dep.version for a in table.arms):
+                return
+            await self.store.set_deployment_state(s, dep.model, dep.version, "retired")
+        error = await self._unplace(dep)
+        if error:
+            async with self.store.transaction() as s:
+                await self.store.set_deployment_state(
+                    s, dep.model, dep.version, "retired", f"retired, but removing it from Ray failed: {error}"
+                )
+
+    async def command(self, rollout_id: str, command: RolloutCommand, requested_by: str) -> Rollout:
+        """A person steps in: ``pause``, ``resume``, ``promote`` or ``abort`` a progressive rollout."""
+        rollout = await self.rollout(rollout_id)
+        async with self._lock(rollout.model), self.store.transaction() as s:
+            rollout = await self.store.rollout(s, rollout_id)
+            assert rollout is not None
+            if rollout.progress is None or rollout.phase not in ("progressing", "paused"):
+                raise Conflict(
+                    f"rollout {rollout_id} is {rollout.phase}; only a progressive rollout under way "
+                    f"can be {COMMAND_PAST[command]}",
+                    field="rollout_id",
+                )
+            progress = Progress.model_validate(rollout.progress)
+            who = f"by {requested_by}"
+            if command == "pause":
+                if rollout.phase == "paused":
+                    return rollout
+                await self.store.set_rollout_progress(s, rollout.id, progress.model_dump(mode="json"))
+                done = await self.store.set_rollout_phase(
+                    s, rollout.id, "paused", reason=f"paused {who} at step {rollout.step}"
+                )
+            elif command == "resume":
+                if rollout.phase == "progressing":
+                    return rollout
+                progress.step_started_at = _now()  # the hold starts again
+                await self.store.set_rollout_progress(s, rollout.id, progress.model_dump(mode="json"))
+                done = await self.store.set_rollout_phase(
+                    s, rollout.id, "progressing", reason=f"resumed {who}"
+                )
+            elif command == "promote":
+                return await self._decide(s, rollout, progress, Decision("promote", f"promoted {who}"))
+            else:
+                return await self._decide(s, rollout, progress, Decision("abort", f"aborted {who}"))
+            current = await self.store.route(s, rollout.model) or empty_table(rollout.model)
+            await self._announce(s, done, current, kpi=progress.kpi)
+            return done
 
     # ------------------------------------------------------------------ serving engine
 
@@ -637,8 +903,12 @@ class DeploymentController:
         if self.serving.connected:
             await self._reconcile_serving(initial)
         async with self.store.transaction() as s:
-            unfinished = await self.store.unfinished_direct_rollouts(s)
-        for rollout in unfinished:
+            unstarted = [
+                r
+                for r in await self.store.unfinished_rollouts(s)
+                if r.phase in UNFINISHED and r.progress is None
+            ]
+        for rollout in unstarted:
             if rollout.id in self._in_flight or self._lock(rollout.model).locked():
                 continue
             log.info("resuming rollout", rollout_id=rollout.id, model=rollout.model, version=rollout.version)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,7 +12,9 @@ from fleet_core.schemas import DeployPolicy, ResourceQuota
 from fleet_core.serving import DeploymentState, ModelSpec, Placement, ServedVersion
 from fleet_deployer.routing import RouteCause
 
-RolloutAction = Literal["direct", "rollback", "candidate", "explicit", "unavailable"]
+RolloutAction = Literal[
+    "direct", "rollback", "candidate", "explicit", "unavailable", "canary", "ab", "shadow", "blue_green"
+]
 
 
 class KnownVersion(BaseModel):
@@ -73,7 +75,12 @@ class Rollout(BaseModel):
     action: RolloutAction = Field(
         default="direct",
         description="What the rollout does: deploy, roll back, add a 0 % candidate, "
-        "set an explicit table, or record an unavailable strategy",
+        "set an explicit table, record an unavailable strategy, or run a progressive strategy",
+    )
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description="Progressive rollouts: baseline, steps and current index, when the step began, "
+        "the deadline and the monitor's latest verdict",
     )
 
 

@@ -1,5 +1,9 @@
 """The deployer's consumers (group ``deployer``): each decodes nothing itself and delegates.
 
+``rollout.analysis`` and ``anomaly.detected`` drive progressive rollouts; applying one twice
+changes nothing (a verdict is stored for its step; a rollout rolls back once), so they need no
+inbox row.
+
 ``model.registered`` and ``rollout.requested`` are idempotent on the event id (inbox claim in the
 controller). ``inference.logged`` arrives for every request, so it only moves a timestamp in
 memory (applying it twice changes nothing, so it needs no inbox row).
@@ -12,7 +16,15 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 
 from fleet_core.broker import ConsumerMetrics, make_broker, subscribe
-from fleet_core.events import CloudEvent, InferenceLogged, ModelRegistered, RolloutRequested, Topic
+from fleet_core.events import (
+    AnomalyDetected,
+    CloudEvent,
+    InferenceLogged,
+    ModelRegistered,
+    RolloutAnalysis,
+    RolloutRequested,
+    Topic,
+)
 from fleet_deployer.controller import DeploymentController
 
 CONSUMER = "deployer"
@@ -38,10 +50,18 @@ def deployer_broker(
     async def inference_logged(event: CloudEvent[InferenceLogged]) -> None:
         await controller.on_inference_logged(event.data.model, event.data.version, event.data.timestamp)
 
+    async def rollout_analysis(event: CloudEvent[RolloutAnalysis]) -> None:
+        await controller.on_rollout_analysis(event.data)
+
+    async def anomaly_detected(event: CloudEvent[AnomalyDetected]) -> None:
+        await controller.on_anomaly_detected(event.data)
+
     for topic, handler in (
         (Topic.MODEL_REGISTERED, model_registered),
         (Topic.ROLLOUT_REQUESTED, rollout_requested),
         (Topic.INFERENCE_LOGGED, inference_logged),
+        (Topic.ROLLOUT_ANALYSIS, rollout_analysis),
+        (Topic.ANOMALY_DETECTED, anomaly_detected),
     ):
         subscribe(broker, topic, handler, consumer=CONSUMER, max_attempts=max_attempts, metrics=metrics)
     return broker

@@ -18,9 +18,9 @@ from fleet_core.events import ArmMode, RouteArm, RouteTable
 from fleet_core.schemas import Contract
 
 WEIGHT_TOLERANCE = 1e-6
-RouteCause = Literal["direct", "explicit", "rollback", "candidate"]
-"""Why a revision was made: a direct deploy, an operator's explicit table, a rollback, or a
-candidate added at 0 %."""
+RouteCause = Literal["direct", "explicit", "rollback", "candidate", "progressive"]
+"""Why a revision was made: a direct deploy, an operator's explicit table, a rollback, a candidate
+added at 0 %, or a step of a progressive rollout."""
 
 
 class ArmRequest(Contract):
@@ -70,13 +70,6 @@ def direct_table(current: RouteTable, version: int, deployment: str) -> RouteTab
         revision=current.revision + 1,
         arms=[RouteArm(version=version, weight=100.0, deployment=deployment)],
     )
-
-
-def candidate_table(current: RouteTable, version: int, deployment: str) -> RouteTable:
-    """``version`` joins the table as a primary arm at 0 %: deployed and known, serving nothing."""
-    arms = [a for a in current.arms if a.version != version]
-    arms.append(RouteArm(version=version, weight=0.0, deployment=deployment))
-    return RouteTable(model=current.model, revision=current.revision + 1, arms=arms)
 
 
 def explicit_table(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleet_core.errors import NotFound
 from fleet_core.schemas import ResourceQuota
-from fleet_core.serving import ModelSpec, PoolConfig, PoolSizing
+from fleet_core.serving import ModelSpec, Placement, PoolConfig, PoolSizing
 
 T = TypeVar("T")
 
@@ -33,6 +33,8 @@ class ServingControlPort(Protocol):
     ) -> Any: ...
 
     def remove(self, app_name: str) -> Any: ...
+
+    def smoke_test(self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]]) -> list[Any]: ...
 
     def describe(self, app_name: str) -> Any: ...
 
@@ -164,6 +166,11 @@ class ServingDriver:
 
     async def remove(self, app_name: str) -> None:
         await self._call(self.control.remove, app_name)
+
+    async def smoke_test(
+        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]]
+    ) -> list[Any]:
+        return await self._call(self.control.smoke_test, spec, placement, rows)
 
     async def describe(self, app_name: str) -> AppView | None:
         if not self.connected:

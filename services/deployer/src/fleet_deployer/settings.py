@@ -34,6 +34,9 @@ class DeployerSettings(ServiceSettings):
     reconcile_interval_s: float = Field(default=30.0, gt=0)
     """How often Ray Serve is compared with the database (missing applications re-created, stuck
     direct rollouts resumed)."""
+    progress_interval_s: float = Field(default=1.0, gt=0)
+    """How often progressive rollouts are checked: a canary step whose hold is over and whose
+    verdict passed advances; A/B and shadow rollouts past their deadline end."""
     activity_flush_interval_s: float = Field(default=5.0, gt=0)
     """How often last-request times from ``inference.logged`` are written to the database."""
 

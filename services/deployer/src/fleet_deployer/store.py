@@ -90,6 +90,7 @@ def _rollout(row: RolloutRow) -> Rollout:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         action=(row.request or {}).get("action", "direct"),
+        progress=(row.request or {}).get("progress"),
     )
 
 
@@ -419,13 +420,36 @@ class DeployerStore:
         )
         return [_rollout(r) for r in rows], int(total or 0)
 
-    async def unfinished_direct_rollouts(self, s: AsyncSession) -> list[Rollout]:
+    async def unfinished_rollouts(self, s: AsyncSession) -> list[Rollout]:
+        """Rollouts still pending, progressing or paused, oldest first."""
         rows = await s.scalars(
             select(RolloutRow)
-            .where(RolloutRow.strategy == "direct", RolloutRow.phase.in_(["pending", "progressing"]))
+            .where(RolloutRow.phase.in_(["pending", "progressing", "paused"]))
             .order_by(RolloutRow.created_at)
         )
         return [_rollout(r) for r in rows]
+
+    async def active_rollout(self, s: AsyncSession, model: str) -> Rollout | None:
+        """The model's progressive rollout that is under way (progressing or paused), if any."""
+        rows = await s.scalars(
+            select(RolloutRow)
+            .where(
+                RolloutRow.model == model,
+                RolloutRow.phase.in_(["progressing", "paused"]),
+                RolloutRow.strategy.in_(["canary", "ab", "shadow", "blue_green"]),
+            )
+            .order_by(RolloutRow.created_at.desc())
+        )
+        # A rollout without progress never started its strategy (or predates it): not under way.
+        return next((r for r in map(_rollout, rows) if r.progress is not None), None)
+
+    async def set_rollout_progress(self, s: AsyncSession, rollout_id: str, progress: dict[str, Any]) -> None:
+        row = await s.get(RolloutRow, rollout_id)
+        if row is None:
+            raise LookupError(rollout_id)
+        row.request = {**(row.request or {}), "progress": progress}
+        row.updated_at = _now()
+        await s.flush()
 
     # ------------------------------------------------------------------ activity
 

@@ -15,6 +15,7 @@ from fleet_deployer.api.deps import (
     visible_teams,
 )
 from fleet_deployer.api.schemas import RollbackRequest, RolloutCreate, RolloutPage
+from fleet_deployer.controller import RolloutCommand
 from fleet_deployer.entities import Rollout
 
 router = APIRouter(tags=["rollouts"])
@@ -24,8 +25,14 @@ router = APIRouter(tags=["rollouts"])
     "/v1/rollouts",
     status_code=status.HTTP_201_CREATED,
     summary="Request a rollout",
-    description="`direct` deploys the version and routes all traffic to it. Other strategies are "
-    "recorded in phase `failed` with the reason that they are not available yet.",
+    description="`direct` deploys the version and routes all traffic to it. `canary` moves traffic "
+    "through `steps` (each held `step_interval_s` and advanced only on a passing `rollout.analysis` "
+    "from the monitor; a failing verdict or a latency/error anomaly rolls back). `ab` runs a sticky "
+    "split (`arms`, default 50/50) until the monitor's significance test on `kpi` picks a winner or "
+    "`duration_s` passes. `shadow` mirrors traffic to the candidate. `blue_green` smoke-tests the "
+    "candidate on its example input, switches all traffic at once and retires the old version after "
+    "`duration_s` (the rollback window, default 300 s). 409 while another progressive rollout of the "
+    "model is under way.",
 )
 async def create_rollout(
     body: RolloutCreate,  # type: ignore[valid-type]
@@ -81,3 +88,24 @@ async def rollback(
     rollout = await controller.rollback(model, principal.subject, body.reason if body else None)
     await published()
     return rollout
+
+
+@router.post(
+    "/v1/rollouts/{rollout_id}/{command}",
+    summary="Pause, resume, promote or abort a progressive rollout",
+    description="`pause` holds the current step (verdicts are still recorded); `resume` restarts "
+    "the step's hold; `promote` gives the candidate all traffic now; `abort` routes all traffic "
+    "back to the baseline. 409 when the rollout is not a progressive one under way.",
+)
+async def command_rollout(
+    rollout_id: str,
+    command: RolloutCommand,
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    published: PublishedDep,
+) -> Rollout:
+    rollout = await controller.rollout(rollout_id)
+    principal.require(Role.DEPLOYER, rollout.team)
+    done = await controller.command(rollout_id, command, principal.subject)
+    await published()
+    return done
