@@ -41,6 +41,10 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(routes_app, name="routes")
+rollout_app = typer.Typer(
+    help="Rollouts: canary, A/B, shadow, blue-green; pause, resume, promote, abort.", no_args_is_help=True
+)
+app.add_typer(rollout_app, name="rollout")
 monitor_app = typer.Typer(
     help="Live health of the fleet: traffic, latency, drift, thresholds.", no_args_is_help=True
 )
@@ -768,6 +772,141 @@ def main() -> None:
     except FleetUnavailable as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+def _rollout_line(r: dict[str, Any]) -> str:
+    where = f"{r['strategy']} of {r['model']} v{r['version']}: [bold]{r['phase']}[/] at step {r['step']}"
+    return f"{where} — {r.get('reason') or ''}"
+
+
+@rollout_app.command("start")
+def rollout_start(
+    ref: Annotated[str, typer.Argument(metavar="NAME:VERSION", help="The candidate version")],
+    strategy: Annotated[str, typer.Option(help="direct, canary, ab, shadow or blue_green")] = "canary",
+    steps: Annotated[str | None, typer.Option(help="Canary steps in percent, e.g. 5,25,50,100")] = None,
+    interval: Annotated[float | None, typer.Option(help="Seconds each canary step is held")] = None,
+    arm: Annotated[
+        list[str], typer.Option("--arm", help="A/B split VERSION=WEIGHT, repeatable (default 50/50)")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    kpi: Annotated[str | None, typer.Option(help="A/B KPI: accuracy, error_rate or mae")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="A/B or shadow length, or the blue-green rollback window (s)")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the record")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a rollout of a version; the monitor's verdicts move it on (see `fleet rollout show`)."""
+    name, version = _name_version(ref)
+    if version is None:
+        raise typer.BadParameter("name the candidate version", param_hint="NAME:VERSION")
+    options: dict[str, Any] = {
+        "reason": reason,
+        "kpi": kpi,
+        "duration_s": duration,
+        "step_interval_s": interval,
+    }
+    if steps:
+        options["steps"] = [int(x) for x in steps.split(",") if x.strip()]
+    if arm:
+        options["arms"] = [
+            {"version": int(v), "weight": float(w)} for v, _, w in (a.partition("=") for a in arm)
+        ]
+    result = _client().request_rollout(
+        name, version, strategy, **{k: v for k, v in options.items() if v is not None}
+    )
+    if as_json:
+        _dump(result)
+        return
+    console.print(f"rollout [bold]{result['id']}[/]: " + _rollout_line(result))
+
+
+@rollout_app.command("list")
+def rollout_list(
+    model: Annotated[str | None, typer.Option(help="Only this model")] = None, as_json: JsonOpt = False
+) -> None:
+    """Rollouts, newest first."""
+    items = _client().rollouts(model)
+    if as_json:
+        _dump(items)
+        return
+    _table(
+        f"Rollouts ({len(items)})",
+        ["id", "model", "version", "strategy", "phase", "step", "reason", "started"],
+        [
+            [
+                r["id"][:8],
+                r["model"],
+                r["version"],
+                r["strategy"],
+                r["phase"],
+                r["step"],
+                r.get("reason") or "",
+                _when(r["created_at"]),
+            ]
+            for r in items
+        ],
+    )
+
+
+@rollout_app.command("show")
+def rollout_show(rollout_id: str, as_json: JsonOpt = False) -> None:
+    """One rollout with its progress and the monitor's latest verdict."""
+    result = _client().rollout(rollout_id)
+    if as_json:
+        _dump(result)
+        return
+    console.print(_rollout_line(result))
+    progress = result.get("progress")
+    if progress:
+        verdict = progress.get("verdict") or {}
+        rows = [
+            ["baseline", f"v{progress.get('baseline')}"],
+            ["steps", "/".join(str(x) for x in progress.get("steps") or []) or "-"],
+            ["step held since", _when(progress.get("step_started_at"))],
+            ["deadline", _when(progress.get("deadline"))],
+            [
+                "latest verdict",
+                f"{verdict.get('verdict')} at step {verdict.get('step')}: {verdict.get('reason')}"
+                if verdict
+                else "-",
+            ],
+        ]
+        _table("Progress", ["", ""], rows)
+
+
+def _rollout_command(command: str, rollout_id: str, as_json: bool) -> None:
+    result = _client().rollout_command(rollout_id, command)
+    if as_json:
+        _dump(result)
+        return
+    console.print(_rollout_line(result))
+
+
+@rollout_app.command("pause")
+def rollout_pause(rollout_id: str, as_json: JsonOpt = False) -> None:
+    """Hold the current step (verdicts are still recorded)."""
+    _rollout_command("pause", rollout_id, as_json)
+
+
+@rollout_app.command("resume")
+def rollout_resume(rollout_id: str, as_json: JsonOpt = False) -> None:
+    """Carry on; the current step's hold starts again."""
+    _rollout_command("resume", rollout_id, as_json)
+
+
+@rollout_app.command("promote")
+def rollout_promote(rollout_id: str, as_json: JsonOpt = False) -> None:
+    """Give the candidate all traffic now."""
+    _rollout_command("promote", rollout_id, as_json)
+
+
+@rollout_app.command("abort")
+def rollout_abort(rollout_id: str, as_json: JsonOpt = False) -> None:
+    """Route all traffic back to the baseline."""
+    _rollout_command("abort", rollout_id, as_json)
 
 
 # --------------------------------------------------------------------------- monitoring

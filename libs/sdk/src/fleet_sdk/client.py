@@ -365,8 +365,17 @@ class Client:
         body = {"model": name, "version": version, "strategy": strategy, **options}
         return self._request("POST", "/v1/rollouts", json=body, via=self._deployer)  # type: ignore[no-any-return]
 
-    def rollouts(self) -> list[dict[str, Any]]:
-        result = self._request("GET", "/v1/rollouts", via=self._deployer)
+    def rollout(self, rollout_id: str) -> dict[str, Any]:
+        """One rollout: phase, step, reason and, for progressive ones, progress and the latest verdict."""
+        return self._request("GET", f"/v1/rollouts/{rollout_id}", via=self._deployer)  # type: ignore[no-any-return]
+
+    def rollout_command(self, rollout_id: str, command: str) -> dict[str, Any]:
+        """``pause``, ``resume``, ``promote`` or ``abort`` a progressive rollout."""
+        return self._request("POST", f"/v1/rollouts/{rollout_id}/{command}", via=self._deployer)  # type: ignore[no-any-return]
+
+    def rollouts(self, model: str | None = None) -> list[dict[str, Any]]:
+        params = {"model": model} if model else {}
+        result = self._request("GET", "/v1/rollouts", params=params, via=self._deployer)
         return result["items"] if isinstance(result, dict) and "items" in result else result  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ inference (gateway)
