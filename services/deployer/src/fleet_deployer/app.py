@@ -10,10 +10,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
 from fleet_core.auth import TokenAuthority
-from fleet_core.broker import ConsumerMetrics
+from fleet_core.broker import BatchConsumer, ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
@@ -28,7 +27,7 @@ from fleet_core.service import (
 from fleet_deployer import __version__
 from fleet_deployer.api.main import api_router
 from fleet_deployer.controller import DeploymentController, ServingPolicy
-from fleet_deployer.events import deployer_broker
+from fleet_deployer.events import deployer_consumer
 from fleet_deployer.models import MESSAGING
 from fleet_deployer.registry_client import RegistryClient
 from fleet_deployer.serving_control import ServingControlPort, ServingDriver
@@ -99,7 +98,7 @@ def create_app(
         app.state.db = db
         app.state.relay = relay
         app.state.controller = controller
-        broker_box: dict[str, KafkaBroker] = {}
+        consumers: dict[str, BatchConsumer] = {}
         reconciled = asyncio.Event()
         consumer_metrics = ConsumerMetrics(app.state.metrics.registry)
 
@@ -124,14 +123,14 @@ def create_app(
             await run_every("reconcile", settings.reconcile_interval_s, controller.reconcile)
 
         async def consume_events() -> None:
-            broker_box["broker"] = await start_when_possible(
-                lambda: deployer_broker(
+            consumers["consumer"] = await start_when_possible(
+                lambda: deployer_consumer(
                     settings.kafka_servers,
                     controller,
                     max_attempts=settings.dlq_max_attempts,
                     metrics=consumer_metrics,
                 ),
-                "the event consumers",
+                "the event consumer",
             )
 
         async def ray_state() -> tuple[bool, str]:
@@ -148,7 +147,7 @@ def create_app(
         async def consumers_state() -> tuple[bool, str]:
             if not settings.consume_events:
                 return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
-            return ("broker" in broker_box), "running" if "broker" in broker_box else "starting"
+            return ("consumer" in consumers), "running" if "consumer" in consumers else "starting"
 
         app.state.readiness = [
             ("database", database_check(db)),
@@ -175,9 +174,9 @@ def create_app(
         finally:
             # Leave the consumer groups first, before anything that could stall the shutdown: a
             # member that never leaves makes the next start wait out a rebalance.
-            if "broker" in broker_box:
+            if "consumer" in consumers:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(broker_box["broker"].stop(), 10)
+                    await asyncio.wait_for(consumers["consumer"].stop(), 10)
                 log.info("event consumers stopped")
             for task in tasks:
                 task.cancel()
