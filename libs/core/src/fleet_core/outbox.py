@@ -136,6 +136,7 @@ class OutboxRelay:
         self._metrics = metrics
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -171,6 +172,10 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        # The flag, not only the cancel: on Python 3.11 ``asyncio.wait_for`` swallows a cancel that
+        # races the inner wait completing (a notify at shutdown), and the loop would run on forever.
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -186,7 +191,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.flush()
                 self.failing = False
