@@ -106,7 +106,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     stack = Stack(home)
     state = stack.start(
         broker_port=0,
-        ports={"registry": 0, "deployer": 0, "gateway": 0},
+        ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0},
         detach=True,
         log=lambda _: None,
         env={
@@ -209,6 +209,41 @@ def test_rollback_takes_effect_on_the_next_request(fleet: Fleet) -> None:
 
     fleet.client.rollback("rollback-churn")
     assert fleet.served_version("rollback-churn", ROW) == v1
+
+
+def test_blue_green_switch_under_constant_load_loses_no_request(fleet: Fleet) -> None:
+    blue = register(fleet, "bluegreen-churn", seed=0, policy="direct")
+    fleet.wait_served("bluegreen-churn", blue)
+    green = register(fleet, "bluegreen-churn", seed=1)
+    statuses: collections.Counter[int] = collections.Counter()
+    versions: list[int] = []
+    stop = time.monotonic() + 120
+
+    def load() -> None:
+        with httpx.Client(base_url=fleet.gateway_url, headers=fleet.http.headers, timeout=30) as http:
+            while time.monotonic() < stop:
+                response = http.post("/v2/models/bluegreen-churn/infer", json={"inputs": ROW})
+                statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    versions.append(int(response.headers["X-Fleet-Model-Version"]))
+                if versions[-40:].count(green) == 40:
+                    return  # green has served 40 requests in a row: the switch is behind us
+
+    with ThreadPoolExecutor(4) as pool:
+        running = [pool.submit(load) for _ in range(4)]
+        time.sleep(1.0)  # the load is on before the rollout starts
+        rollout = fleet.client.request_rollout("bluegreen-churn", green, "blue_green", duration_s=600)
+        for future in running:
+            future.result()
+    assert rollout["phase"] == "progressing", rollout
+    assert set(statuses) == {200}, f"non-2xx answers during the switch: {dict(statuses)}"
+    assert versions[0] == blue and versions[-1] == green
+    switched = versions.index(green)
+    assert set(versions[switched:]) == {green}, "after the switch every request reaches green"
+    deployments = {
+        d["version"]: d["state"] for d in fleet.client.deployment("bluegreen-churn")["deployments"]
+    }
+    assert deployments[blue] == "ready", "blue stays up for the rollback window"
 
 
 def test_bad_requests_are_refused_with_problem_details(fleet: Fleet) -> None:

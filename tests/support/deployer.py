@@ -91,7 +91,7 @@ class FakeServingControl:
             self.calls.append(("remove", app_name))
             self.apps.pop(app_name, None)
 
-    def smoke_test(self, spec: ModelSpec, placement: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    async def smoke_test(self, spec: ModelSpec, placement: Any, rows: list[dict[str, Any]]) -> list[Any]:
         with self._lock:
             self.calls.append(("smoke_test", spec.key))
             if self.fail_smoke:

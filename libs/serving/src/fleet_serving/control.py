@@ -249,13 +249,15 @@ class ServingControl:
         self._require()
         return serve.get_deployment_handle(placement.deployment, app_name=placement.app)
 
-    def smoke_test(
-        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]], timeout_s: float = 60.0
+    async def smoke_test(
+        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]]
     ) -> list[Any]:
-        """Predict ``rows`` through the version's deployment, as the gateway would: loads (warms) the
-        model and proves it answers. Raises whatever the replica raised."""
+        """Predict ``rows`` through the version's deployment, as the gateway does: loads (warms) the
+        model and proves it answers. Awaited on the caller's event loop, because with
+        ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` a handle's router runs in that loop (a blocking
+        ``.result()`` from a worker thread is refused). Raises whatever the replica raised."""
         handle = self.handle(placement).options(multiplexed_model_id=spec.key)
-        return list(handle.predict.remote(rows).result(timeout_s=timeout_s))
+        return list(await handle.predict.remote(rows))
 
     def describe(self, app_name: str) -> AppView:
         """Status, replicas, autoscaling bounds and actor options of an app, with Ray's own view

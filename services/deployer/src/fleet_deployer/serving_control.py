@@ -34,7 +34,9 @@ class ServingControlPort(Protocol):
 
     def remove(self, app_name: str) -> Any: ...
 
-    def smoke_test(self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]]) -> list[Any]: ...
+    async def smoke_test(
+        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]]
+    ) -> list[Any]: ...
 
     def describe(self, app_name: str) -> Any: ...
 
@@ -168,9 +170,11 @@ class ServingDriver:
         await self._call(self.control.remove, app_name)
 
     async def smoke_test(
-        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]]
+        self, spec: ModelSpec, placement: Placement, rows: list[dict[str, Any]], timeout_s: float = 120.0
     ) -> list[Any]:
-        return await self._call(self.control.smoke_test, spec, placement, rows)
+        """On the event loop, not a worker thread: Serve handles route in the caller's loop."""
+        async with self._lock:
+            return await asyncio.wait_for(self.control.smoke_test(spec, placement, rows), timeout_s)
 
     async def describe(self, app_name: str) -> AppView | None:
         if not self.connected:
