@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -117,3 +118,20 @@ def machine() -> dict[str, object]:
         "commit": commit,
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
     }
+
+
+def run_guarded(run: Callable[[], None], workdir: Path, interrupted: str) -> tuple[float, str | None] | None:
+    """Run a bench body: returns (start time, error or None); None when interrupted (exit 130).
+    An error's traceback is kept in ``workdir/error.txt`` and the results are still written."""
+    started = time.time()
+    try:
+        run()
+    except KeyboardInterrupt:
+        print(interrupted, flush=True)
+        return None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        (workdir / "error.txt").write_text(traceback.format_exc())
+        print(f"failed: {error[:3000]}", flush=True)
+        return started, error
+    return started, None

@@ -48,7 +48,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import REPO, RESULTS_DIR, sigterm_as_interrupt
+from harness import REPO, RESULTS_DIR, run_guarded, sigterm_as_interrupt
 
 from fleet_core.broker import ensure_topics
 from fleet_core.db import Database
@@ -829,17 +828,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-monitor-"))
     print(f"bench work dir (logs): {workdir}", flush=True)
     bench = Bench(args, workdir)
-    started = time.time()
-    error = None
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        print("interrupted; the broker has been stopped", flush=True)
+    outcome = run_guarded(bench.run, workdir, "interrupted; the broker has been stopped")
+    if outcome is None:
         return 130
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        (workdir / "error.txt").write_text(traceback.format_exc())
-        print(f"failed: {error[:3000]}", flush=True)
+    started, error = outcome
     doc: dict[str, Any] = {
         "bench": "monitor",
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),

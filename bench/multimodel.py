@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import httpx
 import numpy as np
 import pandas as pd
-from harness import RESULTS_DIR, machine, run_driver, sigterm_as_interrupt
+from harness import RESULTS_DIR, machine, run_driver, run_guarded, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
 
 N_FEATURES = 4
@@ -491,17 +490,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-mm-"))
     print(f"bench work dir (logs): {workdir}", flush=True)
     bench = Bench(args, workdir)
-    started = time.time()
-    error = None
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        print("interrupted; everything started has been stopped", flush=True)
+    outcome = run_guarded(bench.run, workdir, "interrupted; everything started has been stopped")
+    if outcome is None:
         return 130
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        (workdir / "error.txt").write_text(traceback.format_exc())
-        print(f"failed: {error[:3000]}", flush=True)
+    started, error = outcome
     doc: dict[str, Any] = {
         "bench": "multimodel",
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
