@@ -30,7 +30,7 @@ def fleet(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedP
 
 FREE_PORTS = (
     *("--broker-port", "0", "--registry-port", "0", "--deployer-port", "0"),
-    *("--gateway-port", "0", "--monitor-port", "0"),
+    *("--gateway-port", "0", "--monitor-port", "0", "--retrainer-port", "0"),
 )
 
 
@@ -50,7 +50,7 @@ def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
     status = fleet(stack_home, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     components = {c["name"]: c for c in json.loads(status.stdout)}
-    assert set(components) == {"broker", "ray", "registry", "deployer", "gateway", "monitor"}
+    assert set(components) == {"broker", "ray", "registry", "deployer", "gateway", "monitor", "retrainer"}
     assert all(c["state"] == "healthy" for c in components.values()), components
 
     # A second `up` on the same home refuses instead of starting a second stack.
@@ -113,7 +113,7 @@ def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
     gateway_url = components["gateway"]["url"]
     down = fleet(stack_home, "down")
     assert down.returncode == 0
-    assert {"registry", "deployer", "gateway", "monitor", "ray", "broker"} <= set(
+    assert {"registry", "deployer", "gateway", "monitor", "retrainer", "ray", "broker"} <= set(
         down.stdout.replace(",", " ").split()
     )
     for url in (registry_url, gateway_url):

@@ -106,7 +106,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     stack = Stack(home)
     state = stack.start(
         broker_port=0,
-        ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0},
+        ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0, "retrainer": 0},
         detach=True,
         log=lambda _: None,
         env={

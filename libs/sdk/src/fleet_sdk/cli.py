@@ -41,6 +41,8 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(routes_app, name="routes")
+jobs_app = typer.Typer(help="Retraining jobs: list, show, logs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 rollout_app = typer.Typer(
     help="Rollouts: canary, A/B, shadow, blue-green; pause, resume, promote, abort.", no_args_is_help=True
 )
@@ -96,6 +98,7 @@ def up(
     deployer_port: Annotated[int, typer.Option(help="Deployer port (0 = any free port)")] = 8002,
     gateway_port: Annotated[int, typer.Option(help="Gateway port (0 = any free port)")] = 8000,
     monitor_port: Annotated[int, typer.Option(help="Monitor and dashboard port (0 = any free port)")] = 8003,
+    retrainer_port: Annotated[int, typer.Option(help="Retrainer port (0 = any free port)")] = 8004,
 ) -> None:
     """Start the embedded stack: broker, Ray and every service, as processes on this box."""
     stack = Stack()
@@ -107,6 +110,7 @@ def up(
                 "deployer": deployer_port,
                 "gateway": gateway_port,
                 "monitor": monitor_port,
+                "retrainer": retrainer_port,
             },
             detach=detach,
             log=lambda m: err.print(f"[dim]{m}[/]"),
@@ -154,7 +158,9 @@ def _wait_then_stop(stack: Stack, pids: list[int]) -> None:
 
 
 @app.command()
-def restart(service: Annotated[str, typer.Argument(help="registry, deployer, gateway or monitor")]) -> None:
+def restart(
+    service: Annotated[str, typer.Argument(help="registry, deployer, gateway, monitor or retrainer")],
+) -> None:
     """Restart one service of a running stack on the same port; it resumes from its database."""
     try:
         comp = Stack().restart_service(service)
@@ -772,6 +778,83 @@ def main() -> None:
     except FleetUnavailable as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------- retraining
+
+
+@app.command()
+def retrain(
+    ref: Annotated[str, typer.Argument(metavar="NAME[:VERSION]", help="Model, optionally the champion")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain a model now (skips the cooldown, never runs two jobs for one model)."""
+    name, version = _name_version(ref)
+    result = _client().retrain(name, version)
+    if as_json:
+        _dump(result)
+        return
+    job = result.get("job")
+    where = f" — job [bold]{job['id']}[/] ({job['state']})" if job else ""
+    console.print(f"{result['action']}: {result['reason']}{where}")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+    state: Annotated[str | None, typer.Option(help="queued, running, registered, rejected or failed")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retraining jobs, newest first."""
+    items = _client().jobs(model, state)
+    if as_json:
+        _dump(items)
+        return
+    _table(
+        f"Jobs ({len(items)})",
+        ["id", "model", "trigger", "state", "champion", "new", "reason", "started"],
+        [
+            [
+                j["id"][:8],
+                j["model"],
+                j["trigger"],
+                j["state"],
+                j.get("champion_version") or "-",
+                j.get("new_version") or "-",
+                j.get("reason") or "",
+                _when(j["created_at"]),
+            ]
+            for j in items
+        ],
+    )
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, as_json: JsonOpt = False) -> None:
+    """One job: its trigger, state, and the metrics of champion and candidate on the holdout."""
+    job = _client().job(job_id)
+    if as_json:
+        _dump(job)
+        return
+    console.print(f"[bold]{job['model']}[/] job {job['id']}: {job['state']} — {job.get('reason') or ''}")
+    result = job.get("result") or {}
+    champion, candidate = result.get("champion_metrics") or {}, result.get("candidate_metrics") or {}
+    if champion or candidate:
+        _table(
+            f"On the holdout ({result.get('holdout_rows', '?')} rows)",
+            ["metric", f"champion v{job.get('champion_version')}", "candidate"],
+            [
+                [k, f"{champion.get(k, float('nan')):.4f}", f"{candidate.get(k, float('nan')):.4f}"]
+                for k in champion
+            ],
+        )
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str) -> None:
+    """What the job did, step by step."""
+    for line in _client().job_logs(job_id):
+        console.print(line, highlight=False)
 
 
 # --------------------------------------------------------------------------- rollouts

@@ -55,6 +55,7 @@ class Client:
         gateway_url: str | None = None,
         deployer_url: str | None = None,
         monitor_url: str | None = None,
+        retrainer_url: str | None = None,
         timeout: float = 120.0,
         config: ClientConfig | None = None,
     ) -> None:
@@ -63,6 +64,7 @@ class Client:
         self.gateway_url = (gateway_url or cfg.urls["gateway_url"]).rstrip("/")
         self.deployer_url = (deployer_url or cfg.urls["deployer_url"]).rstrip("/")
         self.monitor_url = (monitor_url or cfg.urls["monitor_url"]).rstrip("/")
+        self.retrainer_url = (retrainer_url or cfg.urls.get("retrainer_url") or "").rstrip("/")
         self.token = token or cfg.token
         self.urls = cfg.urls
         headers = {"User-Agent": "fleet-sdk/0.1"}
@@ -72,9 +74,10 @@ class Client:
         self._deployer = httpx.Client(base_url=self.deployer_url, headers=headers, timeout=timeout)
         self._gateway = httpx.Client(base_url=self.gateway_url, headers=headers, timeout=timeout)
         self._monitor = httpx.Client(base_url=self.monitor_url, headers=headers, timeout=timeout)
+        self._retrainer = httpx.Client(base_url=self.retrainer_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
-        for http in (self._http, self._deployer, self._gateway, self._monitor):
+        for http in (self._http, self._deployer, self._gateway, self._monitor, self._retrainer):
             http.close()
 
     def __enter__(self) -> Client:
@@ -436,6 +439,31 @@ class Client:
         """Served rows joined with their labels, from the inference lake."""
         params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
         return self._request("GET", f"/v1/lake/{name}/labelled", params=params, via=self._monitor)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ retraining (retrainer)
+
+    def retrain(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Retrain a model now; returns ``{"action", "reason", "job"}`` (a second job for the same
+        model is refused with the reason)."""
+        body = {"model": name, **({"version": version} if version else {})}
+        return self._request("POST", "/v1/jobs", json=body, via=self._retrainer)  # type: ignore[no-any-return]
+
+    def jobs(self, model: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"model": model, "state": state}.items() if v}
+        return self._request("GET", "/v1/jobs", params=params, via=self._retrainer)  # type: ignore[no-any-return]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}", via=self._retrainer)  # type: ignore[no-any-return]
+
+    def job_logs(self, job_id: str) -> list[str]:
+        return self._request("GET", f"/v1/jobs/{job_id}/logs", via=self._retrainer)["lines"]  # type: ignore[no-any-return]
+
+    def retrain_policy(self, name: str, **policy: Any) -> dict[str, Any]:
+        """A model's retraining policy; with keyword arguments, replace it first (e.g.
+        ``cooldown_s=600, min_new_labelled_rows=200``)."""
+        if policy:
+            return self._request("PUT", f"/v1/policies/{name}", json=policy, via=self._retrainer)  # type: ignore[no-any-return]
+        return self._request("GET", f"/v1/policies/{name}", via=self._retrainer)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ scikit-learn
 

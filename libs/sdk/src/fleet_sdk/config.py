@@ -13,6 +13,7 @@ DEFAULT_URLS = {
     "gateway_url": "http://127.0.0.1:8000",
     "deployer_url": "http://127.0.0.1:8002",
     "monitor_url": "http://127.0.0.1:8003",
+    "retrainer_url": "http://127.0.0.1:8004",
 }
 
 

@@ -173,8 +173,12 @@ def register_sklearn(
     signature: Signature | None = None,
     example_rows: int = 3,
     progress: Callable[[int, int], None] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Register a fitted estimator as the next version of ``name`` (created in ``team`` if new).
+
+    ``lineage`` sets ``origin``, ``parent_version`` and ``trigger_event_id`` (the retrainer's
+    versions: ``{"origin": "retrain", "parent_version": 3, "trigger_event_id": ...}``).
 
     The training data is stored as a content-hashed dataset version (``dataset``, default
     ``<name>-training``) so the version's lineage and later retraining can use it. Metrics come
@@ -250,5 +254,6 @@ def register_sklearn(
         "tags": list(tags),
         "description": description,
         "aliases": list(aliases),
+        **(lineage or {}),
     }
     return client.register_version(name, sio.dumps(estimator), metadata, progress=progress)

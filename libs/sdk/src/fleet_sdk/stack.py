@@ -45,6 +45,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("deployer", "fleet_deployer", 8002),
     ServiceSpec("gateway", "fleet_gateway", 8000),
     ServiceSpec("monitor", "fleet_monitor", 8003),
+    ServiceSpec("retrainer", "fleet_retrainer", 8004),
 )
 DEFAULT_BROKER_PORT = 9092
 
@@ -202,6 +203,7 @@ class Stack:
                 "FLEET_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
                 "FLEET_DEPLOYER_URL": f"http://127.0.0.1:{ports['deployer']}",
                 "FLEET_PUBLIC_URL": f"http://127.0.0.1:{ports['monitor']}",
+                "FLEET_MONITOR_URL": f"http://127.0.0.1:{ports['monitor']}",
                 **(env or {}),
             }
             for spec in SERVICES:

@@ -1,0 +1,1 @@
+"""The retrainer's HTTP API."""

@@ -1,0 +1,144 @@
+"""The retrainer's FastAPI app: wiring and lifespan (database, outbox relay, consumer, scheduled
+retraining, recovery of interrupted jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from fleet_core.broker import BatchConsumer, ConsumerMetrics
+from fleet_core.db import Database
+from fleet_core.log import get_logger
+from fleet_core.outbox import OutboxMetrics, OutboxRelay
+from fleet_core.service import build_app, database_check, outbox_check, run_every, start_when_possible
+from fleet_retrainer import __version__
+from fleet_retrainer.api.main import api_router
+from fleet_retrainer.engine import RetrainController
+from fleet_retrainer.events import retrainer_consumer
+from fleet_retrainer.models import MESSAGING
+from fleet_retrainer.platform import Fleet
+from fleet_retrainer.settings import RetrainerSettings
+from fleet_retrainer.store import RetrainerStore
+from fleet_retrainer.trainer import LocalTrainer, RayTrainer, Trainer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
+
+DESCRIPTION = """\
+The ModelFleet retrainer: turns `drift.detected`, `retrain.requested`, `dataset.updated` and
+schedules into retraining jobs under a per-model policy (cooldown, one job per model, a box-wide
+limit, a minimum of new labelled rows). A job rebuilds the model by its recipe on its training
+data plus labelled traffic (a Ray task), judges champion and candidate on the same holdout,
+registers a winner with its lineage and requests a canary, or rejects the loser with reasons;
+every outcome is published on `retrain.completed`.
+
+Every error is RFC 9457 `application/problem+json`. Authenticate with `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | None = None) -> FastAPI:
+    settings = settings or RetrainerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url("retrainer"))
+        if settings.run_migrations:
+            await db.migrate(MIGRATIONS)
+        prometheus = app.state.metrics.registry
+        relay = OutboxRelay(
+            db.sessions,
+            MESSAGING.outbox,
+            settings.kafka_servers,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            metrics=OutboxMetrics(prometheus),
+        )
+        chosen = trainer or (
+            RayTrainer(
+                settings.ray_address,
+                num_cpus=settings.job_num_cpus,
+                memory_mb=settings.job_memory_mb,
+                timeout_s=settings.job_timeout_s,
+            )
+            if settings.ray_address
+            else LocalTrainer()
+        )
+        controller = RetrainController(
+            RetrainerStore(db, on_commit=relay.notify),
+            Fleet(settings.registry_url, settings.monitor_url, app.state.tokens),
+            chosen,
+            default_policy=settings.default_policy(),
+            canary_steps=settings.steps,
+            canary_step_interval_s=settings.canary_step_interval_s,
+        )
+        app.state.controller = controller
+        consumers: dict[str, BatchConsumer] = {}
+        consumer_metrics = ConsumerMetrics(prometheus)
+
+        async def start_consumer() -> None:
+            consumers["consumer"] = await start_when_possible(
+                lambda: retrainer_consumer(
+                    settings.kafka_servers,
+                    controller,
+                    max_attempts=settings.dlq_max_attempts,
+                    metrics=consumer_metrics,
+                ),
+                "the event consumer",
+            )
+
+        async def consumers_state() -> tuple[bool, str]:
+            if not settings.consume_events:
+                return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
+            return ("consumer" in consumers), "running" if "consumer" in consumers else "starting"
+
+        app.state.readiness = [
+            ("database", database_check(db)),
+            ("outbox", outbox_check(relay)),
+            ("consumers", consumers_state),
+        ]
+        relay.start()
+        failed = await controller.recover()
+        if failed:
+            log.warning("jobs interrupted by a restart were marked failed", jobs=failed)
+        tasks = [
+            asyncio.create_task(
+                run_every("scheduled retraining", settings.schedule_check_s, controller.schedule_tick),
+                name="retrainer-schedule",
+            )
+        ]
+        if settings.consume_events:
+            tasks.append(asyncio.create_task(start_consumer(), name="retrainer-consumer"))
+        try:
+            yield
+        finally:
+            if "consumer" in consumers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumers["consumer"].stop(), 10)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await controller.stop()
+            await relay.stop()
+            await db.dispose()
+
+    app = build_app(
+        service="retrainer",
+        title="ModelFleet retrainer",
+        version=__version__,
+        description=DESCRIPTION,
+        settings=settings,
+        lifespan=lifespan,
+        max_body_bytes=2**20,
+        openapi_tags=[
+            {"name": "jobs", "description": "Retraining jobs"},
+            {"name": "policies", "description": "When a model retrains"},
+        ],
+    )
+    app.include_router(api_router)
+    return app

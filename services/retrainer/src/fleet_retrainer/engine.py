@@ -1,0 +1,382 @@
+"""The retrainer's behaviour: triggers become jobs (by policy), jobs run one pipeline, and every
+outcome is published.
+
+A job: look up the champion (its recipe, task and training data) → fetch labelled traffic from
+the inference lake → assemble a dataset (newest labelled rows held out) → train a candidate by the
+recipe (a Ray task) → judge champion and candidate on the same holdout → register a winner with
+its lineage (parent version, dataset version, triggering event) and request a canary, or reject
+the loser with the reasons → ``retrain.completed``. State changes and the events announcing them
+commit together (outbox). A job interrupted by a restart is marked failed, never run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleet_core.errors import NotFound
+from fleet_core.events import (
+    DatasetRef,
+    RetrainCompleted,
+    RolloutRequested,
+    Topic,
+)
+from fleet_core.log import get_logger
+from fleet_core.schemas import Recipe
+from fleet_retrainer.dataset import Assembled, assemble, labelled_frame
+from fleet_retrainer.entities import Job
+from fleet_retrainer.gate import GateResult, judge
+from fleet_retrainer.platform import Fleet
+from fleet_retrainer.policy import Admission, RetrainPolicy, Trigger, admit
+from fleet_retrainer.store import RetrainerStore
+from fleet_retrainer.trainer import Trainer
+
+log = get_logger(__name__)
+FINISHED = ("registered", "rejected", "failed")
+WAIT_FOR_LABELS_S = 1800.0
+"""How long a drift or dataset trigger waits for enough labelled traffic before it lapses."""
+
+
+class JobFailed(Exception):
+    """A job cannot go on; the message says why (recorded on the job and in retrain.completed)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RetrainController:
+    def __init__(
+        self,
+        store: RetrainerStore,
+        fleet: Fleet,
+        trainer: Trainer,
+        *,
+        default_policy: RetrainPolicy,
+        canary_steps: list[int],
+        canary_step_interval_s: float,
+    ) -> None:
+        self.store = store
+        self.fleet = fleet
+        self.trainer = trainer
+        self.default_policy = default_policy
+        self.canary_steps = canary_steps
+        self.canary_step_interval_s = canary_step_interval_s
+        self._lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Automatic triggers that found too few labels yet: retried by the timer until they expire.
+        self._waiting: dict[str, tuple[Trigger, str | None, int | None, str, datetime]] = {}
+
+    async def policy(self, model: str) -> RetrainPolicy:
+        async with self.store.transaction() as s:
+            own = await self.store.policy(s, model)
+        return self.default_policy.model_copy(update=own) if own else self.default_policy
+
+    # ----------------------------------------------------------------- triggers
+
+    async def on_trigger(
+        self,
+        model: str,
+        trigger: Trigger,
+        *,
+        requested_by: str,
+        event_id: str | None = None,
+        topic: Topic | None = None,
+        version: int | None = None,
+        cause: str | None = None,
+    ) -> tuple[Admission, Job | None]:
+        """Apply the policy to a trigger; start or queue a job, or say why not. ``event_id`` is
+        claimed (idempotency); ``cause`` only names the event on the job (a retried trigger)."""
+        policy = await self.policy(model)
+        labelled = len(await self.fleet.labelled_rows(model)) if trigger != "manual" else 0
+        async with self._lock, self.store.transaction() as s:
+            fresh = (
+                event_id is None or topic is None or await self.store.claim(s, event_id=event_id, topic=topic)
+            )
+            if not fresh:
+                return Admission("skip", f"event {event_id} was handled already"), None
+            jobs = await self.store.summaries(s)
+            decision = admit(model, trigger, policy, jobs, labelled_rows=labelled, now=_now())
+            if decision.action == "skip":
+                log.info("retrain trigger skipped", model=model, trigger=trigger, reason=decision.reason)
+                if "labelled rows" in decision.reason:
+                    until = _now() + timedelta(seconds=WAIT_FOR_LABELS_S)
+                    self._waiting[model] = (trigger, event_id, version, requested_by, until)
+                return decision, None
+            self._waiting.pop(model, None)
+            job = await self.store.add_job(
+                s,
+                model=model,
+                trigger=trigger,
+                trigger_event_id=event_id or cause,
+                requested_by=requested_by,
+                champion_version=version,
+                state="queued",
+                reason=f"{trigger} trigger by {requested_by}: {decision.reason}",
+            )
+        await self.dispatch()
+        return decision, job
+
+    async def dispatch(self) -> None:
+        """Start queued jobs while the box-wide limit allows."""
+        async with self._lock:
+            async with self.store.transaction() as s:
+                queued = list(reversed(await self.store.jobs(s, state="queued", limit=1000)))
+                running = len(await self.store.jobs(s, state="running", limit=1000))
+            for job in queued:
+                policy = await self.policy(job.model)
+                if running >= policy.max_concurrent_jobs:
+                    break
+                async with self.store.transaction() as s:
+                    await self.store.update_job(s, job.id, state="running", started_at=_now())
+                running += 1
+                self._tasks[job.id] = asyncio.create_task(self._run(job.id), name=f"retrain-{job.id[:8]}")
+
+    async def recover(self) -> int:
+        """At start: a job left running by a dead process is failed (never re-run: its version may
+        be half-registered); queued jobs are started."""
+        async with self.store.transaction() as s:
+            stale = await self.store.jobs(s, state="running", limit=10_000)
+            for job in stale:
+                await self._finish(s, job, "failed", reason="the retrainer restarted while the job ran")
+        await self.dispatch()
+        return len(stale)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ----------------------------------------------------------------- the pipeline
+
+    async def _log(self, job_id: str, line: str) -> None:
+        async with self.store.transaction() as s:
+            await self.store.log(s, job_id, line)
+        log.info("retrain job", job_id=job_id, step=line)
+
+    async def _run(self, job_id: str) -> None:
+        async with self.store.transaction() as s:
+            job = await self.store.job(s, job_id)
+        assert job is not None
+        try:
+            await self._pipeline(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, JobFailed) else f"{type(exc).__name__}: {exc}"
+            log.warning("retrain job failed", job_id=job_id, model=job.model, error=reason)
+            async with self.store.transaction() as s:
+                await self.store.log(s, job_id, f"failed: {reason}")
+                current = await self.store.job(s, job_id)
+                assert current is not None
+                await self._finish(s, current, "failed", reason=reason)
+        finally:
+            self._tasks.pop(job_id, None)
+            await self.dispatch()
+
+    async def _pipeline(self, job: Job) -> None:
+        policy = await self.policy(job.model)
+        number = job.champion_version or await self.fleet.latest_version(job.model)
+        if number is None:
+            raise JobFailed(f"the registry has no model {job.model!r}")
+        try:
+            champion = await self.fleet.version(job.model, number)
+        except Exception as exc:
+            raise JobFailed(f"cannot read {job.model} v{number} from the registry: {exc}") from exc
+        recipe = Recipe.model_validate(champion["recipe"]) if champion.get("recipe") else None
+        if recipe is None or not recipe.target:
+            raise JobFailed(f"{job.model} v{number} has no recipe with a target: it cannot be rebuilt")
+        if champion["task"] not in ("classification", "regression"):
+            raise JobFailed(
+                f"{job.model} v{number} has task {champion['task']!r}; the gate needs one it can score"
+            )
+        source = champion.get("dataset_version")
+        if not source:
+            raise JobFailed(f"{job.model} v{number} records no training dataset")
+        async with self.store.transaction() as s:
+            await self.store.update_job(s, job.id, champion_version=number)
+        await self._log(
+            job.id,
+            f"champion v{number}: recipe {recipe.estimator or recipe.function}, target {recipe.target}",
+        )
+
+        base = await self.fleet.dataset(source["dataset"], source["version"])
+        features = [f["name"] for f in champion["signature"]["inputs"]]
+        traffic = labelled_frame(await self.fleet.labelled_rows(job.model), features, recipe.target)
+        await self._log(
+            job.id,
+            f"data: {len(base)} training rows of {source['dataset']} v{source['version']}, "
+            f"{len(traffic)} labelled rows from traffic",
+        )
+        data = assemble(
+            base[[*features, recipe.target]],
+            traffic,
+            target=recipe.target,
+            holdout_fraction=policy.holdout_fraction,
+        )
+        await self._log(
+            job.id,
+            f"dataset {data.content_hash[:12]}: {len(data.train)} rows to train on, "
+            f"{len(data.holdout)} held out (the newest traffic)",
+        )
+
+        candidate = await self.trainer.train(recipe, data.train[features], data.train[recipe.target])
+        await self._log(job.id, "candidate trained")
+        champion_model = await self._load(job.model, number, champion)
+        verdict = judge(
+            champion_model,
+            candidate,
+            data.holdout,
+            target=recipe.target,
+            task=champion["task"],
+            min_improvement=policy.min_improvement,
+        )
+        await self._log(job.id, f"gate: {'; '.join(verdict.reasons)}")
+        if not verdict.accepted:
+            async with self.store.transaction() as s:
+                current = await self.store.job(s, job.id)
+                assert current is not None
+                await self._finish(s, current, "rejected", reason=verdict.reasons[0], verdict=verdict)
+            return
+        registered = await self.fleet.register(
+            job.model,
+            candidate,
+            data.train[features],
+            data.train[recipe.target],
+            team=champion["team"],
+            X_test=data.holdout[features],
+            y_test=data.holdout[recipe.target],
+            dataset=source["dataset"],
+            target_name=recipe.target,
+            description=f"retrained from v{number} ({job.trigger}); {verdict.reasons[0]}",
+            lineage={"origin": "retrain", "parent_version": number, "trigger_event_id": job.trigger_event_id},
+        )
+        await self._log(
+            job.id,
+            f"registered v{registered['version']} on dataset {registered['dataset_version']['dataset']} "
+            f"v{registered['dataset_version']['version']}",
+        )
+        async with self.store.transaction() as s:
+            current = await self.store.job(s, job.id)
+            assert current is not None
+            rollout = RolloutRequested(
+                model=job.model,
+                version=registered["version"],
+                strategy="canary",
+                steps=self.canary_steps,
+                step_interval_s=self.canary_step_interval_s,
+                requested_by="service:retrainer",
+                reason=f"retrained by job {job.id}: {verdict.reasons[0]}",
+            )
+            await self.store.publish(s, Topic.ROLLOUT_REQUESTED, rollout)
+            await self.store.log(
+                s,
+                job.id,
+                f"canary requested for v{registered['version']} ({'/'.join(map(str, self.canary_steps))} %)",
+            )
+            await self._finish(
+                s,
+                current,
+                "registered",
+                reason=verdict.reasons[0],
+                verdict=verdict,
+                new_version=registered["version"],
+                dataset=DatasetRef.model_validate(registered["dataset_version"]),
+                data=data,
+            )
+
+    async def _load(self, model: str, version: int, champion: dict[str, Any]) -> Any:
+        import skops.io as sio
+
+        blob = await self.fleet.artifact(model, version)
+        # The registry recorded the types skops would not trust at registration and accepted them.
+        return sio.loads(blob, trusted=list(champion.get("untrusted_types") or []))
+
+    async def _finish(
+        self,
+        s: Any,
+        job: Job,
+        state: str,
+        *,
+        reason: str,
+        verdict: GateResult | None = None,
+        new_version: int | None = None,
+        dataset: DatasetRef | None = None,
+        data: Assembled | None = None,
+    ) -> None:
+        result: dict[str, Any] = dict(job.result)
+        if verdict is not None:
+            result.update(
+                metric=verdict.metric,
+                champion_metrics=verdict.champion,
+                candidate_metrics=verdict.candidate,
+                reasons=verdict.reasons,
+            )
+        if dataset is not None:
+            result["dataset_version"] = dataset.model_dump(mode="json")
+        if data is not None:
+            result.update(
+                train_rows=len(data.train), holdout_rows=len(data.holdout), traffic_rows=data.traffic_rows
+            )
+        await self.store.update_job(
+            s, job.id, state=state, reason=reason, result=result, new_version=new_version, finished_at=_now()
+        )
+        await self.store.publish(
+            s,
+            Topic.RETRAIN_COMPLETED,
+            RetrainCompleted(
+                job_id=job.id,
+                model=job.model,
+                outcome=state,  # type: ignore[arg-type]
+                champion_version=job.champion_version,
+                new_version=new_version,
+                dataset_version=dataset,
+                candidate_metrics=verdict.candidate if verdict else {},
+                champion_metrics=verdict.champion if verdict else {},
+                reasons=verdict.reasons if verdict else [reason],
+            ),
+        )
+
+    # ----------------------------------------------------------------- reads and policies
+
+    async def job(self, job_id: str) -> Job:
+        async with self.store.transaction() as s:
+            job = await self.store.job(s, job_id)
+        if job is None:
+            raise NotFound(f"no retraining job {job_id}", field="job_id")
+        return job
+
+    async def put_policy(self, model: str, policy: RetrainPolicy, *, by: str) -> RetrainPolicy:
+        async with self.store.transaction() as s:
+            await self.store.put_policy(
+                s, model, policy.model_dump(mode="json", exclude_defaults=False), by=by
+            )
+        return await self.policy(model)
+
+    async def schedule_tick(self) -> None:
+        """Retry triggers that were waiting for labels; start scheduled retraining for models whose
+        policy has ``schedule_every_s``."""
+        for model, (trigger, event_id, version, by, until) in list(self._waiting.items()):
+            if _now() > until:
+                self._waiting.pop(model, None)
+                log.info("retrain trigger expired waiting for labels", model=model, trigger=trigger)
+                continue
+            decision, _ = await self.on_trigger(
+                model, trigger, requested_by=by, version=version, cause=event_id
+            )
+            if decision.action != "skip" or "labelled rows" not in decision.reason:
+                self._waiting.pop(model, None)
+        async with self.store.transaction() as s:
+            policies = await self.store.policies(s)
+            jobs = await self.store.summaries(s)
+        for model, raw in policies.items():
+            every = raw.get("schedule_every_s")
+            if not every:
+                continue
+            mine = [j.created_at for j in jobs if j.model == model]
+            if not mine or (_now() - max(mine)).total_seconds() >= every:
+                await self.on_trigger(model, "schedule", requested_by="schedule")

@@ -1,0 +1,33 @@
+"""What the retrainer's store returns: plain pydantic entities, never ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Job(BaseModel):
+    """A retraining job and its outcome."""
+
+    id: str
+    model: str
+    trigger: str = Field(description="drift, schedule, manual or dataset")
+    trigger_event_id: str | None
+    requested_by: str
+    state: str = Field(description="queued, running, registered, rejected or failed")
+    champion_version: int | None
+    new_version: int | None
+    result: dict[str, Any] = Field(
+        description="Dataset version, metrics of champion and candidate on the holdout, the rollout"
+    )
+    reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobLogs(BaseModel):
+    id: str
+    lines: list[str]

@@ -1,0 +1,79 @@
+"""The rest of the fleet, as the retrainer sees it: the registry (champions, recipes, training
+data; winners are registered there) and the monitor's inference lake (labelled traffic).
+
+It talks through the SDK's client with a short-lived service token minted with the shared JWT
+secret; the client is synchronous, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from fleet_core.auth import ALL_TEAMS, Role, TokenAuthority
+from fleet_sdk.client import Client
+from fleet_sdk.config import ClientConfig
+from fleet_sdk.errors import FleetAPIError
+
+SERVICE_SUBJECT = "service:retrainer"
+
+
+class Fleet:
+    def __init__(self, registry_url: str, monitor_url: str, tokens: TokenAuthority) -> None:
+        self.registry_url = registry_url
+        self.monitor_url = monitor_url
+        self.tokens = tokens
+
+    def _client(self) -> Client:
+        token, _, _ = self.tokens.issue(
+            SERVICE_SUBJECT, Role.DEPLOYER, [ALL_TEAMS], ttl=timedelta(minutes=30)
+        )
+        config = ClientConfig(
+            registry_url=self.registry_url,
+            token=token,
+            urls={"monitor_url": self.monitor_url, "gateway_url": "", "deployer_url": ""},
+        )
+        return Client(config=config, timeout=120.0)
+
+    async def _call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        def call() -> Any:
+            with self._client() as client:
+                return getattr(client, fn_name)(*args, **kwargs)
+
+        return await asyncio.to_thread(call)
+
+    async def version(self, model: str, version: int | str) -> dict[str, Any]:
+        return await self._call("get_version", model, version)  # type: ignore[no-any-return]
+
+    async def latest_version(self, model: str) -> int | None:
+        try:
+            found = await self._call("get_model", model)
+        except FleetAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found.get("latest_version")
+
+    async def artifact(self, model: str, version: int) -> bytes:
+        return await self._call("download_artifact", model, version)  # type: ignore[no-any-return]
+
+    async def dataset(self, name: str, version: int) -> pd.DataFrame:
+        blob: bytes = await self._call("download_dataset_version", name, version)
+        return pd.read_parquet(io.BytesIO(blob))
+
+    async def labelled_rows(self, model: str) -> list[dict[str, Any]]:
+        try:
+            return await self._call("labelled_rows", model, limit=1_000_000)  # type: ignore[no-any-return]
+        except FleetAPIError as exc:
+            if exc.status == 404:  # the lake holds nothing for the model yet
+                return []
+            raise
+
+    async def register(
+        self, name: str, estimator: Any, X: pd.DataFrame, y: pd.Series, **options: Any
+    ) -> dict[str, Any]:
+        return await self._call("register_sklearn", name, estimator, X, y, **options)  # type: ignore[no-any-return]

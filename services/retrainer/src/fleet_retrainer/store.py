@@ -1,0 +1,151 @@
+"""The retrainer store: jobs, policies, and the outbox and inbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleet_core.db import Database
+from fleet_core.events import Topic, make_event
+from fleet_core.outbox import claim, enqueue
+from fleet_core.schemas import Contract
+from fleet_retrainer.entities import Job
+from fleet_retrainer.models import MESSAGING, JobRow, PolicyRow
+from fleet_retrainer.policy import JobSummary
+
+SOURCE = "/fleet/retrainer"
+CONSUMER = "retrainer"
+MAX_LOG_LINES = 500
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        model=row.model,
+        trigger=row.trigger,
+        trigger_event_id=row.trigger_event_id,
+        requested_by=row.requested_by,
+        state=row.state,
+        champion_version=row.champion_version,
+        new_version=row.new_version,
+        result=dict(row.result or {}),
+        reason=row.reason,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+class RetrainerStore:
+    def __init__(self, db: Database, *, on_commit: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self._on_commit = on_commit
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.transaction() as s:
+            yield s
+        if self._on_commit:
+            self._on_commit()
+
+    async def claim(self, s: AsyncSession, *, event_id: str, topic: Topic) -> bool:
+        return await claim(s, MESSAGING.inbox, event_id=event_id, consumer=CONSUMER, topic=topic.value)
+
+    async def publish(self, s: AsyncSession, topic: Topic, data: Contract) -> str:
+        event = make_event(topic, data, source=SOURCE)
+        await enqueue(s, MESSAGING.outbox, topic, event)
+        return event.id
+
+    # ----------------------------------------------------------------- jobs
+
+    async def add_job(
+        self,
+        s: AsyncSession,
+        *,
+        model: str,
+        trigger: str,
+        trigger_event_id: str | None,
+        requested_by: str,
+        champion_version: int | None,
+        state: str,
+        reason: str,
+    ) -> Job:
+        row = JobRow(
+            id=str(uuid.uuid4()),
+            model=model,
+            trigger=trigger,
+            trigger_event_id=trigger_event_id,
+            requested_by=requested_by,
+            state=state,
+            champion_version=champion_version,
+            result={},
+            logs=[f"{_now().isoformat(timespec='seconds')} {reason}"],
+            reason=reason,
+            created_at=_now(),
+        )
+        s.add(row)
+        await s.flush()
+        return _job(row)
+
+    async def job(self, s: AsyncSession, job_id: str) -> Job | None:
+        row = await s.get(JobRow, job_id)
+        return _job(row) if row else None
+
+    async def jobs(
+        self, s: AsyncSession, *, model: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        query = select(JobRow).order_by(JobRow.created_at.desc())
+        if model:
+            query = query.where(JobRow.model == model)
+        if state:
+            query = query.where(JobRow.state == state)
+        return [_job(r) for r in (await s.execute(query.limit(limit))).scalars()]
+
+    async def summaries(self, s: AsyncSession, limit: int = 1000) -> list[JobSummary]:
+        rows = (await s.execute(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))).scalars()
+        return [JobSummary(r.model, r.state, r.created_at, r.finished_at) for r in rows]
+
+    async def update_job(self, s: AsyncSession, job_id: str, **fields: Any) -> Job:
+        row = await s.get(JobRow, job_id)
+        if row is None:
+            raise LookupError(job_id)
+        for key, value in fields.items():
+            setattr(row, key, value)
+        await s.flush()
+        return _job(row)
+
+    async def log(self, s: AsyncSession, job_id: str, line: str) -> None:
+        row = await s.get(JobRow, job_id)
+        if row is None:
+            raise LookupError(job_id)
+        row.logs = [*(row.logs or []), f"{_now().isoformat(timespec='seconds')} {line}"][-MAX_LOG_LINES:]
+
+    async def logs(self, s: AsyncSession, job_id: str) -> list[str] | None:
+        row = await s.get(JobRow, job_id)
+        return list(row.logs or []) if row else None
+
+    # ----------------------------------------------------------------- policies
+
+    async def policy(self, s: AsyncSession, model: str) -> dict[str, Any] | None:
+        row = await s.get(PolicyRow, model)
+        return dict(row.policy) if row else None
+
+    async def policies(self, s: AsyncSession) -> dict[str, dict[str, Any]]:
+        return {r.model: dict(r.policy) for r in (await s.execute(select(PolicyRow))).scalars()}
+
+    async def put_policy(self, s: AsyncSession, model: str, policy: dict[str, Any], *, by: str) -> None:
+        row = await s.get(PolicyRow, model)
+        if row is None:
+            s.add(PolicyRow(model=model, policy=policy, updated_by=by))
+        else:
+            row.policy, row.updated_by, row.updated_at = policy, by, _now()
