@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,119 @@ def test_drift_retrains_canaries_and_promotes_a_better_version_with_no_failed_re
     table = client.routes(MODEL)["table"]
     assert [(a["version"], a["weight"]) for a in table["arms"]] == [(2, 100.0)]
     assert client.predict(MODEL, population_b(1, rng)[FEATURES].to_dict("records"))["version"] == 2
+
+
+def _client(home: Path) -> Client:
+    return Client(config=ClientConfig.load(home / "config"))
+
+
+def test_a_second_drift_during_the_cooldown_starts_no_job(stack: tuple[Stack, StackState, Path]) -> None:
+    from fleet_core.broker import make_broker
+    from fleet_core.events import DriftDetected, make_event
+
+    _, state, home = stack
+    client = _client(home)
+    before = client.jobs(MODEL)
+    assert [j["state"] for j in before] == ["registered"], "runs after the closed-loop test"
+    drift = DriftDetected(
+        model=MODEL,
+        version=2,
+        kind="data",
+        window_start=datetime.now(UTC),
+        window_end=datetime.now(UTC),
+        sample_size=200,
+        scores=[],
+        drifted_features=["f0"],
+    )
+
+    async def publish() -> None:
+        broker = make_broker(state.env["FLEET_KAFKA_BOOTSTRAP"])
+        await broker.connect()
+        try:
+            event = make_event(Topic.DRIFT_DETECTED, drift, source="/another-monitor")
+            await broker.publish(event.to_bytes(), Topic.DRIFT_DETECTED.value, key=MODEL.encode())
+        finally:
+            await broker.stop()
+
+    asyncio.run(publish())
+    time.sleep(6)  # the retrainer consumes it within a second or two
+    assert client.jobs(MODEL) == before
+
+
+def _labelled_traffic(client: Client, model: str, rng: np.random.Generator, requests: int) -> None:
+    for _ in range(requests):
+        batch = population_a(10, rng)
+        answer = client.predict(model, batch[FEATURES].to_dict("records"))
+        client.feedback(answer["request_id"], model, [int(v) for v in batch["label"]])
+
+
+def _register_and_serve(client: Client, model: str, rng: np.random.Generator) -> None:
+    train = population_a(300, rng)
+    estimator = RandomForestClassifier(n_estimators=10, random_state=0).fit(train[FEATURES], train["label"])
+    client.register_sklearn(
+        model,
+        estimator,
+        train[FEATURES],
+        train["label"],
+        team="loop",
+        target_name="label",
+        deploy_policy="direct",
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            client.predict(model, train[FEATURES].head(1).to_dict("records"))
+            return
+        except (FleetAPIError, FleetUnavailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _wait_job(client: Client, job_id: str, states: set[str], timeout_s: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.job(job_id)
+        if job["state"] in states:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} not in {states} within {timeout_s:g} s: {client.job(job_id)}")
+
+
+def test_a_candidate_that_is_not_better_is_rejected_by_the_gate(
+    stack: tuple[Stack, StackState, Path],
+) -> None:
+    _, _, home = stack
+    client = _client(home)
+    rng = np.random.default_rng(1)
+    _register_and_serve(client, "loop-gate", rng)
+    _labelled_traffic(client, "loop-gate", rng, 20)
+    client.retrain_policy("loop-gate", min_improvement=0.5)  # no candidate can be 50 points better
+    time.sleep(2)  # the lake flushes every second
+    started = client.retrain("loop-gate")
+    assert started["action"] == "start", started
+    job = _wait_job(client, started["job"]["id"], {"registered", "rejected", "failed"})
+    assert job["state"] == "rejected" and "required" in job["reason"], job
+    assert [v["version"] for v in client.list_versions("loop-gate")] == [1], "a loser is never registered"
+    again = client.retrain("loop-gate")
+    assert again["action"] == "start", "a manual request skips the cooldown"
+    _wait_job(client, again["job"]["id"], {"registered", "rejected", "failed"})
+
+
+def test_a_retrainer_killed_mid_job_marks_it_failed_and_registers_nothing(
+    stack: tuple[Stack, StackState, Path],
+) -> None:
+    stack_obj, _, home = stack
+    client = _client(home)
+    rng = np.random.default_rng(2)
+    _register_and_serve(client, "loop-restart", rng)
+    _labelled_traffic(client, "loop-restart", rng, 10)
+    started = client.retrain("loop-restart")
+    assert started["action"] == "start"
+    _wait_job(client, started["job"]["id"], {"running"})
+    stack_obj.restart_service("retrainer")
+    job = _wait_job(client, started["job"]["id"], {"registered", "rejected", "failed"})
+    if job["state"] == "failed":
+        assert "restarted" in job["reason"]
+    versions = [v["version"] for v in client.list_versions("loop-restart")]
+    assert versions == ([1, 2] if job["state"] == "registered" else [1]), "never a duplicate version"
