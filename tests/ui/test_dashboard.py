@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Error, Page, expect, sync_playwright
 from ui.harness import WAIT_S, BrokerPublisher, RunningMonitor, wait_until
 
-from fleet_core.events import InferenceLogged, Topic
+from fleet_core.events import InferenceLogged, RetrainCompleted, Topic
 from fleet_core.schemas import DatasetRef
 from support.monitor import Population, inference, registered, route_update
 
@@ -104,6 +104,22 @@ def test_dashboard_shows_the_fleet_and_charts_live_traffic(
             )
         ],
     )
+    publisher.send(
+        Topic.RETRAIN_COMPLETED,
+        [
+            RetrainCompleted(
+                job_id="job-ui-0001",
+                model=MODEL,
+                outcome="registered",
+                champion_version=1,
+                new_version=2,
+                dataset_version=dataset,
+                champion_metrics={"accuracy": 0.71},
+                candidate_metrics={"accuracy": 0.93},
+                reasons=["better: accuracy 0.9300 against the champion's 0.7100 on 60 holdout rows"],
+            )
+        ],
+    )
     # The monitor consumes each topic on its own consumer, so wait for the catalogue before any
     # traffic: requests for a version it does not know yet are counted but not drift-scored.
     wait_until(
@@ -156,6 +172,9 @@ def test_dashboard_shows_the_fleet_and_charts_live_traffic(
             expect(page).to_have_url(f"{monitor.url}/#/models/{MODEL}")
             expect(page.get_by_test_id("version-row-2")).to_contain_text("v2 ← v1 (retrain)")
             expect(page.get_by_test_id("version-row-2")).to_contain_text("churn-train@5")
+            retraining = page.get_by_test_id("retraining-table")
+            expect(retraining).to_contain_text("v1 → v2", timeout=WAIT_MS)
+            expect(retraining).to_contain_text("accuracy 0.710 → 0.930")
             traffic_chart = page.get_by_test_id("chart-traffic")
             expect(traffic_chart.locator("canvas")).to_be_visible(timeout=WAIT_MS)
             for testid in ("chart-latency", "chart-errors"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from fleet_core.events import (
     InferenceFeedback,
     InferenceLogged,
     ModelRegistered,
+    RetrainCompleted,
     RolloutAnalysis,
     RolloutUpdated,
     Topic,
@@ -49,6 +51,7 @@ from fleet_monitor.windows import MetricWindows, SeriesKey
 log = get_logger(__name__)
 
 UNKNOWN_RETRY_S = 60.0
+RETRAINS_KEPT = 20
 ACTIVE_PHASES = frozenset({"pending", "progressing", "paused"})
 ANALYSED_STRATEGIES = frozenset({"canary", "ab"})
 VersionKey = tuple[str, int]
@@ -171,6 +174,7 @@ class MonitorEngine:
         self.latest_performance: dict[VersionKey, dict[str, float]] = {}
         self.anomalies = AnomalyDetector(self.settings.anomaly)
         self.rollouts: dict[str, ActiveRollout] = {}
+        self.retrains: dict[str, deque[RetrainCompleted]] = {}
         self.counters = IngestCounters()
         self._drift_thresholds: dict[str, DriftThresholds] = {}
         self._closed_drift: list[tuple[VersionKey, DriftWindow]] = []
@@ -257,6 +261,11 @@ class MonitorEngine:
             )
         if resolved:
             self._notify(resolved)
+
+    def on_retrain_completed(self, completed: RetrainCompleted) -> None:
+        """Keep each model's recent retraining outcomes for the dashboard (newest first)."""
+        jobs = self.retrains.setdefault(completed.model, deque(maxlen=RETRAINS_KEPT))
+        jobs.appendleft(completed)
 
     # ----------------------------------------------------------------- traffic (hot path)
 

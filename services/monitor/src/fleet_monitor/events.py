@@ -1,9 +1,10 @@
-"""The monitor's consumer (group ``monitor``): one batch consumer for its four topics.
+"""The monitor's consumer (group ``monitor``): one batch consumer for its five topics.
 
 ``inference.logged`` is the fleet's busiest topic, so whole batches are folded into memory and
 then whatever windows closed are settled. ``model.registered`` and ``rollout.updated`` are
-idempotent on the event id (inbox); feedback only adds labels to memory and the lake. One group
-member for all four topics means a start is a single group join.
+idempotent on the event id (inbox); feedback only adds labels to memory and the lake;
+``retrain.completed`` is kept in memory for the dashboard. One group member for all its topics
+means a start is a single group join.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def monitor_consumer(
         for event in events:
             await engine.on_rollout_updated(event.id, event.data)
 
+    async def retrain_completed(events: list[CloudEvent[Any]]) -> None:
+        for event in events:
+            engine.on_retrain_completed(event.data)
+
     return BatchConsumer(
         bootstrap_servers,
         {
@@ -51,6 +56,7 @@ def monitor_consumer(
             Topic.INFERENCE_FEEDBACK: feedback,
             Topic.MODEL_REGISTERED: model_registered,
             Topic.ROLLOUT_UPDATED: rollout_updated,
+            Topic.RETRAIN_COMPLETED: retrain_completed,
         },
         consumer=CONSUMER,
         max_records=max_records,

@@ -214,5 +214,6 @@ def model_detail(
         series=series,
         drift=drift,
         alerts=alerts,
+        retraining=list(engine.retrains.get(name, [])),
         bucket_s=engine.settings.bucket_s,
     )

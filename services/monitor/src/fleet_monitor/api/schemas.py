@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleet_core.events import FeatureDrift, RolloutAnalysis
+from fleet_core.events import FeatureDrift, RetrainCompleted, RolloutAnalysis
 from fleet_monitor.entities import Alert
 
 
@@ -111,6 +111,9 @@ class ModelDetail(BaseModel):
     series: list[SeriesView]
     drift: list[DriftView]
     alerts: list[Alert]
+    retraining: list[RetrainCompleted] = Field(
+        default_factory=list, description="Recent retraining outcomes (retrain.completed), newest first"
+    )
     bucket_s: float
 
 

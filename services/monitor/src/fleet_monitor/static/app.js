@@ -640,6 +640,11 @@
       tbody.classList.toggle("open", open);
     });
     const alerts = alertsTable("model-alerts-table", { showModel: false, compact: true });
+    const retraining = table("retraining-table", [
+      { label: "Job" }, { label: "Outcome" }, { label: "Versions" }, { label: "Dataset" },
+      { label: "Holdout metrics", title: "Champion → candidate, on the same newest labelled traffic" },
+      { label: "Reasons" },
+    ], "retraining");
     const body = h("div", { class: "model-body", hidden: true },
       section("Versions", "versions-section", h("div", { class: "scroll" }, versions.el)),
       h("section", { class: "card", testid: "charts-section" },
@@ -648,6 +653,7 @@
         section("Rollout", "rollout-section", rolloutBody),
         section("Alerts", "model-alerts-section", h("div", { class: "scroll" }, alerts.el))),
       section("Drift", "drift-section", driftNote, h("div", { class: "scroll" }, drift.el)),
+      section("Retraining", "retraining-section", h("div", { class: "scroll" }, retraining.el)),
     );
     const missing = h("div", { class: "card notice-card", testid: "model-missing", hidden: true });
     root.append(
@@ -674,6 +680,7 @@
       renderRollout(rolloutBody, d.rollout, d.analysis || []);
       renderDrift(drift, d.drift || [], driftOpen);
       alerts.render(d.alerts, "No alerts for this model.");
+      renderRetraining(retraining, d.retraining || []);
       markUpdated();
     };
 
@@ -742,6 +749,28 @@
         h("td", { class: "num" }, fmt.pct(live.error_rate)),
         h("td", { class: "num" }, fmt.ms(live.latency_p95_ms)),
         h("td", { class: "small" }, fmt.metrics(v.performance)),
+      );
+    }));
+  }
+
+  function renderRetraining(t, jobs) {
+    if (!jobs.length) {
+      t.tbody.replaceChildren(emptyRow(6, "No retraining job has finished for this model."));
+      return;
+    }
+    const tone = { registered: "ok", rejected: "warn", failed: "bad" };
+    t.tbody.replaceChildren(...jobs.map((j) => {
+      const champion = j.champion_metrics || {};
+      const candidate = j.candidate_metrics || {};
+      const metrics = Object.keys(candidate).filter((k) => k in champion).slice(0, 2)
+        .map((k) => `${k} ${fmt.metric(champion[k])} → ${fmt.metric(candidate[k])}`).join(" · ");
+      return h("tr", null,
+        h("td", { class: "mono small" }, j.job_id.slice(0, 8)),
+        h("td", null, badge(j.outcome, tone[j.outcome] || "muted")),
+        h("td", null, j.new_version ? `v${j.champion_version} → v${j.new_version}` : `v${j.champion_version ?? "?"}`),
+        h("td", { class: "small" }, j.dataset_version ? `${j.dataset_version.dataset}@${j.dataset_version.version}` : "—"),
+        h("td", { class: "small" }, metrics || "—"),
+        h("td", { class: "small" }, (j.reasons || []).join("; ")),
       );
     }));
   }
