@@ -66,7 +66,7 @@ def run_demo(console: Console, *, keep_running: bool = True) -> None:
     owned = stack.running() is None
     if owned:
         console.rule("[bold]1. Starting the embedded stack")
-        stack.start(log=lambda m: console.print(f"  [dim]{m}[/]"))
+        stack.start(log=lambda m: console.print(f"  [dim]{m}[/]"), env=DEMO_PACE)
     else:
         console.rule("[bold]1. Using the stack that is already running")
     try:
@@ -138,6 +138,7 @@ def _story(console: Console) -> None:
     )
     _serve_traffic(console, client, specs)
     _shift_and_watch(console, client, specs[0])
+    _close_the_loop(console, client)
     models = client.list_models()
     _table(
         f"Models ({len(models)})",
@@ -232,6 +233,133 @@ def _serve_traffic(
 
 
 DRIFT_WINDOW_ROWS = 100
+DEMO_PACE = {"FLEET_CANARY_STEP_INTERVAL_S": "15", "FLEET_ANALYSIS_INTERVAL_S": "3"}
+"""A stack the demo starts itself moves a canary on every 15 s rather than every minute."""
+LOOP_MODEL = "credit-risk"
+LOOP_TIMEOUT_S = 420.0
+
+
+def _credit_population(n: int, rng: Any, *, shifted: bool) -> Any:
+    """Loan applications: before, the approval rule follows income + savings; after the shift,
+    applicants are wealthier and the rule has changed (income - savings). Labels are the truth."""
+    import pandas as pd
+
+    centre = 3.0 if shifted else 0.0
+    frame = pd.DataFrame(rng.normal(centre, 1.0, size=(n, 2)), columns=["income", "savings"])
+    rule = frame["income"] - frame["savings"] if shifted else frame["income"] + frame["savings"]
+    frame["approved"] = (rule > 0).astype(int)
+    return frame
+
+
+def _close_the_loop(console: Console, client: Client) -> None:
+    """A model meets a world it was not trained for; labels arrive; the fleet notices, retrains,
+    canaries the new version and promotes it, with no one touching it."""
+    import numpy as np
+    from rich.live import Live
+    from rich.table import Table
+    from sklearn.ensemble import RandomForestClassifier
+
+    from fleet_sdk.cli import _table
+    from fleet_sdk.errors import FleetAPIError, FleetUnavailable
+
+    console.rule(f"[bold]9. Closing the loop: {LOOP_MODEL} meets new applicants, and the fleet retrains it")
+    rng = np.random.default_rng(7)
+    before = _credit_population(600, rng, shifted=False)
+    test = _credit_population(200, rng, shifted=False)
+    model = RandomForestClassifier(n_estimators=30, random_state=0).fit(
+        before[["income", "savings"]], before["approved"]
+    )
+    client.register_sklearn(
+        LOOP_MODEL,
+        model,
+        before[["income", "savings"]],
+        before["approved"],
+        X_test=test[["income", "savings"]],
+        y_test=test["approved"],
+        team="demo",
+        target_name="approved",
+        deploy_policy="direct",
+        description="Loan approval (synthetic)",
+    )
+    _wait_until_served(client, LOOP_MODEL, {"income": 0.1, "savings": -0.2})
+    client.monitor_config(LOOP_MODEL, drift_window_rows=200, analysis_min_requests=20)
+    console.print(
+        f"  v1 trained on {len(before)} applications and serving; "
+        "now the applicants change, and their outcomes (labels) arrive"
+    )
+
+    sent = failed = 0
+    phase = "sending traffic"
+    promoted = None
+    deadline = time.monotonic() + LOOP_TIMEOUT_S
+
+    def status() -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("requests (10 applications each)", f"{sent}", "failed", f"{failed}")
+        grid.add_row("now", phase)
+        return grid
+
+    with Live(status(), console=console, refresh_per_second=4) as live:
+        while promoted is None and time.monotonic() < deadline:
+            batch = _credit_population(10, rng, shifted=True)
+            try:
+                answer = client.predict(LOOP_MODEL, batch[["income", "savings"]].to_dict("records"))
+                client.feedback(answer["request_id"], LOOP_MODEL, [int(v) for v in batch["approved"]])
+            except (FleetAPIError, FleetUnavailable):
+                failed += 1
+            sent += 1
+            if sent % 25 == 0:
+                phase = _loop_phase(client)
+                promoted = next(
+                    (r for r in client.rollouts(LOOP_MODEL) if r["version"] > 1 and r["phase"] == "promoted"),
+                    None,
+                )
+            live.update(status())
+    if promoted is None:
+        console.print(
+            f"  [yellow]not promoted within {LOOP_TIMEOUT_S:.0f} s; "
+            "see `fleet jobs list` and `fleet rollout list`[/]"
+        )
+        return
+    version = client.get_version(LOOP_MODEL, promoted["version"])
+    job = next(j for j in client.jobs(LOOP_MODEL) if j["new_version"] == promoted["version"])
+    result = job["result"]
+    console.print(f"  [green]v{promoted['version']} promoted[/] after {sent} requests, {failed} failed")
+    _table(
+        f"Retraining job {job['id'][:8]} ({job['trigger']})",
+        ["step"],
+        [[line.split(" ", 1)[1]] for line in client.job_logs(job["id"])],
+    )
+    _table(
+        f"{LOOP_MODEL} v{promoted['version']}: lineage",
+        ["", ""],
+        [
+            ["origin", version["origin"]],
+            ["parent", f"v{version['parent_version']}"],
+            ["dataset", f"{version['dataset_version']['dataset']} v{version['dataset_version']['version']}"],
+            ["triggered by", f"drift.detected {version['trigger_event_id']}"],
+            [
+                "holdout accuracy",
+                f"v1 {result['champion_metrics']['accuracy']:.3f} → v{promoted['version']} "
+                f"{result['candidate_metrics']['accuracy']:.3f}",
+            ],
+        ],
+    )
+
+
+def _loop_phase(client: Client) -> str:
+    """One line for where the loop is: drift, the retraining job, or the canary."""
+    rollouts = [r for r in client.rollouts(LOOP_MODEL) if r["version"] > 1]
+    if rollouts:
+        r = rollouts[0]
+        return f"canary of v{r['version']}: {r['phase']} at {r['step']} % — {r.get('reason') or ''}"[:160]
+    jobs = client.jobs(LOOP_MODEL)
+    if jobs:
+        return f"retraining job {jobs[0]['id'][:8]}: {jobs[0]['state']}"
+    drifting = [a for a in client.alerts(state="firing", model=LOOP_MODEL, kind="drift")]
+    if drifting:
+        return f"drift detected: {drifting[0]['summary']}"[:160]
+    return "sending traffic; the monitor fills its first drift window"
 
 
 def _shift_and_watch(console: Console, client: Client, spec: dict[str, Any], timeout_s: float = 60.0) -> None:
