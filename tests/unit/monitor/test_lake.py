@@ -85,3 +85,11 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path) -> Non
     assert lake.buffered == 2
     blocker.unlink()
     assert lake.flush() == 2
+
+
+def test_labelled_is_empty_not_an_error_when_no_label_arrived(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    _serve(lake, "r1", NOW)
+    lake.flush()
+    table = lake.labelled("credit")
+    assert table.num_rows == 0 and "label" in table.column_names

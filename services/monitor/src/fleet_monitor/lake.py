@@ -241,7 +241,7 @@ class InferenceLake:
         )
         labels = self.read(FEEDBACK, model, since=since).select(["request_id", "row", "label"])
         if served.num_rows == 0 or labels.num_rows == 0:
-            return served.append_column("label", pa.array([], pa.string())).slice(0, 0)
+            return served.slice(0, 0).append_column("label", pa.array([], pa.string()))
         # The latest label of a row wins when feedback was sent twice.
         labels = (
             labels.group_by(["request_id", "row"])

@@ -365,9 +365,15 @@ class RetrainController:
                 self._waiting.pop(model, None)
                 log.info("retrain trigger expired waiting for labels", model=model, trigger=trigger)
                 continue
-            decision, _ = await self.on_trigger(
-                model, trigger, requested_by=by, version=version, cause=event_id
-            )
+            try:
+                decision, _ = await self.on_trigger(
+                    model, trigger, requested_by=by, version=version, cause=event_id
+                )
+            except Exception as exc:  # one model's failing lookup must not hold up the others
+                log.warning(
+                    "retrying a waiting trigger failed", model=model, error=f"{type(exc).__name__}: {exc}"
+                )
+                continue
             if decision.action != "skip" or "labelled rows" not in decision.reason:
                 self._waiting.pop(model, None)
         async with self.store.transaction() as s:
@@ -379,4 +385,9 @@ class RetrainController:
                 continue
             mine = [j.created_at for j in jobs if j.model == model]
             if not mine or (_now() - max(mine)).total_seconds() >= every:
-                await self.on_trigger(model, "schedule", requested_by="schedule")
+                try:
+                    await self.on_trigger(model, "schedule", requested_by="schedule")
+                except Exception as exc:
+                    log.warning(
+                        "scheduled retraining failed", model=model, error=f"{type(exc).__name__}: {exc}"
+                    )
