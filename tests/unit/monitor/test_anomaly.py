@@ -60,3 +60,11 @@ def test_one_caller_probing_with_out_of_range_inputs_is_flagged() -> None:
     changes = {c.metric: c for c in detector.observe(KEY, b)}
     assert changes["probing"].state == "firing" and "prober" in changes["probing"].detail
     assert changes["out_of_range_inputs"].state == "firing"
+
+
+def test_a_single_caller_whose_traffic_shifted_is_not_called_a_prober() -> None:
+    detector = AnomalyDetector(AnomalyThresholds(fire_after=1))
+    b = bucket([5.0] * 60)
+    b.callers.update({"only-app": 60})
+    b.caller_suspicious.update({"only-app": 60})
+    assert "probing" not in {c.metric for c in detector.observe(KEY, b)}

@@ -152,6 +152,9 @@ class AnomalyDetector:
 
     @staticmethod
     def _probing(bucket: Bucket, t: AnomalyThresholds) -> _Judgement:
+        """One caller whose requests are mostly errors or out of range while everyone else's are
+        not. With no other traffic to compare, a shifted population and a prober look alike: that
+        is drift's business, not probing."""
         worst, worst_share, worst_requests = "", 0.0, 0
         for caller, requests in bucket.callers.items():
             if requests < t.probe_min_requests:
@@ -159,11 +162,20 @@ class AnomalyDetector:
             share = bucket.caller_suspicious[caller] / requests
             if share > worst_share:
                 worst, worst_share, worst_requests = caller, share, requests
+        others = sum(bucket.callers.values()) - worst_requests
+        others_share = (
+            (sum(bucket.caller_suspicious.values()) - bucket.caller_suspicious[worst]) / others
+            if others
+            else 1.0
+        )
+        anomalous = (
+            worst_share >= t.probe_share and others >= t.min_requests and others_share < t.probe_share / 5
+        )
         detail = (
             f"caller {worst} sent {worst_requests} requests, {worst_share:.0%} of them errors or outside "
-            "the training range"
+            f"the training range (other callers: {others_share:.0%} of {others})"
         )
-        return _Judgement(worst_share >= t.probe_share, worst_share, 0.0, t.probe_share, detail)
+        return _Judgement(anomalous, worst_share, 0.0, t.probe_share, detail)
 
     # ----------------------------------------------------------------- lifecycle
 
