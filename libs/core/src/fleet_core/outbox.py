@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel
 from sqlalchemy import (
     Column,
     Integer,
@@ -33,8 +36,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fleet_core.db import UtcDateTime
-from fleet_core.events import CloudEvent, Topic
+from fleet_core.db import Database, UtcDateTime
+from fleet_core.events import CloudEvent, Topic, make_event
 from fleet_core.log import get_logger
 
 log = get_logger(__name__)
@@ -296,3 +299,43 @@ class OutboxRelay:
                     .where(t.c.seq == failed[0])
                     .values(attempts=t.c.attempts + 1, last_error=failed[1][:2000])
                 )
+
+
+class MessagingStore:
+    """Base of a service's store: transactions that wake the outbox relay when they commit, the
+    inbox claim (idempotent consumers) and publishing through the outbox (in the caller's
+    transaction, so a state change and its event commit together)."""
+
+    def __init__(
+        self,
+        db: Database,
+        messaging: MessagingTables,
+        *,
+        consumer: str,
+        source: str,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.messaging = messaging
+        self.consumer = consumer
+        self.source = source
+        self._on_commit = on_commit
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.transaction() as s:
+            yield s
+        if self._on_commit:
+            self._on_commit()
+
+    async def claim(self, s: AsyncSession, *, event_id: str, topic: Topic) -> bool:
+        """Record an event as handled by this service; False if it already was."""
+        return await claim(
+            s, self.messaging.inbox, event_id=event_id, consumer=self.consumer, topic=topic.value
+        )
+
+    async def publish(self, s: AsyncSession, topic: Topic, data: BaseModel) -> str:
+        """Stage ``data`` on ``topic`` in the caller's transaction; returns the event id."""
+        event = make_event(topic, data, source=self.source)  # type: ignore[arg-type]
+        await enqueue(s, self.messaging.outbox, topic, event)
+        return event.id

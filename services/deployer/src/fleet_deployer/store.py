@@ -7,8 +7,7 @@ and the event announcing it commit together. Rows become entities before they le
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +17,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.db import Database
-from fleet_core.events import RolloutPhase, RouteArm, RouteTable, Strategy, Topic, make_event
-from fleet_core.outbox import claim, enqueue
-from fleet_core.schemas import Contract, ResourceQuota
+from fleet_core.events import RolloutPhase, RouteArm, RouteTable, Strategy
+from fleet_core.outbox import MessagingStore
+from fleet_core.schemas import ResourceQuota
 from fleet_core.serving import DeploymentState, ModelSpec, Placement
 from fleet_deployer.entities import Deployment, KnownVersion, Rollout, RouteHistoryEntry
 from fleet_deployer.models import (
@@ -103,27 +102,11 @@ def _visible(column: Any, teams: Iterable[str] | None) -> Any:
     return True if teams is None else column.in_(list(teams))
 
 
-class DeployerStore:
+class DeployerStore(MessagingStore):
     """Deployer persistence over one SQLAlchemy database."""
 
     def __init__(self, db: Database, *, on_commit: Callable[[], None] | None = None) -> None:
-        self.db = db
-        self._on_commit = on_commit or (lambda: None)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.db.transaction() as s:
-            yield s
-        self._on_commit()
-
-    # ------------------------------------------------------------------ messaging
-
-    async def claim(self, s: AsyncSession, *, event_id: str, topic: Topic) -> bool:
-        """Record an event as handled by the deployer; False if it already was."""
-        return await claim(s, MESSAGING.inbox, event_id=event_id, consumer=CONSUMER, topic=topic.value)
-
-    async def publish(self, s: AsyncSession, topic: Topic, data: Contract) -> None:
-        await enqueue(s, MESSAGING.outbox, topic, make_event(topic, data, source=SOURCE))
+        super().__init__(db, MESSAGING, consumer=CONSUMER, source=SOURCE, on_commit=on_commit)
 
     # ------------------------------------------------------------------ known versions
 

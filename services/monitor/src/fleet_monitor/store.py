@@ -6,8 +6,7 @@ Opening or resolving an alert and the event that announces it commit in one tran
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.db import Database
-from fleet_core.events import ModelRegistered, RolloutUpdated, Topic, make_event
-from fleet_core.outbox import claim, enqueue
-from fleet_core.schemas import Contract
+from fleet_core.events import ModelRegistered, RolloutUpdated
+from fleet_core.outbox import MessagingStore
 from fleet_monitor.entities import Alert, AlertDraft
 from fleet_monitor.models import MESSAGING, AlertRow, ModelConfigRow, RouteRow, VersionRow
 
@@ -47,25 +45,9 @@ def _alert(row: AlertRow) -> Alert:
     )
 
 
-class MonitorStore:
+class MonitorStore(MessagingStore):
     def __init__(self, db: Database, *, on_commit: Callable[[], None] | None = None) -> None:
-        self.db = db
-        self._on_commit = on_commit
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.db.transaction() as s:
-            yield s
-        if self._on_commit:
-            self._on_commit()
-
-    async def claim(self, s: AsyncSession, *, event_id: str, topic: Topic) -> bool:
-        return await claim(s, MESSAGING.inbox, event_id=event_id, consumer=CONSUMER, topic=topic.value)
-
-    async def publish(self, s: AsyncSession, topic: Topic, data: Contract) -> str:
-        event = make_event(topic, data, source=SOURCE)
-        await enqueue(s, MESSAGING.outbox, topic, event)
-        return event.id
+        super().__init__(db, MESSAGING, consumer=CONSUMER, source=SOURCE, on_commit=on_commit)
 
     # ----------------------------------------------------------------- versions and routes
 
