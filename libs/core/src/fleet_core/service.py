@@ -24,7 +24,7 @@ from fleet_core.errors import install_problem_handlers, problem
 from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id, get_logger
 from fleet_core.metrics import ServiceMetrics
 from fleet_core.outbox import OutboxRelay
-from fleet_core.settings import FleetSettings
+from fleet_core.settings import FleetSettings, ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 log = get_logger(__name__)
@@ -256,3 +256,29 @@ async def start_when_possible(make: Callable[[], S], what: str) -> S:
             continue
         log.info(f"{what} started")
         return part
+
+
+def service_main(
+    service: str, settings_type: type[ServiceSettings], app_module: str, argv: list[str] | None = None
+) -> int:
+    """``python -m fleet_<service> [serve|migrate]``: run the HTTP service and its consumers, or
+    apply the database migrations and exit. ``app_module`` has ``create_app`` and ``MIGRATIONS``;
+    it is imported after logging is configured."""
+    import argparse
+    import importlib
+
+    from fleet_core.log import configure_logging
+
+    parser = argparse.ArgumentParser(prog=f"fleet_{service}", description=f"ModelFleet {service} service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the HTTP service and event consumers (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+    settings = settings_type()
+    configure_logging(service, settings.log_level, settings.log_json)
+    module = importlib.import_module(app_module)
+    if args.command == "migrate":
+        migrate_database(settings.resolved_database_url(service), module.MIGRATIONS)
+        return 0
+    serve_http(module.create_app(settings), settings.host, settings.port)
+    return 0
