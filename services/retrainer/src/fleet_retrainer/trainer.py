@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from fleet_core.schemas import Recipe
+from fleet_core.service import keep_signal_handlers
 from fleet_retrainer.training import train
 
 
@@ -56,6 +57,9 @@ class RayTrainer:
 
     async def train(self, recipe: Recipe, X: pd.DataFrame, y: pd.Series) -> Any:
         if self._remote is None:
-            await asyncio.to_thread(self.connect)
+            # Ray installs its own SIGTERM handler on init; keep ours, so a stop leaves the
+            # consumer group cleanly (as the deployer does).
+            with keep_signal_handlers():
+                await asyncio.to_thread(self.connect)
         ref = self._remote.remote(recipe.model_dump_json(), X, y)
         return await asyncio.wait_for(ref, self.timeout_s)
