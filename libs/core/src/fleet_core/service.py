@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -282,3 +282,46 @@ def service_main(
         return 0
     serve_http(module.create_app(settings), settings.host, settings.port)
     return 0
+
+
+class BackgroundConsumer:
+    """A service's event consumer: started in the background (retrying until the broker answers,
+    so the API serves meanwhile), reported by a readiness check, and stopped first at shutdown,
+    bounded, so the group is left before anything else can stall (a member that never leaves makes
+    the next start wait out a rebalance)."""
+
+    def __init__(self, make: Callable[[], Startable], *, enabled: bool, name: str) -> None:
+        self._make = make
+        self.enabled = enabled
+        self.name = name
+        self.consumer: Startable | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.enabled:
+            self._task = asyncio.create_task(self._start(), name=self.name)
+
+    async def _start(self) -> None:
+        self.consumer = await start_when_possible(self._make, "the event consumer")
+
+    async def check(self) -> tuple[bool, str]:
+        if not self.enabled:
+            return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
+        return self.consumer is not None, "running" if self.consumer is not None else "starting"
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.consumer.stop(), timeout_s)
+            log.info("event consumer stopped")
+        await cancel_all([self._task] if self._task else [])
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait until each has ended (their errors are not ours now)."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -12,17 +12,18 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from fleet_core.auth import TokenAuthority
-from fleet_core.broker import BatchConsumer, ConsumerMetrics
+from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
 from fleet_core.service import (
+    BackgroundConsumer,
     build_app,
+    cancel_all,
     database_check,
     keep_signal_handlers,
     outbox_check,
     run_every,
-    start_when_possible,
 )
 from fleet_deployer import __version__
 from fleet_deployer.api.main import api_router
@@ -98,7 +99,6 @@ def create_app(
         app.state.db = db
         app.state.relay = relay
         app.state.controller = controller
-        consumers: dict[str, BatchConsumer] = {}
         reconciled = asyncio.Event()
         consumer_metrics = ConsumerMetrics(app.state.metrics.registry)
 
@@ -122,16 +122,16 @@ def create_app(
             reconciled.set()
             await run_every("reconcile", settings.reconcile_interval_s, controller.reconcile)
 
-        async def consume_events() -> None:
-            consumers["consumer"] = await start_when_possible(
-                lambda: deployer_consumer(
-                    settings.kafka_servers,
-                    controller,
-                    max_attempts=settings.dlq_max_attempts,
-                    metrics=consumer_metrics,
-                ),
-                "the event consumer",
-            )
+        consumer = BackgroundConsumer(
+            lambda: deployer_consumer(
+                settings.kafka_servers,
+                controller,
+                max_attempts=settings.dlq_max_attempts,
+                metrics=consumer_metrics,
+            ),
+            enabled=settings.consume_events,
+            name="deployer-consumer",
+        )
 
         async def ray_state() -> tuple[bool, str]:
             if control_error:
@@ -144,16 +144,11 @@ def create_app(
                 return False, f"connected to {settings.ray_address}, reconciling"
             return False, f"connecting to {settings.ray_address}: {serving.last_error or 'not yet'}"
 
-        async def consumers_state() -> tuple[bool, str]:
-            if not settings.consume_events:
-                return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
-            return ("consumer" in consumers), "running" if "consumer" in consumers else "starting"
-
         app.state.readiness = [
             ("database", database_check(db)),
             ("outbox", outbox_check(relay)),
             ("ray", ray_state),
-            ("consumers", consumers_state),
+            ("consumers", consumer.check),
         ]
         relay.start()
         tasks = [
@@ -167,22 +162,12 @@ def create_app(
                 name="deployer-activity",
             ),
         ]
-        if settings.consume_events:
-            tasks.append(asyncio.create_task(consume_events(), name="deployer-consumers"))
+        consumer.start()
         try:
             yield
         finally:
-            # Leave the consumer groups first, before anything that could stall the shutdown: a
-            # member that never leaves makes the next start wait out a rebalance.
-            if "consumer" in consumers:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(consumers["consumer"].stop(), 10)
-                log.info("event consumers stopped")
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await consumer.stop()
+            await cancel_all(tasks)
             with contextlib.suppress(Exception):
                 await controller.flush_activity()
             await relay.stop()

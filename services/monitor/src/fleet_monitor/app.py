@@ -4,7 +4,6 @@ timer, the lake flusher and the Alertmanager notifier)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +12,18 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from fleet_core.broker import BatchConsumer, ConsumerMetrics
+from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app, database_check, outbox_check, run_every, start_when_possible
+from fleet_core.service import (
+    BackgroundConsumer,
+    build_app,
+    cancel_all,
+    database_check,
+    outbox_check,
+    run_every,
+)
 from fleet_monitor import __version__
 from fleet_monitor.api.dashboard import STATIC
 from fleet_monitor.api.main import api_router
@@ -101,20 +107,19 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         prometheus.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
         app.state.engine = engine
         app.state.relay = relay
-        consumers: dict[str, BatchConsumer] = {}
         consumer_metrics = ConsumerMetrics(prometheus)
 
-        async def start_consumer() -> None:
-            consumers["consumer"] = await start_when_possible(
-                lambda: monitor_consumer(
-                    settings.kafka_servers,
-                    engine,
-                    max_records=settings.ingest_batch,
-                    max_attempts=settings.dlq_max_attempts,
-                    metrics=consumer_metrics,
-                ),
-                "the event consumer",
-            )
+        consumer = BackgroundConsumer(
+            lambda: monitor_consumer(
+                settings.kafka_servers,
+                engine,
+                max_records=settings.ingest_batch,
+                max_attempts=settings.dlq_max_attempts,
+                metrics=consumer_metrics,
+            ),
+            enabled=settings.consume_events,
+            name="monitor-consumer",
+        )
 
         async def tick() -> None:
             await engine.tick()
@@ -135,15 +140,10 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             if notifier is not None and firing:
                 await notifier.send(list(firing))
 
-        async def consumers_state() -> tuple[bool, str]:
-            if not settings.consume_events:
-                return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
-            return ("consumer" in consumers), "running" if "consumer" in consumers else "starting"
-
         app.state.readiness = [
             ("database", database_check(db)),
             ("outbox", outbox_check(relay)),
-            ("consumers", consumers_state),
+            ("consumers", consumer.check),
         ]
         relay.start()
         if notifier is not None:
@@ -161,20 +161,12 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
                 run_every("alert resend", RESEND_FIRING_S, resend_firing), name="monitor-resend"
             ),
         ]
-        if settings.consume_events:
-            tasks.append(asyncio.create_task(start_consumer(), name="monitor-consumer"))
+        consumer.start()
         try:
             yield
         finally:
-            # Leave the consumer groups first: a member that never leaves makes the next start wait.
-            if "consumer" in consumers:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(consumers["consumer"].stop(), 10)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await consumer.stop()
+            await cancel_all(tasks)
             if lake is not None:
                 try:
                     await asyncio.to_thread(lake.flush)

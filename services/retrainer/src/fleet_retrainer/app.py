@@ -4,18 +4,24 @@ retraining, recovery of interrupted jobs)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from fleet_core.broker import BatchConsumer, ConsumerMetrics
+from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app, database_check, outbox_check, run_every, start_when_possible
+from fleet_core.service import (
+    BackgroundConsumer,
+    build_app,
+    cancel_all,
+    database_check,
+    outbox_check,
+    run_every,
+)
 from fleet_retrainer import __version__
 from fleet_retrainer.api.main import api_router
 from fleet_retrainer.engine import RetrainController
@@ -76,29 +82,23 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
             canary_step_interval_s=settings.canary_step_interval_s,
         )
         app.state.controller = controller
-        consumers: dict[str, BatchConsumer] = {}
         consumer_metrics = ConsumerMetrics(prometheus)
 
-        async def start_consumer() -> None:
-            consumers["consumer"] = await start_when_possible(
-                lambda: retrainer_consumer(
-                    settings.kafka_servers,
-                    controller,
-                    max_attempts=settings.dlq_max_attempts,
-                    metrics=consumer_metrics,
-                ),
-                "the event consumer",
-            )
-
-        async def consumers_state() -> tuple[bool, str]:
-            if not settings.consume_events:
-                return True, "event consumers disabled (FLEET_CONSUME_EVENTS=false)"
-            return ("consumer" in consumers), "running" if "consumer" in consumers else "starting"
+        consumer = BackgroundConsumer(
+            lambda: retrainer_consumer(
+                settings.kafka_servers,
+                controller,
+                max_attempts=settings.dlq_max_attempts,
+                metrics=consumer_metrics,
+            ),
+            enabled=settings.consume_events,
+            name="retrainer-consumer",
+        )
 
         app.state.readiness = [
             ("database", database_check(db)),
             ("outbox", outbox_check(relay)),
-            ("consumers", consumers_state),
+            ("consumers", consumer.check),
         ]
         relay.start()
         failed = await controller.recover()
@@ -110,19 +110,12 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
                 name="retrainer-schedule",
             )
         ]
-        if settings.consume_events:
-            tasks.append(asyncio.create_task(start_consumer(), name="retrainer-consumer"))
+        consumer.start()
         try:
             yield
         finally:
-            if "consumer" in consumers:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(consumers["consumer"].stop(), 10)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await consumer.stop()
+            await cancel_all(tasks)
             await controller.stop()
             await relay.stop()
             await db.dispose()

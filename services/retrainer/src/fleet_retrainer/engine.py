@@ -90,7 +90,9 @@ class RetrainController:
         """Apply the policy to a trigger; start or queue a job, or say why not. ``event_id`` is
         claimed (idempotency); ``cause`` only names the event on the job (a retried trigger)."""
         policy = await self.policy(model)
-        labelled = len(await self.fleet.labelled_rows(model)) if trigger != "manual" else 0
+        labelled = 0
+        if trigger != "manual":  # enough labels? Ask for no more rows than the policy needs.
+            labelled = len(await self.fleet.labelled_rows(model, limit=max(policy.min_new_labelled_rows, 1)))
         async with self._lock, self.store.transaction() as s:
             fresh = (
                 event_id is None or topic is None or await self.store.claim(s, event_id=event_id, topic=topic)

@@ -65,9 +65,10 @@ class Fleet:
         blob: bytes = await self._call("download_dataset_version", name, version)
         return pd.read_parquet(io.BytesIO(blob))
 
-    async def labelled_rows(self, model: str) -> list[dict[str, Any]]:
+    async def labelled_rows(self, model: str, *, limit: int = 1_000_000) -> list[dict[str, Any]]:
+        """The newest ``limit`` served rows of ``model`` that have a label (none yet: empty)."""
         try:
-            return await self._call("labelled_rows", model, limit=1_000_000)  # type: ignore[no-any-return]
+            return await self._call("labelled_rows", model, limit=limit)  # type: ignore[no-any-return]
         except FleetAPIError as exc:
             if exc.status == 404:  # the lake holds nothing for the model yet
                 return []
