@@ -4,10 +4,10 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help uv install demo up down status test test-fast lint format clean bench bench-quick
+.PHONY: help uv install demo up down status test test-fast test-production check-deploy images lint format clean bench bench-quick
 
 help:  ## List the commands
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
@@ -30,6 +30,19 @@ status:  ## Health of the running stack
 test: install  ## Lint, then run the whole test suite (unit, integration, end-to-end)
 	$(UV) run ruff check .
 	$(UV) run pytest $(PYTEST_ARGS)
+
+test-production: install  ## Integration and end-to-end tests again, every service on PostgreSQL and S3
+	FLEET_TEST_BACKEND=production $(UV) run pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+check-deploy: install  ## Lint and validate Dockerfiles, docker-compose.yml, Kubernetes manifests, alerts
+	$(UV) run pytest tests/unit/deploy $(PYTEST_ARGS)
+
+images:  ## Build the six images with a content-addressed tag (needs a Docker engine)
+	@tag=$$(deploy/docker/image-tag.sh) && revision=$$(git rev-parse HEAD) && \
+	for image in registry deployer gateway monitor retrainer ray; do \
+	  docker build -f deploy/docker/$$image.Dockerfile -t $${FLEET_IMAGE_REGISTRY:-modelfleet}/$$image:$$tag \
+	    --build-arg REVISION=$$revision . || exit 1; \
+	done && echo "FLEET_IMAGE_TAG=$$tag"
 
 test-fast: install  ## Unit tests only
 	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)

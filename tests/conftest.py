@@ -30,7 +30,9 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +47,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from fleet_core.broker import ensure_topics
-from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
+from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
 from fleet_sdk.embedded_ray import RAY_CLIENT_ENV, EmbeddedRay
+from support import backend
 
 T = TypeVar("T")
 
@@ -310,3 +313,38 @@ def s3_server(_moto_endpoint: str) -> dict[str, str]:
         "secret_key": "test-secret-key",
         "region": "us-east-1",
     }
+
+
+# --------------------------------------------------------------------------- production pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def production_backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With FLEET_TEST_BACKEND=production (``make test-production``), services the tests start without
+    naming their storage run on PostgreSQL and S3 (see ``support.backend``). Its S3 server is its
+    own: ``s3_server`` resets moto for each test, which must not empty a running stack's bucket."""
+    if not backend.production():
+        yield
+        return
+    postgres = request.getfixturevalue("postgres_server")
+    # A process of its own: moto's state is per process, and `s3_server` resets it for each test.
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the production pass's S3 server (moto) did not start", pytrace=False)
+            time.sleep(0.1)
+        close = backend.configure(postgres, f"http://127.0.0.1:{port}")
+        try:
+            yield
+        finally:
+            close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -23,6 +23,7 @@ from fleet_sdk.client import Client
 from fleet_sdk.config import ClientConfig
 from fleet_sdk.errors import FleetAPIError, FleetUnavailable
 from fleet_sdk.stack import Stack, StackState
+from support import backend
 from support.kafka import read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -66,6 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Sta
             "FLEET_CANARY_STEP_INTERVAL_S": "2",
             "FLEET_JOB_NUM_CPUS": "0.5",
             "FLEET_JOB_MEMORY_MB": "512",
+            **backend.stack_env(),
         },
     )
     try:

@@ -12,15 +12,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import backend
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 # `fleet up` runs the services with these: the demo's canary moves on every 10 s, not every minute.
 PACE = {"FLEET_CANARY_STEP_INTERVAL_S": "10", "FLEET_ANALYSIS_INTERVAL_S": "2"}
+# In the production pass (support.backend) the stack's services keep their state on PostgreSQL and
+# S3; `fleet up` is the embedded stack, so it stays in embedded mode, on that storage.
+STORAGE: dict[Path, dict[str, str]] = {}
 
 
 def fleet(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **PACE, "FLEET_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
+    if home not in STORAGE:  # one set of databases per stack home
+        STORAGE[home] = {k: v for k, v in backend.stack_env().items() if k != "FLEET_MODE"}
+    storage = STORAGE[home]
+    env = {**os.environ, **PACE, **storage, "FLEET_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
     for key in ("FLEET_TOKEN", "FLEET_REGISTRY_URL", "FLEET_GATEWAY_URL", "FLEET_DEPLOYER_URL"):
         env.pop(key, None)
     return subprocess.run(

@@ -32,6 +32,7 @@ from fleet_sdk.config import ClientConfig
 from fleet_sdk.embedded_ray import RAY_CLIENT_ENV
 from fleet_sdk.errors import FleetAPIError
 from fleet_sdk.stack import Stack, StackState
+from support import backend
 from support.kafka import read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -114,6 +115,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "FLEET_RATE_LIMIT_RPS": "2000",
             "FLEET_RATE_LIMIT_BURST": "4000",
             "FLEET_LOG_JSON": "false",
+            **backend.stack_env(),
         },
     )
     try:

@@ -22,6 +22,7 @@ from fleet_deployer.app import create_app
 from fleet_deployer.controller import DeploymentController
 from fleet_deployer.models import MESSAGING
 from fleet_deployer.settings import DeployerSettings
+from support import backend
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -180,7 +181,7 @@ async def running_deployer(
 ) -> AsyncIterator[DeployerHarness]:
     settings = DeployerSettings(
         home=tmp,
-        database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'deployer.db'}",
+        database_url=database_url or backend.database_url(tmp, "deployer"),
         kafka_bootstrap=kafka_bootstrap,
         jwt_secret=SECRET,
         ray_address=ray_address or ("fake://ray" if serving is not None else None),

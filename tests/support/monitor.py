@@ -37,6 +37,7 @@ from fleet_monitor.app import create_app
 from fleet_monitor.engine import MonitorEngine
 from fleet_monitor.models import MESSAGING
 from fleet_monitor.settings import MonitorSettings
+from support import backend
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 FEATURES = ("income", "age", "balance", "tenure")
@@ -241,7 +242,7 @@ async def running_monitor(
 ) -> AsyncIterator[MonitorHarness]:
     values: dict[str, Any] = {
         "home": tmp,
-        "database_url": f"sqlite+aiosqlite:///{tmp / 'monitor.db'}",
+        **backend.lake_settings(),
         "kafka_bootstrap": kafka_bootstrap,
         "jwt_secret": SECRET,
         "consume_events": consume_events,
@@ -250,6 +251,8 @@ async def running_monitor(
         "tune_gc": False,  # the monitor shares the test runner's process here
     }
     values.update(overrides)
+    if "database_url" not in values:
+        values["database_url"] = backend.database_url(tmp, "monitor")
     settings = MonitorSettings(**values)
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):

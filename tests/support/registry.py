@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from fleet_core.auth import Role, TokenAuthority
 from fleet_registry.app import create_app
 from fleet_registry.settings import RegistrySettings
+from support import backend
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -48,14 +49,14 @@ async def running_registry(
     artifact_uri: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RegistryHarness]:
+    storage = {} if artifact_uri or "s3_endpoint" in overrides else backend.artifact_settings()
     settings = RegistrySettings(
         home=tmp,
-        database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'registry.db'}",
+        database_url=database_url or backend.database_url(tmp, "registry"),
         kafka_bootstrap=kafka_bootstrap,
         jwt_secret=SECRET,
-        artifact_uri=artifact_uri,
         outbox_poll_interval_s=0.2,
-        **overrides,
+        **{"artifact_uri": artifact_uri, **storage, **overrides},
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:

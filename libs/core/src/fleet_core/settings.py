@@ -69,13 +69,14 @@ class ServiceSettings(FleetSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str | None = None
-    """SQLAlchemy async URL; defaults to a SQLite file under FLEET_HOME/data."""
+    """SQLAlchemy async URL; defaults to a SQLite file under FLEET_HOME/data. ``{service}`` in it is
+    replaced by the service's name, so one setting gives each service its own database."""
     run_migrations: bool = True
     """Apply Alembic migrations at start (embedded convenience; production runs `migrate`)."""
 
     def resolved_database_url(self, service: str) -> str:
         if self.database_url:
-            return self.database_url
+            return self.database_url.replace("{service}", service)
         path = self.home / "data" / f"{service}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{path}"

@@ -1,0 +1,66 @@
+"""Create ModelFleet's Kafka topics: every topic of the event catalogue and its ``.dlq``.
+
+Idempotent (existing topics are left alone), so it runs before each start of the registry in
+Kubernetes and as a one-shot job in docker-compose; brokers can keep auto-creation off.
+
+    python -m fleet_core.topics [--partitions 6] [--replication 3]
+
+The bootstrap servers come from ``FLEET_KAFKA_BOOTSTRAP``. Events are keyed by model, so the
+partition count bounds how many instances of a consuming service share the work; it can be raised
+later (``kafka-topics --alter``), at the price of moving some models to another partition once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from fleet_core.broker import all_topics, ensure_topics
+from fleet_core.settings import FleetSettings
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fleet_core.topics", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--partitions",
+        type=positive,
+        default=int(os.environ.get("FLEET_TOPIC_PARTITIONS", "3")),
+        help="partitions of each event topic (dead-letter topics get 1); env FLEET_TOPIC_PARTITIONS",
+    )
+    parser.add_argument(
+        "--replication",
+        type=positive,
+        default=int(os.environ.get("FLEET_TOPIC_REPLICATION", "1")),
+        help="replication factor of every topic; env FLEET_TOPIC_REPLICATION",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the brokers")
+    args = parser.parse_args(argv)
+    bootstrap = FleetSettings().kafka_servers
+    try:
+        created = asyncio.run(
+            ensure_topics(
+                bootstrap, partitions=args.partitions, replication=args.replication, timeout_s=args.timeout
+            )
+        )
+    except Exception as exc:
+        print(
+            f"topics: cannot create topics on {','.join(bootstrap)}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"topics: {len(created)} created, {len(all_topics()) - len(created)} already there")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
