@@ -138,3 +138,39 @@ def test_secrets_stay_out_of_the_settings_repr() -> None:
 def test_kafka_servers_are_split_from_the_bootstrap_list() -> None:
     settings = FleetSettings(kafka_bootstrap="a:9092, b:9092,")
     assert settings.kafka_servers == ["a:9092", "b:9092"]
+
+
+OLD_KEY = "old-secret-that-signed-last-quarters-tokens-0123"
+NEW_KEY = "new-secret-after-the-rotation-of-the-keys-456789"
+
+
+def test_during_a_key_rotation_old_tokens_still_verify_and_new_ones_use_the_new_key(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FLEET_MODE", "production")
+    monkeypatch.setenv("FLEET_JWT_SECRET", NEW_KEY)
+    monkeypatch.setenv("FLEET_JWT_PREVIOUS_SECRETS", OLD_KEY)
+    rotating = FleetSettings().token_authority()
+
+    old_token, _, _ = TokenAuthority(OLD_KEY).issue("ci-bot", Role.DEPLOYER, ["growth"])
+    assert rotating.verify(old_token).subject == "ci-bot"
+
+    new_token, _, _ = rotating.issue("ana", Role.VIEWER, ["growth"])
+    assert TokenAuthority(NEW_KEY).verify(new_token).subject == "ana", "signed with the new key"
+    with pytest.raises(Unauthorized):
+        TokenAuthority(OLD_KEY).verify(new_token)
+
+    # Rotation over: the previous secret is removed, and tokens it signed stop working.
+    monkeypatch.delenv("FLEET_JWT_PREVIOUS_SECRETS")
+    with pytest.raises(Unauthorized, match="invalid"):
+        FleetSettings().token_authority().verify(old_token)
+
+
+def test_an_expired_token_signed_with_a_previous_key_is_still_expired() -> None:
+    past = timedelta(seconds=-5)
+    token, _, _ = TokenAuthority(OLD_KEY).issue("someone", Role.VIEWER, ttl=past)
+    with pytest.raises(Unauthorized, match="expired"):
+        TokenAuthority(NEW_KEY, previous=[OLD_KEY]).verify(token)
+
+
+def test_production_refuses_a_short_previous_secret() -> None:
+    with pytest.raises(ValidationError, match="FLEET_JWT_PREVIOUS_SECRETS"):
+        FleetSettings(mode="production", jwt_secret=NEW_KEY, jwt_previous_secrets=f"{OLD_KEY}, short")

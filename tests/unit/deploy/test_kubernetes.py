@@ -206,6 +206,18 @@ def test_serve_config_is_a_valid_ray_serve_config_with_the_runtime_app(objects: 
     assert all(app.route_prefix is None for app in serve_config.applications)
 
 
+def test_serve_proxies_never_take_the_gateway_port(objects: tuple[Manifest, ...]) -> None:
+    """Serve starts a proxy on every node that holds a replica, and the gateway's pod is a Ray node
+    listening on its own port; KubeRay probes the proxy through the container port named "serve"."""
+    proxy_port = yaml.safe_load(rayservice(objects)["spec"]["serveConfigV2"])["http_options"]["port"]
+    assert proxy_port not in SERVICE_PORTS.values()
+    cluster = rayservice(objects)["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        ports = {p["name"]: p["containerPort"] for p in group["template"]["spec"]["containers"][0]["ports"]}
+        assert ports.get("serve") == proxy_port, group.get("groupName", "head")
+
+
 # ------------------------------------------------------------------------------------------- pods
 
 

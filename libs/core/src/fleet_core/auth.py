@@ -8,9 +8,10 @@ admins act everywhere.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
@@ -61,11 +62,14 @@ class Principal(BaseModel):
 
 
 class TokenAuthority:
-    """Issues and verifies HS256 tokens with one shared secret."""
+    """Issues HS256 tokens with the current shared secret; verifies them with it or, during a key
+    rotation, with one of the previous secrets, so tokens signed before the rotation keep working
+    until the previous secret is retired."""
 
-    def __init__(self, secret: str, issuer: str = "modelfleet") -> None:
+    def __init__(self, secret: str, issuer: str = "modelfleet", previous: Sequence[str] = ()) -> None:
         self._secret = secret
         self._issuer = issuer
+        self._keys = (secret, *previous)
 
     def issue(
         self,
@@ -94,18 +98,7 @@ class TokenAuthority:
         return jwt.encode(claims, self._secret, algorithm="HS256"), token_id, expires
 
     def verify(self, token: str) -> Principal:
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=self._issuer,
-                options={"require": ["sub", "iss", "iat"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("the bearer token has expired") from exc
-        except jwt.PyJWTError as exc:
-            raise Unauthorized(f"the bearer token is invalid: {exc}") from exc
+        claims = self._decode(token)
         try:
             role = Role(claims.get("role", ""))
         except ValueError as exc:
@@ -117,6 +110,24 @@ class TokenAuthority:
             scopes=list(claims.get("scopes") or []),
             token_id=claims.get("jti"),
         )
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        for key in self._keys:
+            try:
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=["HS256"],
+                    issuer=self._issuer,
+                    options={"require": ["sub", "iss", "iat"]},
+                )
+            except jwt.InvalidSignatureError:
+                continue  # perhaps signed before a rotation: try the previous secrets
+            except jwt.ExpiredSignatureError as exc:
+                raise Unauthorized("the bearer token has expired") from exc
+            except jwt.PyJWTError as exc:
+                raise Unauthorized(f"the bearer token is invalid: {exc}") from exc
+        raise Unauthorized("the bearer token is invalid: Signature verification failed")
 
 
 _bearer = HTTPBearer(auto_error=False, description="A ModelFleet token (`fleet tokens issue`)")

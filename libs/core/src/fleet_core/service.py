@@ -18,7 +18,6 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleet_core.auth import TokenAuthority
 from fleet_core.db import Database
 from fleet_core.errors import install_problem_handlers, problem
 from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id, get_logger
@@ -108,7 +107,7 @@ def build_app(
     app.add_middleware(RequestIdMiddleware)
     app.state.metrics = metrics
     app.state.settings = settings
-    app.state.tokens = TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_issuer)
+    app.state.tokens = settings.token_authority()
     app.state.readiness = []
 
     @app.get("/healthz", tags=["health"], summary="Liveness")

@@ -8,10 +8,13 @@ environment. A placeholder JWT secret is refused outside embedded mode.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from fleet_core.auth import TokenAuthority
 
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "secret", "embedded-dev-secret"})
 DEFAULT_JWT_SECRET = "embedded-dev-secret"
@@ -35,6 +38,9 @@ class FleetSettings(BaseSettings):
     """Kafka bootstrap servers, comma separated."""
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     """HMAC key for bearer tokens; every service verifies tokens locally with it."""
+    jwt_previous_secrets: SecretStr | None = None
+    """Comma-separated secrets that signed tokens before a key rotation: still accepted when
+    verifying, never used to sign. Empty again once the rotation is over (docs/operations.md)."""
     jwt_issuer: str = "modelfleet"
     log_level: str = "INFO"
     log_json: bool = True
@@ -56,7 +62,20 @@ class FleetSettings(BaseSettings):
                 "FLEET_JWT_SECRET must be set to a random value of at least 32 characters "
                 "outside embedded mode"
             )
+        if self.mode != "embedded" and any(len(s) < 32 for s in self.previous_jwt_secrets):
+            raise ValueError("each of FLEET_JWT_PREVIOUS_SECRETS must be at least 32 characters")
         return self
+
+    @property
+    def previous_jwt_secrets(self) -> list[str]:
+        raw = self.jwt_previous_secrets.get_secret_value() if self.jwt_previous_secrets else ""
+        return [s.strip() for s in raw.split(",") if s.strip()]
+
+    def token_authority(self) -> TokenAuthority:
+        """Signs with FLEET_JWT_SECRET; verifies with it or a previous secret (key rotation)."""
+        from fleet_core.auth import TokenAuthority
+
+        return TokenAuthority(self.jwt_secret.get_secret_value(), self.jwt_issuer, self.previous_jwt_secrets)
 
     @property
     def kafka_servers(self) -> list[str]:

@@ -39,7 +39,9 @@ def describe_runtime() -> dict[str, Any]:
     }
 
 
-@serve.deployment(name="RuntimeInfo", num_replicas=1, ray_actor_options={"num_cpus": 0})
+# A sliver of CPU, not zero: a zero-CPU replica may land on a driver's zero-CPU node (the gateway's
+# pod), where Serve would then start an HTTP proxy.
+@serve.deployment(name="RuntimeInfo", num_replicas=1, ray_actor_options={"num_cpus": 0.01})
 class RuntimeInfo:
     def __init__(self) -> None:
         self.info = describe_runtime()

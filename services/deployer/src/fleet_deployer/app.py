@@ -11,7 +11,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from fleet_core.auth import TokenAuthority
 from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
@@ -85,7 +84,7 @@ def create_app(
         serving = ServingDriver(control, settings.ray_address)
         registry = RegistryClient(
             settings.registry_url,
-            TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_issuer),
+            settings.token_authority(),
             timeout_s=settings.registry_timeout_s,
         )
         controller = DeploymentController(

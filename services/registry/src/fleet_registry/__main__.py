@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import timedelta
 
-from fleet_core.auth import Role, TokenAuthority
+from fleet_core.auth import Role
 from fleet_core.log import configure_logging
 from fleet_core.service import migrate_database, serve_http
 from fleet_registry.settings import RegistrySettings
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = RegistrySettings()
 
     if args.command == "issue-token":
-        token, _, _ = TokenAuthority(settings.jwt_secret.get_secret_value(), settings.jwt_issuer).issue(
+        token, _, _ = settings.token_authority().issue(
             args.subject,
             Role(args.role),
             args.team or ["*"],
