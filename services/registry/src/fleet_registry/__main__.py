@@ -1,8 +1,10 @@
-"""``python -m fleet_registry [serve|migrate|issue-token]``."""
+"""``python -m fleet_registry [serve|migrate|issue-token|verify]``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 from datetime import timedelta
 
@@ -22,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--role", default="admin", choices=[r.value for r in Role])
     tok.add_argument("--team", action="append", default=[], help="repeatable; '*' for all teams")
     tok.add_argument("--ttl-days", type=float, default=None, help="default: never expires")
+    check = sub.add_parser("verify", help="check every artifact against its registered size and SHA-256")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     settings = RegistrySettings()
 
@@ -35,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print(token)
         return 0
 
+    if args.command == "verify":
+        return _verify(settings, as_json=args.json)
+
     configure_logging("registry", settings.log_level, settings.log_json)
     from fleet_registry.app import MIGRATIONS, create_app
 
@@ -43,6 +50,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     serve_http(create_app(settings), settings.host, settings.port)
     return 0
+
+
+def _verify(settings: RegistrySettings, *, as_json: bool) -> int:
+    from fleet_registry.verify import verify_artifacts
+
+    report = asyncio.run(verify_artifacts(settings))
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for p in report.problems:
+            print(f"{p.kind} {p.name} v{p.version}: {p.reason} ({p.uri})")
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        print(f"{report.model_versions} model versions, {report.dataset_versions} dataset files: {verdict}")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":
