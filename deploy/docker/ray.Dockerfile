@@ -42,9 +42,11 @@ RUN groupadd --gid 1000 ray \
     && install -d -o 1000 -g 1000 /var/lib/fleet \
     && echo 'export PATH="/opt/venv/bin:${PATH}"' > /etc/profile.d/modelfleet-venv.sh
 COPY --from=builder /opt/venv /opt/venv
-# FLEET_HOME matches the service images: the deployer hands its own FLEET_HOME to replicas.
+# FLEET_HOME matches the service images: the deployer hands its own FLEET_HOME to replicas. Serve's
+# "direct ingress" (on with RAY_SERVE_THROUGHPUT_OPTIMIZED) would force a proxy onto the head only.
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    FLEET_MODE=production FLEET_HOME=/var/lib/fleet RAY_USAGE_STATS_ENABLED=0
+    FLEET_MODE=production FLEET_HOME=/var/lib/fleet RAY_USAGE_STATS_ENABLED=0 \
+    RAY_SERVE_ENABLE_DIRECT_INGRESS=0
 USER 1000:1000
 WORKDIR /home/ray
 # GCS, dashboard (KubeRay's RayService talks to Serve's REST API there), client, dashboard agent, metrics.

@@ -147,6 +147,10 @@ async def test_degraded_accuracy_in_feedback_raises_concept_drift(kafka, tmp_pat
             lambda: monitor.engine.latest_performance[(MODEL, 1)]["accuracy"] < 0.7,
             what="the degraded window",
         )
+        # The window is scored in memory first; the event is committed to the outbox just after.
+        await monitor.wait_for(
+            lambda: monitor.published(Topic.DRIFT_DETECTED), what="drift.detected in the outbox"
+        )
         events = await monitor.published(Topic.DRIFT_DETECTED)
         assert [e.data.kind for e in events] == ["concept"]
         accuracy = next(s for s in events[0].data.scores if s.feature == "accuracy")

@@ -20,6 +20,8 @@ async def test_the_declared_runtime_app_reports_what_the_image_carries(ray_clust
 
     control = ServingControl()
     control.connect(ray_cluster)
+    # Serve runs without an HTTP proxy: nothing of it may take the gateway's port (8000) on the head.
+    assert serve.status().proxies == {}
     # What `serveConfigV2` does, through the same import path the RayService names.
     module, _, attribute = "fleet_serving.runtime_info:app".partition(":")
     app = getattr(importlib.import_module(module), attribute)

@@ -84,6 +84,10 @@ class EmbeddedRay:
     def start(self, timeout_s: float = 90.0) -> None:
         env = dict(os.environ)
         env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        # ...which also turns on "direct ingress", and that forces an HTTP proxy onto the head at
+        # 127.0.0.1:8000 (the gateway's port) whatever `proxy_location` says. The controller runs
+        # on the head and reads this from the head's environment; replicas get it in theirs.
+        env.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         env.update(RAY_CLIENT_ENV)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
