@@ -4,6 +4,7 @@ alert carries what Alertmanager routing and on-call need (``severity``, ``summar
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,3 +74,16 @@ def test_every_alert_has_a_unit_test() -> None:
     tests = yaml.safe_load((PROMETHEUS_DIR / "alerts.test.yml").read_text())["tests"]
     tested = {case["alertname"] for test in tests for case in test.get("alert_rule_test", [])}
     assert {rule["alert"] for rule in alert_rules()} <= tested
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_runbook_link_lands_on_a_section_of_the_operations_runbook() -> None:
+    runbook = (PROMETHEUS_DIR.parents[1] / "docs" / "operations.md").read_text()
+    anchors = {github_anchor(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", runbook, re.MULTILINE)}
+    linked = {rule["annotations"]["runbook_url"].split("#", 1)[1] for rule in alert_rules()}
+    assert linked <= anchors, f"no section in docs/operations.md for: {sorted(linked - anchors)}"
