@@ -41,10 +41,7 @@ from typing import Any, NoReturn, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from fleet_core.broker import ensure_topics
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
@@ -255,25 +252,15 @@ def postgres_server() -> Iterator[str]:
         server.stop()
 
 
-async def _admin(server_url: str, sql: str) -> None:
-    # Through SQLAlchemy, so the URL's query options mean what they mean to the code under test.
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database for this test, as a SQLAlchemy ``postgresql+asyncpg://`` URL;
     dropped afterwards (even with connections still open)."""
     name = f"fleet_test_{uuid.uuid4().hex[:12]}"
-    run_async(_admin(postgres_server, f'CREATE DATABASE "{name}"'))
+    backend.admin_sql(postgres_server, f'CREATE DATABASE "{name}"')
     url = make_url(postgres_server).set(database=name)
     yield url.render_as_string(hide_password=False)
-    run_async(_admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    backend.admin_sql(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])

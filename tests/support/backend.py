@@ -67,7 +67,7 @@ def configure(postgres_admin_url: str, s3_endpoint: str) -> Callable[[], None]:
         state, _state = _state, None
         if state is not None:
             for name in state.created:
-                _run(_admin(state.postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin_sql(state.postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return close
 
@@ -84,7 +84,13 @@ def _run(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
+def admin_sql(server_url: str, sql: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE) on a PostgreSQL server."""
+    _run(_admin(server_url, sql))
+
+
 async def _admin(server_url: str, sql: str) -> None:
+    # Through SQLAlchemy, so the URL's query options mean what they mean to the code under test.
     engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         async with engine.connect() as conn:
@@ -109,7 +115,7 @@ async def _make_bucket(endpoint: str) -> None:
 
 def _new_database(state: _Production, label: str) -> str:
     name = f"fleet_{label}_{uuid.uuid4().hex[:10]}"
-    _run(_admin(state.postgres_admin_url, f'CREATE DATABASE "{name}"'))
+    admin_sql(state.postgres_admin_url, f'CREATE DATABASE "{name}"')
     state.created.append(name)
     return name
 
@@ -164,7 +170,7 @@ def stack_env() -> dict[str, str]:
     stack = uuid.uuid4().hex[:8]
     for service in ("registry", "deployer", "monitor", "retrainer"):
         name = f"fleet_{stack}_{service}"
-        _run(_admin(state.postgres_admin_url, f'CREATE DATABASE "{name}"'))
+        admin_sql(state.postgres_admin_url, f'CREATE DATABASE "{name}"')
         state.created.append(name)
     url = make_url(state.postgres_admin_url).set(database=f"fleet_{stack}_SERVICE")
     return {
