@@ -28,9 +28,10 @@ def empty_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 
 def topics_command(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # As in its container: production mode, and no FLEET_JWT_SECRET, which this job does not need.
     return subprocess.run(
         [sys.executable, "-m", "fleet_core.topics", *args],
-        env={**os.environ, "FLEET_KAFKA_BOOTSTRAP": bootstrap},
+        env={**os.environ, "FLEET_KAFKA_BOOTSTRAP": bootstrap, "FLEET_MODE": "production"},
         capture_output=True,
         text=True,
         timeout=120,

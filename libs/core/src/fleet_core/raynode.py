@@ -20,12 +20,15 @@ Environment:
 - ``FLEET_RAY_NODE_MANAGER_PORT``: the raylet's port (default 6380), fixed so a NetworkPolicy or
   firewall can name it.
 - ``FLEET_RAY_JOIN_TIMEOUT_S``: how long the node may take to join (default 120).
+- ``FLEET_RAY_START_ARGS``: more ``ray start`` options, shell-quoted (``--labels=...``,
+  ``--object-store-memory=...``, or fixed ports when several nodes share one network namespace).
 - ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN``: passed through to Ray unchanged (token auth in production).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -75,6 +78,7 @@ def start_command(join: str, ip: str, node_manager_port: int) -> list[str]:
         "--num-gpus=0",
         "--block",
         "--disable-usage-stats",
+        *shlex.split(os.environ.get("FLEET_RAY_START_ARGS", "")),
     ]
 
 

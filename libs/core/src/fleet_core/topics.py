@@ -45,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the brokers")
     args = parser.parse_args(argv)
-    bootstrap = FleetSettings().kafka_servers
+    # Only the bootstrap servers: this job holds no other secret (no FLEET_JWT_SECRET), so the
+    # full settings, which refuse to load in production mode without one, are not read.
+    raw = os.environ.get("FLEET_KAFKA_BOOTSTRAP") or FleetSettings.model_fields["kafka_bootstrap"].default
+    bootstrap = [server.strip() for server in raw.split(",") if server.strip()]
     try:
         created = asyncio.run(
             ensure_topics(

@@ -1,0 +1,360 @@
+"""docker-compose.yml, run without Docker: every ModelFleet container's command (the image's
+ENTRYPOINT and CMD, or the compose override) with the environment compose gives it, as processes
+on loopback, to a first prediction.
+
+No Docker engine runs here. What the engine would add (images, a network, DNS) is replaced by the
+smallest honest stand-in: each compose host name (`kafka`, `postgres`, `minio`, `ray-head`, the
+services) is rewritten to a loopback address, and every other value is compose's own, `.env`
+interpolation included. So this runs, for real: the PostgreSQL init script (a role and database
+per service), the one-shot `topics` and `*-migrate` jobs, production mode with its secrets, Ray
+token authentication, the three Ray drivers joining the head as zero-CPU nodes through
+`fleet_core.raynode`, artifacts and the lake on an S3 API, the bootstrap admin token, and a model
+registered, deployed and answered through the gateway. Then every container is stopped as
+compose stops it (SIGTERM) and must exit cleanly, its Ray node gone."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+
+from fleet_sdk.client import Client
+from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
+from support import backend
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = ("registry", "deployer", "gateway", "monitor", "retrainer")
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([?-])([^}]*))?\}")
+PORTS = {"registry": 8001, "deployer": 8002, "gateway": 8000, "monitor": 8003, "retrainer": 8004}
+FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+
+
+def interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` against a `.env`."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, rest = match.groups()
+        if dotenv.get(name):
+            return dotenv[name]
+        if operator == "?":
+            raise AssertionError(f"compose would refuse to start: {rest}")
+        return rest if operator == "-" else ""
+
+    return INTERPOLATION.sub(one, value)
+
+
+def dockerfile_command(image: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """An image's ENTRYPOINT, CMD and ENV (exec forms, as the Dockerfiles write them)."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "deploy" / "docker" / f"{image}.Dockerfile").read_text())
+    final = text.split("\nFROM ")[-1]  # the runtime stage
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    env: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("ENTRYPOINT "):
+            entrypoint = yaml.safe_load(line.removeprefix("ENTRYPOINT "))
+        elif line.startswith("CMD "):
+            cmd = yaml.safe_load(line.removeprefix("CMD "))
+        elif line.startswith("ENV "):
+            env |= dict(word.split("=", 1) for word in shlex.split(line.removeprefix("ENV ")))
+    return entrypoint, cmd, env
+
+
+@dataclass
+class Loopback:
+    """Where each compose `host:port` lives on this machine."""
+
+    hosts: dict[str, str]
+
+    def address(self, service: str) -> str:
+        return self.hosts[f"{service}:{PORTS[service]}"]
+
+    def rewrite(self, value: str) -> str:
+        for name, address in self.hosts.items():
+            value = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", address, value)
+        return value
+
+
+class ComposeProject:
+    """The compose services run as processes, with compose's environment and images' commands."""
+
+    def __init__(self, dotenv: dict[str, str], loopback: Loopback, home: Path) -> None:
+        self.dotenv = dotenv
+        self.loopback = loopback
+        self.home = home
+        self.logs = home / "logs"
+        self.logs.mkdir(parents=True)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def environment(self, name: str) -> dict[str, str]:
+        service = COMPOSE["services"][name]
+        image = service["image"].rsplit("/", 1)[-1].split(":", 1)[0]
+        _, _, image_env = dockerfile_command(image)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "RAY_"))}
+        env |= image_env
+        env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+        for key, value in (service.get("environment") or {}).items():
+            env[key] = self.loopback.rewrite(interpolate(str(value), self.dotenv))
+        # What a container has to itself: a home, the port compose maps, its node's address.
+        env["FLEET_HOME"] = str(self.home / name)
+        env["FLEET_HOST"] = "127.0.0.1"
+        if name in PORTS:
+            env["FLEET_PORT"] = self.loopback.address(name).rsplit(":", 1)[1]
+        env["FLEET_RAY_NODE_IP"] = "127.0.0.1"
+        env["FLEET_RAY_NODE_MANAGER_PORT"] = str(free_port())
+        # Containers have a network namespace each; processes sharing one need distinct Ray ports.
+        env["FLEET_RAY_START_ARGS"] = " ".join(
+            f"--{option}={free_port()}"
+            for option in (
+                "object-manager-port",
+                "dashboard-agent-listen-port",
+                "metrics-export-port",
+                "runtime-env-agent-port",
+                "dashboard-agent-grpc-port",
+            )
+        )
+        env["FLEET_LOG_JSON"] = "false"
+        return env
+
+    def command(self, name: str) -> list[str]:
+        service = COMPOSE["services"][name]
+        image = service["image"].rsplit("/", 1)[-1].split(":", 1)[0]
+        entrypoint, cmd, _ = dockerfile_command(image)
+        if "entrypoint" in service:
+            entrypoint = service["entrypoint"]
+        words = [*entrypoint, *service.get("command", cmd)]
+        return [sys.executable if w == "python" else w for w in words]
+
+    def run_job(self, name: str) -> None:
+        result = subprocess.run(
+            self.command(name), env=self.environment(name), capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+
+    def start(self, name: str) -> None:
+        with open(self.logs / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.command(name), env=self.environment(name), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, name: str, timeout_s: float = 240.0) -> None:
+        url = f"http://{self.loopback.address(name)}/readyz"
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            assert process.poll() is None, f"{name} exited {process.returncode}: {self.log(name)}"
+            try:
+                response = httpx.get(url, timeout=5)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(1)
+        raise AssertionError(f"{name} not ready in {timeout_s:.0f} s: {last}\n{self.log(name)}")
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def stop(self, name: str, timeout_s: float = 60.0) -> int | None:
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                return process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+                return None
+        return process.returncode
+
+
+def ray_head(temp: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The compose `ray-head` service's command on loopback, with its token authentication."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        *("start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"),
+        *(f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}"),
+        *(f"--object-manager-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}"),
+        *(f"--metrics-export-port={free_port()}", f"--min-worker-port={free_port()}", "--max-worker-port=0"),
+        *("--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+    with open(temp / "ray-head.log", "ab") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 90
+    while not port_open("127.0.0.1", port):
+        assert process.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+        time.sleep(0.2)
+    time.sleep(2.0)  # GCS answers before the head's raylet registers
+    return process, f"127.0.0.1:{port}"
+
+
+def psql(postgres_url: str) -> tuple[str, dict[str, str]]:
+    from conftest import _pg_bin_dir
+
+    bin_dir = _pg_bin_dir()
+    assert bin_dir is not None
+    host_port = postgres_url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    return str(bin_dir / "psql"), {"PGHOST": host, "PGPORT": port, "POSTGRES_USER": "postgres"}
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, postgres_server: str, s3_server: dict[str, str], kafka: EmbeddedBroker
+) -> Iterator[ComposeProject]:
+    if backend.production():
+        pytest.skip("production-shaped already; runs in the default pass")
+    dotenv = {
+        "FLEET_IMAGE_TAG": "test",
+        "FLEET_JWT_SECRET": secrets.token_hex(32),
+        "FLEET_PII_SALT": secrets.token_hex(16),
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "FLEET_S3_ACCESS_KEY": s3_server["access_key"],
+        "FLEET_S3_SECRET_KEY": s3_server["secret_key"],
+        **{
+            f"FLEET_{s.upper()}_DB_PASSWORD": secrets.token_hex(12)
+            for s in ("registry", "deployer", "monitor", "retrainer")
+        },
+    }
+    # The postgres container's init script, run against the session's server.
+    psql_bin, pg_env = psql(postgres_server)
+    init = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "compose" / "postgres" / "init-databases.sh")],
+        env={**os.environ, **pg_env, **dotenv, "PATH": f"{Path(psql_bin).parent}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stderr
+    # The minio-init job: the bucket compose's services use.
+    from minio import Minio
+
+    Minio(
+        s3_server["endpoint"].removeprefix("http://"), access_key="k", secret_key="s", secure=False
+    ).make_bucket(bucket_name="modelfleet")
+    # Ray's socket paths must stay short (AF_UNIX, 107 bytes): a shallow temp dir of its own.
+    ray_temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    head, head_address = ray_head(ray_temp, dotenv["RAY_AUTH_TOKEN"])
+    hosts = {
+        "kafka:9092": kafka.bootstrap,
+        "postgres:5432": postgres_server.split("@", 1)[1].split("/", 1)[0],
+        "minio:9000": s3_server["endpoint"].removeprefix("http://"),
+        "ray-head:6379": head_address,
+        "alertmanager:9093": f"127.0.0.1:{free_port()}",
+        **{f"{name}:{port}": f"127.0.0.1:{free_port()}" for name, port in PORTS.items()},
+    }
+    loopback = Loopback(hosts)
+    compose = ComposeProject(dotenv, loopback, tmp_path / "containers")
+    try:
+        yield compose
+    finally:
+        for name in reversed(list(compose.processes)):
+            compose.stop(name)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:  # nothing left to drain: Ray's 30 s drain is not worth waiting for
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        shutil.rmtree(ray_temp, ignore_errors=True)
+        for service in ("registry", "deployer", "monitor", "retrainer"):
+            backend.admin_sql(postgres_server, f'DROP DATABASE IF EXISTS "{service}" WITH (FORCE)')
+            backend.admin_sql(postgres_server, f'DROP ROLE IF EXISTS "{service}"')
+
+
+def test_compose_services_start_from_their_own_commands_and_serve_a_prediction(
+    project: ComposeProject,
+) -> None:
+    # The one-shot jobs the services depend on, in compose's dependency order.
+    project.run_job("topics")
+    for service in ("registry", "deployer", "monitor", "retrainer"):
+        project.run_job(f"{service}-migrate")
+    # In compose's depends_on order, each waiting for the one before to be healthy (here: ready).
+    for service in SERVICES:
+        dependencies = set(COMPOSE["services"][service]["depends_on"]) & set(SERVICES)
+        assert dependencies <= set(project.processes), f"{service} depends on {dependencies}"
+        project.start(service)
+        project.wait_ready(service)
+
+    # The bootstrap admin token, as deploy/compose/README.md gets it from the registry container.
+    issued = subprocess.run(
+        [sys.executable, "-m", "fleet_registry", "issue-token", "--subject", "ops", "--ttl-days", "1"],
+        env=project.environment("registry"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    url = {service: f"http://{project.loopback.address(service)}" for service in SERVICES}
+    client = Client(
+        registry_url=url["registry"],
+        token=token,
+        gateway_url=url["gateway"],
+        deployer_url=url["deployer"],
+        monitor_url=url["monitor"],
+        retrainer_url=url["retrainer"],
+    )
+    X = pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.8, 2.7, 5.1, 1.9]] * 10,
+        columns=FEATURES,
+    )
+    y = pd.Series([0, 0, 2, 2] * 10)
+    version = client.register_sklearn(
+        "iris", LogisticRegression(max_iter=500).fit(X, y), X, y, team="research", deploy_policy="direct"
+    )
+    assert version["artifact_uri"].startswith("s3://modelfleet/artifacts/")
+
+    row = dict(zip(FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+    deadline = time.monotonic() + 180
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = httpx.post(
+            f"{url['gateway']}/v2/models/iris/infer",
+            json={"inputs": row},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        if last.status_code == 200:
+            break
+        time.sleep(1)
+    assert last is not None and last.status_code == 200, (
+        f"{last.status_code} {last.text}\n{project.log('deployer')}"
+    )
+    assert last.headers["X-Fleet-Model-Version"] == "1"
+
+    # Compose stops containers with SIGTERM and kills them after a grace period: each stops within
+    # it (uvicorn finishes, then re-raises the signal, hence 143 through raynode or -15 directly),
+    # and each driver's Ray node leaves with it.
+    for service in reversed(SERVICES):
+        assert project.stop(service) in {0, 143, -signal.SIGTERM}, f"{service}:\n{project.log(service)}"
+    for service in ("deployer", "gateway", "retrainer"):
+        log = project.log(service)
+        assert "raynode: joined" in log and "Local node finished draining" in log, log
