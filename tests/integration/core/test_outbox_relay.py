@@ -4,6 +4,7 @@ and the inbox lets a consumer apply an event once. Real Tansu broker; SQLite and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,7 @@ from fleet_core.broker import ensure_topics
 from fleet_core.db import Database
 from fleet_core.events import CloudEvent, RetrainRequested, Topic, make_event, parse_event
 from fleet_core.outbox import MessagingTables, OutboxMetrics, OutboxRelay, claim, enqueue, messaging_tables
-from fleet_sdk.embedded_broker import EmbeddedBroker
+from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
 from support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -169,6 +170,33 @@ async def test_inbox_claim_is_undone_when_the_consumers_transaction_fails(messag
             raise RuntimeError("the handler failed after claiming")
     async with messaging.db.transaction() as s:  # so the redelivered event is applied
         assert await claim(s, inbox, event_id="e-2", consumer="deployer", topic=TOPIC.value)
+
+
+async def test_the_pending_gauge_counts_a_whole_backlog_not_one_batch(messaging: Messaging) -> None:
+    """With no broker, everything staged stays pending; the gauge behind the backlog alert must show
+    all of it, beyond one batch, so that a growing backlog looks like one."""
+    registry = CollectorRegistry()
+    relay = OutboxRelay(
+        messaging.db.sessions,
+        messaging.tables.outbox,
+        f"127.0.0.1:{free_port()}",
+        batch_size=10,
+        publish_timeout_s=1,
+        metrics=OutboxMetrics(registry),
+    )
+
+    async def gauge_after_a_flush() -> float:
+        with contextlib.suppress(Exception):  # no broker: the flush fails after reading the batch
+            await relay.flush()
+        return registry.get_sample_value("fleet_outbox_pending") or 0.0
+
+    try:
+        await messaging.stage(*(retrain(f"m{i}") for i in range(4)))
+        assert await gauge_after_a_flush() == 4
+        await messaging.stage(*(retrain(f"m{i}") for i in range(25)))
+        assert await gauge_after_a_flush() == 29
+    finally:
+        await relay.stop()
 
 
 async def _pending_is(relay: OutboxRelay, n: int) -> bool:

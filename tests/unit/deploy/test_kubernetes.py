@@ -347,6 +347,20 @@ def test_only_the_gateway_is_exposed(objects: tuple[Manifest, ...]) -> None:
     assert "ingressOptions" not in ray["rayClusterConfig"]["headGroupSpec"]
 
 
+def test_only_the_inference_api_is_public_not_metrics_or_health(objects: tuple[Manifest, ...]) -> None:
+    from fleet_gateway.app import create_app
+    from fleet_gateway.settings import GatewaySettings
+
+    app = create_app(GatewaySettings())
+    routes = set(app.openapi()["paths"]) | {r.path for r in app.routes if hasattr(r, "path")}
+    assert {"/metrics", "/healthz", "/readyz"} <= routes
+    for ingress in of_kind(objects, "Ingress"):
+        prefixes = [path["path"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+        public = {r for r in routes if any(r == p or r.startswith(p.rstrip("/") + "/") for p in prefixes)}
+        assert {"/metrics", "/healthz", "/readyz"}.isdisjoint(public), public
+        assert "/v2/models/{name}/infer" in public and "/v1/feedback" in public
+
+
 def test_ingress_is_denied_by_default_and_only_the_gateway_accepts_any_source(
     objects: tuple[Manifest, ...],
 ) -> None:

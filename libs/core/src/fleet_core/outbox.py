@@ -259,7 +259,10 @@ class OutboxRelay:
                 )
             ).all()
         if self._metrics:
-            self._metrics.pending.set(len(rows))
+            # A full batch may be the head of a longer backlog: then count it all, or a stuck
+            # relay would report a flat `batch_size` and the backlog alert could never see growth.
+            full = len(rows) == self._batch
+            self._metrics.pending.set(await self.pending() if full else len(rows))
         if not rows:
             return 0
         producer = await self._ensure_producer()

@@ -5,10 +5,9 @@ can pair a database with an older or newer bucket), after moving a bucket, or on
 
     python -m fleet_registry verify [--json]
 
-Model artifacts are content-addressed: each version records the SHA-256 and size of its artifact,
-so a missing, truncated or replaced object is caught. Dataset files are checked for presence and
-size (their content hash is computed over the parsed rows, not the file's bytes). Exit code 0 when
-everything matches, 1 otherwise.
+Model artifacts and dataset files are content-addressed: each version records the SHA-256 and size
+of its object, so a missing, truncated or replaced object is caught. Exit code 0 when everything
+matches, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -74,6 +73,7 @@ async def verify_artifacts(settings: RegistrySettings) -> Report:
                         DatasetVersionRow.version,
                         DatasetVersionRow.uri,
                         DatasetVersionRow.size_bytes,
+                        DatasetVersionRow.content_hash,
                     )
                     .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
                     .where(DatasetVersionRow.uri.is_not(None))
@@ -88,9 +88,9 @@ async def verify_artifacts(settings: RegistrySettings) -> Report:
         reason = await _check(store, uri, size, sha256)
         if reason:
             report.problems.append(Problem("model", name, version, uri, reason))
-    for name, version, uri, size in datasets:
+    for name, version, uri, size, sha256 in datasets:
         report.dataset_versions += 1
-        reason = await _check(store, uri, size, None)
+        reason = await _check(store, uri, size, sha256)
         if reason:
             report.problems.append(Problem("dataset", name, version, uri, reason))
     return report
