@@ -25,7 +25,6 @@ fixture that picks infrastructure at run time (``request.getfixturevalue``) mark
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
 import pwd
 import shutil
@@ -146,20 +145,6 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     head.stop()
 
 
-def _pg_bin_dir() -> Path | None:
-    def version(path: str) -> float:
-        try:
-            return float(Path(path).parents[1].name)
-        except ValueError:
-            return 0.0
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 class ThrowawayPostgres:
     """A PostgreSQL cluster in a temp dir: initdb + pg_ctl, listening on 127.0.0.1 at a free port,
     its unix socket in the temp dir, so it never meets a cluster the OS package started. initdb
@@ -229,7 +214,7 @@ def postgres_server() -> Iterator[str]:
     if external:
         yield make_url(external).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
         return
-    bin_dir = _pg_bin_dir()
+    bin_dir = backend.pg_bin_dir()
     if bin_dir is None:
         _skip_or_fail(PG_MISSING)
     if os.geteuid() == 0:

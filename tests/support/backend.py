@@ -18,8 +18,10 @@ integration and end-to-end tests start without naming its storage runs as produc
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,22 @@ BUCKET = "fleet-production-pass"
 S3_ACCESS_KEY = "test-access-key"
 S3_SECRET_KEY = "test-secret-key"
 S3_REGION = "us-east-1"
+
+
+def pg_bin_dir() -> Path | None:
+    """Where PostgreSQL's server programs are (initdb, pg_ctl, psql): Debian's newest, else PATH."""
+
+    def version(path: str) -> float:
+        try:
+            return float(Path(path).parents[1].name)
+        except ValueError:
+            return 0.0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
 
 
 def production() -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -53,10 +54,23 @@ def exec_form(image: str, instruction: str) -> list[str]:
     return json.loads(lines[-1].removeprefix(f"{instruction} ")) if lines else []
 
 
+def uv_command() -> list[str]:
+    """uv itself: the one running this (``uv run`` sets UV), on PATH, or the Makefile's
+    ``python3 -m uv`` with a python3 that is not this venv's (which has no uv module)."""
+    if os.environ.get("UV"):
+        return [os.environ["UV"]]
+    if shutil.which("uv"):
+        return ["uv"]
+    for python in ("/usr/local/bin/python3", "/usr/bin/python3", shutil.which("python3")):
+        if python and subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
+            return [python, "-m", "uv"]
+    pytest.fail("uv not found (the Makefile installs it: make install)")
+
+
 def build_environment(image: str, target: Path) -> Path:
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(target), "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
-    command = ["python3", "-m", "uv", "sync", *sync_args(image), "--quiet"]
+    command = [*uv_command(), "sync", *sync_args(image), "--quiet"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr[-3000:]}"
     return target
