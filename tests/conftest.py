@@ -24,7 +24,6 @@ fixture that picks infrastructure at run time (``request.getfixturevalue``) mark
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import shutil
@@ -33,10 +32,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -46,8 +44,7 @@ from fleet_core.broker import ensure_topics
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
 from fleet_sdk.embedded_ray import RAY_CLIENT_ENV, EmbeddedRay
 from support import backend
-
-T = TypeVar("T")
+from support.aio import run_async
 
 INFRASTRUCTURE_FIXTURES = frozenset(
     {"postgres_server", "postgres_url", "kafka", "kafka_session", "s3_server", "ray_cluster"}
@@ -61,13 +58,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INFRASTRUCTURE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous fixture code, in its own thread and event
-    loop, so it never interferes with the loop pytest-asyncio gives the test."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def _skip_or_fail(reason: str) -> NoReturn:

@@ -17,12 +17,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,14 +31,16 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy.engine import make_url
 
 from fleet_sdk.client import Client
-from fleet_sdk.embedded_broker import EmbeddedBroker, free_port, port_open
+from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
+from fleet_sdk.embedded_ray import EmbeddedRay
 from support import backend
+from support.deploy import ROOT, cmd, dockerfile, entrypoint, image_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = ("registry", "deployer", "gateway", "monitor", "retrainer")
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([?-])([^}]*))?\}")
@@ -63,21 +62,9 @@ def interpolate(value: str, dotenv: dict[str, str]) -> str:
     return INTERPOLATION.sub(one, value)
 
 
-def dockerfile_command(image: str) -> tuple[list[str], list[str], dict[str, str]]:
-    """An image's ENTRYPOINT, CMD and ENV (exec forms, as the Dockerfiles write them)."""
-    text = re.sub(r"\\\n\s*", " ", (ROOT / "deploy" / "docker" / f"{image}.Dockerfile").read_text())
-    final = text.split("\nFROM ")[-1]  # the runtime stage
-    entrypoint: list[str] = []
-    cmd: list[str] = []
-    env: dict[str, str] = {}
-    for line in final.splitlines():
-        if line.startswith("ENTRYPOINT "):
-            entrypoint = yaml.safe_load(line.removeprefix("ENTRYPOINT "))
-        elif line.startswith("CMD "):
-            cmd = yaml.safe_load(line.removeprefix("CMD "))
-        elif line.startswith("ENV "):
-            env |= dict(word.split("=", 1) for word in shlex.split(line.removeprefix("ENV ")))
-    return entrypoint, cmd, env
+def image_of(name: str) -> Path:
+    """The Dockerfile of a compose service's image (`${FLEET_IMAGE_REGISTRY}/<image>:<tag>`)."""
+    return dockerfile(COMPOSE["services"][name]["image"].rsplit("/", 1)[-1].split(":", 1)[0])
 
 
 @dataclass
@@ -108,10 +95,8 @@ class ComposeProject:
 
     def environment(self, name: str) -> dict[str, str]:
         service = COMPOSE["services"][name]
-        image = service["image"].rsplit("/", 1)[-1].split(":", 1)[0]
-        _, _, image_env = dockerfile_command(image)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "RAY_"))}
-        env |= image_env
+        env |= image_env(image_of(name))
         env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
         for key, value in (service.get("environment") or {}).items():
             env[key] = self.loopback.rewrite(interpolate(str(value), self.dotenv))
@@ -137,12 +122,12 @@ class ComposeProject:
         return env
 
     def command(self, name: str) -> list[str]:
-        service = COMPOSE["services"][name]
-        image = service["image"].rsplit("/", 1)[-1].split(":", 1)[0]
-        entrypoint, cmd, _ = dockerfile_command(image)
+        service, image = COMPOSE["services"][name], image_of(name)
+        # Compose's rules: `entrypoint` replaces the image's (and drops its CMD), `command` its CMD.
         if "entrypoint" in service:
-            entrypoint = service["entrypoint"]
-        words = [*entrypoint, *service.get("command", cmd)]
+            words = [*service["entrypoint"], *service.get("command", [])]
+        else:
+            words = [*entrypoint(image), *service.get("command", cmd(image))]
         return [sys.executable if w == "python" else w for w in words]
 
     def run_job(self, name: str) -> None:
@@ -190,37 +175,15 @@ class ComposeProject:
         return process.returncode
 
 
-def ray_head(temp: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The compose `ray-head` service's command on loopback, with its token authentication."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("ray")),
-        *("start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"),
-        *(f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}"),
-        *(f"--object-manager-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}"),
-        *(f"--metrics-export-port={free_port()}", f"--min-worker-port={free_port()}", "--max-worker-port=0"),
-        *("--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"),
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
-    with open(temp / "ray-head.log", "ab") as log:
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 90
-    while not port_open("127.0.0.1", port):
-        assert process.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
-        time.sleep(0.2)
-    time.sleep(2.0)  # GCS answers before the head's raylet registers
-    return process, f"127.0.0.1:{port}"
-
-
 def psql(postgres_url: str) -> tuple[str, dict[str, str]]:
     bin_dir = backend.pg_bin_dir()
     assert bin_dir is not None
-    host_port = postgres_url.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.rsplit(":", 1)
-    return str(bin_dir / "psql"), {"PGHOST": host, "PGPORT": port, "POSTGRES_USER": "postgres"}
+    url = make_url(postgres_url)
+    return str(bin_dir / "psql"), {
+        "PGHOST": str(url.host),
+        "PGPORT": str(url.port),
+        "POSTGRES_USER": "postgres",
+    }
 
 
 @pytest.fixture
@@ -257,14 +220,18 @@ def project(
     Minio(
         s3_server["endpoint"].removeprefix("http://"), access_key="k", secret_key="s", secure=False
     ).make_bucket(bucket_name="modelfleet")
-    # Ray's socket paths must stay short (AF_UNIX, 107 bytes): a shallow temp dir of its own.
-    ray_temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    head, head_address = ray_head(ray_temp, dotenv["RAY_AUTH_TOKEN"])
+    # The compose `ray-head` service on loopback, with its token authentication.
+    head = EmbeddedRay(
+        num_cpus=2,
+        log_path=tmp_path / "ray-head.log",
+        env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": dotenv["RAY_AUTH_TOKEN"]},
+    )
+    head.start()
     hosts = {
         "kafka:9092": kafka.bootstrap,
-        "postgres:5432": postgres_server.split("@", 1)[1].split("/", 1)[0],
+        "postgres:5432": f"{make_url(postgres_server).host}:{make_url(postgres_server).port}",
         "minio:9000": s3_server["endpoint"].removeprefix("http://"),
-        "ray-head:6379": head_address,
+        "ray-head:6379": head.address,
         "alertmanager:9093": f"127.0.0.1:{free_port()}",
         **{f"{name}:{port}": f"127.0.0.1:{free_port()}" for name, port in PORTS.items()},
     }
@@ -275,13 +242,7 @@ def project(
     finally:
         for name in reversed(list(compose.processes)):
             compose.stop(name)
-        os.killpg(head.pid, signal.SIGTERM)
-        try:  # nothing left to drain: Ray's 30 s drain is not worth waiting for
-            head.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=30)
-        shutil.rmtree(ray_temp, ignore_errors=True)
+        head.stop()
         for service in ("registry", "deployer", "monitor", "retrainer"):
             backend.admin_sql(postgres_server, f'DROP DATABASE IF EXISTS "{service}" WITH (FORCE)')
             backend.admin_sql(postgres_server, f'DROP ROLE IF EXISTS "{service}"')

@@ -17,14 +17,12 @@ integration and end-to-end tests start without naming its storage runs as produc
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import secrets
 import shutil
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from support.aio import run_async
 
 BACKEND_ENV = "FLEET_TEST_BACKEND"
 BUCKET = "fleet-production-pass"
@@ -78,7 +78,7 @@ def configure(postgres_admin_url: str, s3_endpoint: str) -> Callable[[], None]:
     """Point the helpers at the session's servers; returns the clean-up (drop every database)."""
     global _state
     _state = _Production(postgres_admin_url, s3_endpoint)
-    _run(_make_bucket(s3_endpoint))
+    run_async(_make_bucket(s3_endpoint))
 
     def close() -> None:
         global _state
@@ -96,15 +96,9 @@ def _require() -> _Production:
     return _state
 
 
-def _run(coro: Any) -> Any:
-    # Its own thread and loop: helpers are called both from sync fixtures and inside running loops.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 def admin_sql(server_url: str, sql: str) -> None:
     """Run one statement outside a transaction (CREATE/DROP DATABASE) on a PostgreSQL server."""
-    _run(_admin(server_url, sql))
+    run_async(_admin(server_url, sql))
 
 
 async def _admin(server_url: str, sql: str) -> None:
@@ -131,10 +125,14 @@ async def _make_bucket(endpoint: str) -> None:
         client.make_bucket(bucket_name=BUCKET)
 
 
-def _new_database(state: _Production, label: str) -> str:
-    name = f"fleet_{label}_{uuid.uuid4().hex[:10]}"
+def _create_database(state: _Production, name: str) -> None:
     admin_sql(state.postgres_admin_url, f'CREATE DATABASE "{name}"')
     state.created.append(name)
+
+
+def _new_database(state: _Production, label: str) -> str:
+    name = f"fleet_{label}_{uuid.uuid4().hex[:10]}"
+    _create_database(state, name)
     return name
 
 
@@ -187,9 +185,7 @@ def stack_env() -> dict[str, str]:
     state = _require()
     stack = uuid.uuid4().hex[:8]
     for service in ("registry", "deployer", "monitor", "retrainer"):
-        name = f"fleet_{stack}_{service}"
-        admin_sql(state.postgres_admin_url, f'CREATE DATABASE "{name}"')
-        state.created.append(name)
+        _create_database(state, f"fleet_{stack}_{service}")
     url = make_url(state.postgres_admin_url).set(database=f"fleet_{stack}_SERVICE")
     return {
         "FLEET_MODE": "production",

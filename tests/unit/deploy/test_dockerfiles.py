@@ -6,56 +6,27 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import pytest
 
-from support.deploy import ROOT, SERVICES, find_tool, run_tool, settings_type
+from support.deploy import (
+    DOCKER_DIR,
+    ROOT,
+    SERVICES,
+    exec_form,
+    find_tool,
+    of,
+    run_tool,
+    settings_type,
+)
 
-DOCKER_DIR = ROOT / "deploy" / "docker"
 DOCKERFILES = sorted(DOCKER_DIR.glob("*.Dockerfile"))
 RAY_IMAGE = DOCKER_DIR / "ray.Dockerfile"
 # Services that call Ray as drivers, so run on a Ray node of their own (fleet_core.raynode).
 RAY_DRIVERS = {"deployer", "gateway", "retrainer"}
 RAYNODE_ENTRYPOINT = ["python", "-m", "fleet_core.raynode", "--"]
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-
-
-def instructions(path: Path) -> list[Instruction]:
-    """The file's instructions, continuation lines joined, comments and parser directives dropped."""
-    joined: list[str] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        joined.append(pending + line)
-        pending = ""
-    result = []
-    for line in joined:
-        keyword, _, arguments = line.partition(" ")
-        result.append(Instruction(keyword.upper(), " ".join(arguments.split())))
-    return result
-
-
-def of(path: Path, keyword: str) -> list[str]:
-    return [i.arguments for i in instructions(path) if i.keyword == keyword]
-
-
-def exec_form(arguments: str) -> list[str]:
-    return re.findall(r'"((?:[^"\\]|\\.)*)"', arguments)
 
 
 def service_dockerfile(service: str) -> Path:

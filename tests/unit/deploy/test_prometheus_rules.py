@@ -3,9 +3,7 @@ alert carries what Alertmanager routing and on-call need (``severity``, ``summar
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,20 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
+from support.deploy import find_tool
+
 PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 PROMTOOL_TIMEOUT_S = 60
 
 
 def promtool() -> str:
-    """promtool's path; skips locally without it, but fails in CI so the checks cannot vanish."""
-    path = shutil.which("promtool")
-    if path is None:
-        reason = "promtool is not on PATH (Debian/Ubuntu: apt-get install prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must install it")
-        pytest.skip(reason)
-    return path
+    return find_tool("promtool", "Debian/Ubuntu: apt-get install prometheus")
 
 
 def run_promtool(*args: str) -> None:

@@ -46,12 +46,15 @@ class EmbeddedRay:
         num_cpus: int | None = None,
         log_path: Path | None = None,
         temp_dir: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.num_cpus = num_cpus
         self.log_path = log_path
         # Ray's socket paths must stay short (AF_UNIX limit ~107 bytes): keep the temp dir shallow.
         self.temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        self.env = env or {}
+        """Environment on top of the embedded defaults (say, RAY_AUTH_MODE=token and its token)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,6 +93,7 @@ class EmbeddedRay:
         env.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         env.update(RAY_CLIENT_ENV)
+        env.update(self.env)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
