@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from fleet_core.raynode import EXIT_NODE_LOST
 from fleet_sdk.embedded_broker import free_port
 from fleet_sdk.embedded_ray import RAY_CLIENT_ENV
+from support.raylets import raylet_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -31,18 +31,6 @@ def node_env(join: str, port: int) -> dict[str, str]:
         FLEET_RAY_NODE_MANAGER_PORT=str(port),
         FLEET_RAY_JOIN_TIMEOUT_S="60",
     )
-
-
-def raylet_running(port: int) -> bool:
-    """Whether a raylet with this node-manager port is still alive on this machine."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"raylet") for a in args[:1]) and f"--node_manager_port={port}".encode() in args:
-            return True
-    return False
 
 
 def test_the_service_runs_as_a_driver_on_its_own_zero_cpu_node(ray_cluster: str) -> None:
