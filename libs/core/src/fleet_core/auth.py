@@ -51,13 +51,32 @@ class Principal(BaseModel):
         return self.role.rank >= role.rank
 
     def in_team(self, team: str) -> bool:
-        return self.is_admin or ALL_TEAMS in self.teams or team in self.teams
+        return self.sees_all_teams or team in self.teams
 
-    def require(self, role: Role, team: str | None = None) -> None:
-        """Raise Forbidden unless this principal has ``role`` (and belongs to ``team``)."""
+    @property
+    def sees_all_teams(self) -> bool:
+        return self.is_admin or ALL_TEAMS in self.teams
+
+    def require_role(self, role: Role) -> None:
+        """Raise Forbidden unless this principal has ``role``. Only for routes whose results are
+        then filtered to the caller's teams (listings); anything that touches one team's resource
+        calls :meth:`require` with that team."""
         if not self.has_role(role):
             raise Forbidden(f"role '{self.role}' may not do this; '{role}' or higher is required")
-        if team is not None and not self.in_team(team):
+
+    def require(self, role: Role, team: str | None) -> None:
+        """Raise Forbidden unless this principal has ``role`` and belongs to ``team``.
+
+        Fails closed: a resource whose team is unknown (``None``) is reachable only by principals
+        who see every team (admins, ``*`` members), never skipped."""
+        self.require_role(role)
+        if team is None:
+            if not self.sees_all_teams:
+                raise Forbidden(
+                    f"'{self.subject}' may not act on a resource that belongs to no known team", field="team"
+                )
+            return
+        if not self.in_team(team):
             raise Forbidden(f"'{self.subject}' is not a member of team '{team}'", field="team")
 
 

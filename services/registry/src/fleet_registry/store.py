@@ -253,7 +253,7 @@ class RegistryStore:
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Model]:
-        actor.require(Role.VIEWER)
+        actor.require_role(Role.VIEWER)
         stmt = select(ModelRow).where(_visible(actor, ModelRow.team)).order_by(ModelRow.name)
         if team:
             stmt = stmt.where(ModelRow.team == team)
@@ -632,7 +632,7 @@ class RegistryStore:
     async def list_datasets(
         self, actor: Principal, *, team: str | None = None, limit: int = 50, offset: int = 0
     ) -> Page[Dataset]:
-        actor.require(Role.VIEWER)
+        actor.require_role(Role.VIEWER)
         stmt = select(DatasetRow).where(_visible(actor, DatasetRow.team)).order_by(DatasetRow.name)
         if team:
             stmt = stmt.where(DatasetRow.team == team)

@@ -31,7 +31,7 @@ def _reader(request: Request, credentials: BearerCredentials) -> Principal | Non
     if request.app.state.settings.anonymous_read and credentials is None:
         return None
     principal = get_principal(request, credentials)
-    principal.require(Role.VIEWER)
+    principal.require_role(Role.VIEWER)
     return principal
 
 

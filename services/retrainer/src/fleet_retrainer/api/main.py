@@ -43,7 +43,7 @@ class JobStarted(Contract):
     "job per model at a time (then `action` is `skip`, with the reason). Needs `scientist`.",
 )
 async def start_job(body: JobRequest, controller: ControllerDep, principal: CurrentPrincipal) -> JobStarted:
-    principal.require(Role.SCIENTIST)
+    principal.require_role(Role.SCIENTIST)
     decision, job = await controller.on_trigger(
         body.model, "manual", requested_by=principal.subject, version=body.version
     )
@@ -58,20 +58,20 @@ async def list_jobs(
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Job]:
-    principal.require(Role.VIEWER)
+    principal.require_role(Role.VIEWER)
     async with controller.store.transaction() as s:
         return await controller.store.jobs(s, model=model, state=state, limit=limit)
 
 
 @api_router.get("/v1/jobs/{job_id}", summary="One job and its outcome")
 async def get_job(job_id: str, controller: ControllerDep, principal: CurrentPrincipal) -> Job:
-    principal.require(Role.VIEWER)
+    principal.require_role(Role.VIEWER)
     return await controller.job(job_id)
 
 
 @api_router.get("/v1/jobs/{job_id}/logs", summary="What the job did, step by step")
 async def job_logs(job_id: str, controller: ControllerDep, principal: CurrentPrincipal) -> JobLogs:
-    principal.require(Role.VIEWER)
+    principal.require_role(Role.VIEWER)
     await controller.job(job_id)
     async with controller.store.transaction() as s:
         lines = await controller.store.logs(s, job_id)
@@ -80,7 +80,7 @@ async def job_logs(job_id: str, controller: ControllerDep, principal: CurrentPri
 
 @api_router.get("/v1/policies/{model}", tags=["policies"], summary="A model's retraining policy")
 async def get_policy(model: str, controller: ControllerDep, principal: CurrentPrincipal) -> RetrainPolicy:
-    principal.require(Role.VIEWER)
+    principal.require_role(Role.VIEWER)
     return await controller.policy(model)
 
 
@@ -90,5 +90,5 @@ async def get_policy(model: str, controller: ControllerDep, principal: CurrentPr
 async def put_policy(
     model: str, body: RetrainPolicy, controller: ControllerDep, principal: CurrentPrincipal
 ) -> RetrainPolicy:
-    principal.require(Role.DEPLOYER)
+    principal.require_role(Role.DEPLOYER)
     return await controller.put_policy(model, body, by=principal.subject)
