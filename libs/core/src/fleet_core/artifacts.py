@@ -84,6 +84,11 @@ class ArtifactStore(ABC):
     def owns(self, uri: str) -> bool:
         return uri.startswith(self.base_uri.rstrip("/") + "/")
 
+    @abstractmethod
+    def relative_key(self, uri: str) -> str:
+        """The key of ``uri`` below this store's base (``models/churn/<sha>/model.skops``); raises
+        NotFound for a URI outside the store."""
+
     async def put_content_addressed(
         self, prefix: str, filename: str, upload: SpooledUpload
     ) -> StoredArtifact:
@@ -138,6 +143,9 @@ class LocalArtifactStore(ArtifactStore):
         await asyncio.to_thread(write)
         return target.as_uri()
 
+    def relative_key(self, uri: str) -> str:
+        return self._path(uri).relative_to(self.root.resolve()).as_posix()
+
     async def get(self, uri: str) -> bytes:
         path = self._path(uri)
         if not path.is_file():
@@ -182,6 +190,14 @@ class S3ArtifactStore(ArtifactStore):
         if parsed.scheme != "s3" or parsed.netloc != self.bucket:
             raise NotFound(f"{uri} is not in bucket {self.bucket}", field="artifact_uri")
         return parsed.path.lstrip("/")
+
+    def relative_key(self, uri: str) -> str:
+        key = self._key(uri)
+        if not self.prefix:
+            return key
+        if not key.startswith(self.prefix + "/"):
+            raise NotFound(f"{uri} is outside the artifact store {self.base_uri}", field="artifact_uri")
+        return key.removeprefix(self.prefix + "/")
 
     async def _ensure_bucket(self) -> None:
         if not self._bucket_ready:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import Literal
 
 from fastapi import UploadFile
 
@@ -46,6 +47,23 @@ def check_flavor(flavor: Flavor, data: bytes) -> list[str]:
     return []
 
 
+OwnerKind = Literal["model", "dataset", "team"]
+_OWNED_PREFIXES: dict[str, OwnerKind] = {"models": "model", "datasets": "dataset", "teams": "team"}
+
+
+def owner_of(store: ArtifactStore, uri: str, field: str) -> tuple[OwnerKind, str] | None:
+    """Who an object in the store belongs to, by its key: ``models/<model>/...`` to that model's
+    team, ``datasets/<dataset>/...`` to that dataset's team, ``teams/<team>/...`` (the staging area
+    for a team's pipelines) to that team; None for any other key (admins only)."""
+    try:
+        parts = store.relative_key(uri).split("/")
+    except NotFound as exc:
+        raise InvalidInput(f"{uri} is not in the artifact store", field=field) from exc
+    if len(parts) >= 3 and parts[0] in _OWNED_PREFIXES and parts[1]:
+        return _OWNED_PREFIXES[parts[0]], parts[1]
+    return None
+
+
 async def verify_existing(
     store: ArtifactStore, uri: str, claimed_sha256: str, max_bytes: int
 ) -> tuple[StoredArtifact, bytes]:
@@ -57,9 +75,9 @@ async def verify_existing(
     spooled = SpooledUpload(max_bytes)
     spooled.write(data)
     if spooled.sha256 != claimed_sha256:
+        # Never echo the object's hash: the response would be a hash oracle for any URI.
         raise InvalidInput(
-            f"sha256 mismatch: the artifact at {uri} hashes to {spooled.sha256}, not {claimed_sha256}",
-            field="sha256",
+            f"sha256 mismatch: the artifact at {uri} does not hash to {claimed_sha256}", field="sha256"
         )
     spooled.close()
     return StoredArtifact(uri=uri, sha256=claimed_sha256, size_bytes=len(data)), data

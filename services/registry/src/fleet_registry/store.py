@@ -296,17 +296,59 @@ class RegistryStore:
 
     # ------------------------------------------------------------------ versions
 
-    async def check_can_register(self, actor: Principal, name: str, meta: VersionMetadata) -> None:
-        """Fail fast, before an upload is stored, if the caller may not register here."""
+    async def check_can_register(self, actor: Principal, name: str, meta: VersionMetadata) -> str:
+        """Fail fast, before an upload is stored, if the caller may not register here; the model's
+        team."""
         async with self.db.sessions() as s:
             model = await self._writable_model(s, actor, name)
             self._check_registration_rules(actor, model, meta)
+            await self._check_dataset_team(s, model, meta)
             if meta.version is not None and await s.scalar(
                 select(VersionRow.id).where(
                     VersionRow.model_id == model.id, VersionRow.version == meta.version
                 )
             ):
                 raise Conflict(f"model '{name}' already has version {meta.version}", field="version")
+            return model.team
+
+    async def check_object_owner(
+        self, actor: Principal, team: str, owner: tuple[str, str] | None, *, field: str
+    ) -> None:
+        """Refuse (403) an existing object of the artifact store that does not belong to ``team``:
+        an object under another model, dataset or team prefix, or, for anyone but those who see
+        every team, an object under no team's prefix."""
+        async with self.db.sessions() as s:
+            if owner is None:
+                if not actor.sees_all_teams:
+                    raise Forbidden(
+                        "objects outside models/, datasets/ and teams/<team>/ belong to no team; stage "
+                        f"artifacts under teams/{team}/ instead",
+                        field=field,
+                    )
+                return
+            kind, name = owner
+            if kind == "team":
+                owner_team: str | None = name
+            else:
+                row_type = ModelRow if kind == "model" else DatasetRow
+                owner_team = await s.scalar(select(row_type.team).where(row_type.name == name))
+            if owner_team != team:
+                # The same answer whether or not the owner exists: no probing of other teams' names.
+                raise Forbidden(f"that object does not belong to team '{team}'", field=field)
+
+    async def _check_dataset_team(
+        self, s: AsyncSession, model: ModelRow, meta: VersionMetadata
+    ) -> DatasetVersionRow | None:
+        if meta.dataset_version is None:
+            return None
+        dataset = await self._dataset_row(s, meta.dataset_version.dataset)
+        if dataset.team != model.team:
+            raise Forbidden(
+                f"dataset '{dataset.name}' belongs to team '{dataset.team}', not to team "
+                f"'{model.team}' of model '{model.name}'; a version may only reference its own team's data",
+                field="dataset_version",
+            )
+        return await self._dataset_version_row(s, meta.dataset_version.dataset, meta.dataset_version.version)
 
     @staticmethod
     def _check_registration_rules(actor: Principal, model: ModelRow, meta: VersionMetadata) -> None:
@@ -317,6 +359,19 @@ class RegistryStore:
         if meta.flavor == "python":
             # Custom Python code runs inside the serving processes: trusted publishers only.
             actor.require(Role.DEPLOYER, model.team)
+        # Taking traffic (or reserving resources) at registration is a deployment: the same role
+        # the deployer's API demands, on the model's own team.
+        for field, live in (
+            ("deploy_policy", meta.deploy_policy != "none"),
+            ("quota", meta.quota is not None),
+        ):
+            if live and not (actor.has_role(Role.DEPLOYER) and actor.in_team(model.team)):
+                raise Forbidden(
+                    f"registering with {field} set deploys the version: it needs role 'deployer' on team "
+                    f"'{model.team}', and '{actor.subject}' is '{actor.role}'"
+                    + ("" if actor.in_team(model.team) else " outside that team"),
+                    field=field,
+                )
         if meta.example_input:
             problems = validate_rows(meta.signature, meta.example_input, prefix="example_input")
             if problems:
@@ -373,10 +428,8 @@ class RegistryStore:
                 await self._version_row(s, model, meta.parent_version, field="parent_version")
             dataset_version_id = None
             dataset_ref = None
-            if meta.dataset_version is not None:
-                dv = await self._dataset_version_row(
-                    s, meta.dataset_version.dataset, meta.dataset_version.version
-                )
+            dv = await self._check_dataset_team(s, model, meta)
+            if dv is not None:
                 dataset_version_id = dv.id
                 dataset_ref = (await self._dataset_version_by_id(s, dv.id)).ref()
             event = make_event(
@@ -651,9 +704,12 @@ class RegistryStore:
             actor.require(Role.VIEWER, row.team)
             return await self._dataset_entity(s, row)
 
-    async def check_can_add_dataset_version(self, actor: Principal, name: str) -> None:
+    async def check_can_add_dataset_version(self, actor: Principal, name: str) -> str:
+        """Fail fast if the caller may not add versions to dataset ``name``; the dataset's team."""
         async with self.db.sessions() as s:
-            actor.require(Role.SCIENTIST, (await self._dataset_row(s, name)).team)
+            team = (await self._dataset_row(s, name)).team
+            actor.require(Role.SCIENTIST, team)
+            return team
 
     async def create_dataset_version(
         self,

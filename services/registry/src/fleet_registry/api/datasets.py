@@ -18,7 +18,7 @@ from fleet_registry.api.deps import (
 )
 from fleet_registry.api.forms import parse_json_part
 from fleet_registry.api.schemas import DatasetCreate, DatasetVersionFromUri, DatasetVersionMetadata
-from fleet_registry.artifacts import receive, verify_existing
+from fleet_registry.artifacts import owner_of, receive, verify_existing
 from fleet_registry.entities import Dataset, DatasetVersion, Page
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -90,7 +90,8 @@ async def register_dataset_version(
     settings: SettingsDep,
     who: CurrentPrincipal,
 ) -> DatasetVersion:
-    await store.check_can_add_dataset_version(who, name)
+    team = await store.check_can_add_dataset_version(who, name)
+    await store.check_object_owner(who, team, owner_of(artifacts, body.uri, "uri"), field="uri")
     stored, _ = await verify_existing(artifacts, body.uri, body.content_hash, settings.max_dataset_bytes)
     version, created = await store.create_dataset_version(
         who, name, body, content_hash=stored.sha256, uri=stored.uri, size_bytes=stored.size_bytes

@@ -18,7 +18,7 @@ from fleet_registry.api.deps import (
 )
 from fleet_registry.api.forms import parse_json_part
 from fleet_registry.api.schemas import VersionFromUri, VersionMetadata, VersionUpdate
-from fleet_registry.artifacts import FILENAMES, check_flavor, receive, verify_existing
+from fleet_registry.artifacts import FILENAMES, check_flavor, owner_of, receive, verify_existing
 from fleet_registry.entities import Lineage, ModelVersion, ModelVersionSummary, Page
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
@@ -70,7 +70,10 @@ async def register_from_uri(
     settings: SettingsDep,
     who: CurrentPrincipal,
 ) -> ModelVersion:
-    await store.check_can_register(who, name, body)
+    team = await store.check_can_register(who, name, body)
+    await store.check_object_owner(
+        who, team, owner_of(artifacts, body.artifact_uri, "artifact_uri"), field="artifact_uri"
+    )
     stored, data = await verify_existing(
         artifacts, body.artifact_uri, body.sha256, settings.max_artifact_bytes
     )
