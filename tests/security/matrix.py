@@ -9,6 +9,8 @@ A service's test declares, for each route, the least role that may call it and i
 - ``listing``: returns many teams' resources filtered to the caller's. No token is 401; a caller of
   another team gets through but sees none of the team's resources (``markers`` absent).
 - ``admin``: admins only; a deployer of every team is 403.
+- ``authenticated``: platform metadata that names no team's resource (the revocation list); no
+  token is 401, any valid token gets through.
 - ``public``: health and the like; no token gets through.
 
 The routes come from ``app.routes`` (OpenAPI or not), so a route added without a row in its
@@ -27,7 +29,7 @@ from starlette.routing import Mount, Route
 
 from fleet_core.auth import Role, TokenAuthority
 
-Scope = Literal["team", "listing", "admin", "public"]
+Scope = Literal["team", "listing", "admin", "authenticated", "public"]
 RequestKwargs = dict[str, Any]
 
 TEAM = "gx"
@@ -53,6 +55,10 @@ def team(role: Role, path: str | None = None, request: Callable[[], RequestKwarg
 
 def listing(path: str | None = None, request: Callable[[], RequestKwargs] | None = None) -> Access:
     return Access("listing", Role.VIEWER, path, request)
+
+
+def authenticated(path: str | None = None) -> Access:
+    return Access("authenticated", Role.VIEWER, path)
 
 
 def admin(path: str | None = None, request: Callable[[], RequestKwargs] | None = None) -> Access:
@@ -156,7 +162,7 @@ class MatrixRun:
             self.expect(r.status_code == 403, method, template, f"{ROLES[below]} of the team", r)
 
     async def _allowed(self, method: str, template: str, access: Access) -> None:
-        teams = ["*"] if access.scope == "admin" else [TEAM]
+        teams = {"admin": ["*"], "authenticated": [OTHER_TEAM]}.get(access.scope, [TEAM])
         headers = {} if access.scope == "public" else self.token(access.role, teams)
         r = await self.call(method, template, access, headers)
         self.expect(r.status_code not in (401, 403), method, template, f"{access.role} of the team", r)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_core.auth import Role
-from security.matrix import SERVICE_ROUTES, TEAM, Access, MatrixRun, admin, listing, team
+from security.matrix import SERVICE_ROUTES, TEAM, Access, MatrixRun, admin, authenticated, listing, team
 from support.registry import running_registry, skops_model, version_metadata
 
 MODEL, DATASET = f"{TEAM}-churn", f"{TEAM}-data"
@@ -30,7 +30,7 @@ def _dataset_file() -> dict[str, Any]:
     }
 
 
-def table(v1: dict[str, Any], d1: dict[str, Any]) -> dict[tuple[str, str], Access]:
+def table(v1: dict[str, Any], d1: dict[str, Any], token_id: str) -> dict[tuple[str, str], Access]:
     m, d = f"/v1/models/{MODEL}", f"/v1/datasets/{DATASET}"
     from_uri = {**version_metadata(), "artifact_uri": v1["artifact_uri"], "sha256": v1["sha256"]}
     dataset_from_uri = {"uri": d1["uri"], "content_hash": d1["content_hash"], "row_count": 1}
@@ -41,6 +41,7 @@ def table(v1: dict[str, Any], d1: dict[str, Any]) -> dict[tuple[str, str], Acces
             request=lambda: {"json": {"subject": "ci", "role": "viewer", "teams": [TEAM]}}
         ),
         ("GET", "/v1/tokens"): admin(),
+        ("GET", "/v1/tokens/revoked"): authenticated(),
         ("POST", "/v1/models"): team(
             Role.SCIENTIST, request=lambda: {"json": {"name": f"{TEAM}-m{next(_names)}", "team": TEAM}}
         ),
@@ -82,6 +83,7 @@ def table(v1: dict[str, Any], d1: dict[str, Any]) -> dict[tuple[str, str], Acces
         ("DELETE", "/v1/models/{name}/aliases/{alias}"): team(Role.SCIENTIST, f"{m}/aliases/staging"),
         ("POST", "/v1/models/{name}/archive"): team(Role.DEPLOYER, f"{m}/archive"),
         ("POST", "/v1/models/{name}/unarchive"): team(Role.DEPLOYER, f"{m}/unarchive"),
+        ("DELETE", "/v1/tokens/{token_id}"): admin(f"/v1/tokens/{token_id}"),
     }
 
 
@@ -100,6 +102,10 @@ async def test_every_registry_route_checks_role_and_team(tmp_path: Path) -> None
         d1 = (
             await registry.client.post(f"/v1/datasets/{DATASET}/versions", headers=root, **_dataset_file())
         ).json()
-        run = MatrixRun(registry.client, registry.tokens, table(v1, d1), markers=[MODEL, DATASET])
+        spare = await registry.client.post(
+            "/v1/tokens", json={"subject": "spare", "role": "viewer"}, headers=root
+        )
+        token_id = spare.json()["token_id"]
+        run = MatrixRun(registry.client, registry.tokens, table(v1, d1, token_id), markers=[MODEL, DATASET])
         await run.run(registry.app)
         assert not run.failures, "\n" + run.report()

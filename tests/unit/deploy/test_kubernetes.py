@@ -417,11 +417,12 @@ def test_every_service_url_a_service_calls_is_allowed_by_the_network_policies(
     assert sorted(calls) == [
         ("deployer", "registry"),
         ("gateway", "deployer"),
+        ("gateway", "registry"),  # the revocation list of tokens
         ("monitor", "registry"),
         ("retrainer", "monitor"),
         ("retrainer", "registry"),
     ]
-    assert not allowed(objects, labels["gateway"], labels["registry"], SERVICE_PORTS["registry"])
+    assert not allowed(objects, labels["gateway"], labels["monitor"], SERVICE_PORTS["monitor"])
     assert not allowed(objects, labels["registry"], labels["monitor"], SERVICE_PORTS["monitor"])
 
 

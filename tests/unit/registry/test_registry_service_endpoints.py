@@ -27,6 +27,8 @@ V1_PATHS = {
     "/v1/datasets/{name}/versions/{version}/content": {"get"},
     "/v1/audit": {"get"},
     "/v1/tokens": {"get", "post"},
+    "/v1/tokens/revoked": {"get"},
+    "/v1/tokens/{token_id}": {"delete"},
 }
 
 

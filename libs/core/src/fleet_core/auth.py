@@ -8,7 +8,7 @@ admins act everywhere.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -89,6 +89,14 @@ class TokenAuthority:
         self._secret = secret
         self._issuer = issuer
         self._keys = (secret, *previous)
+        self._revoked: frozenset[str] = frozenset()
+
+    def set_revoked(self, token_ids: Iterable[str]) -> None:
+        """Replace the revocation list (token ids, ``jti``) that :meth:`verify` refuses."""
+        self._revoked = frozenset(token_ids)
+
+    def is_revoked(self, token_id: str | None) -> bool:
+        return token_id is not None and token_id in self._revoked
 
     def issue(
         self,
@@ -118,6 +126,8 @@ class TokenAuthority:
 
     def verify(self, token: str) -> Principal:
         claims = self._decode(token)
+        if self.is_revoked(claims.get("jti")):
+            raise Unauthorized("the bearer token has been revoked")
         try:
             role = Role(claims.get("role", ""))
         except ValueError as exc:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -23,6 +23,7 @@ from fleet_core.errors import install_problem_handlers, problem
 from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id, get_logger
 from fleet_core.metrics import ServiceMetrics
 from fleet_core.outbox import OutboxRelay
+from fleet_core.revocation import RevocationFollower, registry_source
 from fleet_core.settings import FleetSettings, ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -95,7 +96,7 @@ def build_app(
         title=title,
         version=version,
         description=description,
-        lifespan=lifespan,
+        lifespan=_following_revocations(lifespan, settings),
         openapi_tags=openapi_tags,
     )
     install_problem_handlers(app)
@@ -131,6 +132,33 @@ def build_app(
         )
 
     return app
+
+
+def _following_revocations(lifespan: Any, settings: FleetSettings) -> Any:
+    """The service's lifespan, with its token authority following the registry's revocation list
+    once the service has started (the registry sets ``app.state.revocation_source`` to read its own
+    database; every other service asks the registry at ``registry_url``)."""
+
+    @contextlib.asynccontextmanager
+    async def wrapped(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            source = getattr(app.state, "revocation_source", None)
+            if source is None and settings.registry_url:
+                source = registry_source(settings.registry_url, app.state.tokens)
+            follower = None
+            if source is not None:
+                follower = RevocationFollower(
+                    app.state.tokens, source, settings.revocation_refresh_s, app.state.metrics.registry
+                )
+                follower.start()
+            app.state.revocations = follower
+            try:
+                yield
+            finally:
+                if follower is not None:
+                    await follower.stop()
+
+    return wrapped
 
 
 class BodySizeLimitMiddleware:

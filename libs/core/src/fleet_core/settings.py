@@ -42,6 +42,11 @@ class FleetSettings(BaseSettings):
     """Comma-separated secrets that signed tokens before a key rotation: still accepted when
     verifying, never used to sign. Empty again once the rotation is over (docs/operations.md)."""
     jwt_issuer: str = "modelfleet"
+    registry_url: str | None = "http://127.0.0.1:8001"
+    """The registry, the owner of models, versions, datasets and tokens."""
+    revocation_refresh_s: float = Field(default=10.0, gt=0, le=3600)
+    """How often every service refreshes the registry's list of revoked tokens: a revoked token
+    is refused everywhere within this delay."""
     log_level: str = "INFO"
     log_json: bool = True
     dlq_max_attempts: int = Field(default=3, ge=1, le=100)

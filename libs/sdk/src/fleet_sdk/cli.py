@@ -536,6 +536,44 @@ def tokens_issue(
     print(tok["token"])
 
 
+@tokens_app.command("list")
+def tokens_list(as_json: JsonOpt = False) -> None:
+    """Every recorded token: id, subject, role, teams, expiry, revocation (never the secret)."""
+    with _client() as c:
+        records = c.tokens()
+    if as_json:
+        _dump(records)
+        return
+    _table(
+        "Tokens",
+        ["id", "subject", "role", "teams", "issued", "expires", "issued by", "revoked"],
+        [
+            [
+                t["token_id"],
+                t["subject"],
+                t["role"],
+                ",".join(t["teams"]),
+                _when(t["issued_at"]),
+                _when(t["expires_at"]) if t["expires_at"] else "never",
+                t["issued_by"],
+                _when(t["revoked_at"]) if t.get("revoked_at") else "",
+            ]
+            for t in records
+        ],
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (`fleet tokens list`)")],
+) -> None:
+    """Revoke a token: the registry refuses it at once, every other service within
+    FLEET_REVOCATION_REFRESH_S (10 s by default)."""
+    with _client() as c:
+        record = c.revoke_token(token_id)
+    console.print(f"revoked {record['token_id']} ({record['subject']}, {record['role']})")
+
+
 # ---------------------------------------------------------------------- demo
 
 

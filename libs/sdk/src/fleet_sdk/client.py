@@ -293,6 +293,13 @@ class Client:
         }
         return self._request("POST", "/v1/tokens", json=body)  # type: ignore[no-any-return]
 
+    def tokens(self) -> list[dict[str, Any]]:
+        """Every recorded token (never the secret itself), newest first."""
+        return list(self._pages("/v1/tokens", {}))
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/tokens/{token_id}")  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ deployments (deployer)
 
     def deploy(

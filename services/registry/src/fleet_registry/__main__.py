@@ -30,14 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = RegistrySettings()
 
     if args.command == "issue-token":
-        token, _, _ = settings.token_authority().issue(
-            args.subject,
-            Role(args.role),
-            args.team or ["*"],
-            ttl=timedelta(days=args.ttl_days) if args.ttl_days else None,
-        )
-        print(token)
-        return 0
+        return _issue_token(settings, args.subject, Role(args.role), args.team or ["*"], args.ttl_days)
 
     if args.command == "verify":
         return _verify(settings, as_json=args.json)
@@ -49,6 +42,43 @@ def main(argv: list[str] | None = None) -> int:
         migrate_database(settings.resolved_database_url("registry"), MIGRATIONS)
         return 0
     serve_http(create_app(settings), settings.host, settings.port)
+    return 0
+
+
+def _issue_token(
+    settings: RegistrySettings, subject: str, role: Role, teams: list[str], ttl_days: float | None
+) -> int:
+    """Mint a token with FLEET_JWT_SECRET and record it in the registry's database (so it can be
+    listed and revoked like any other); refuses when the database is not migrated."""
+    from fleet_core.db import Database
+    from fleet_registry.store import RegistryStore
+    from fleet_registry.tokens import BOOTSTRAP, issue_token
+
+    async def issue() -> str:
+        db = Database(settings.resolved_database_url("registry"))
+        try:
+            token, _ = await issue_token(
+                RegistryStore(db),
+                settings.token_authority(),
+                BOOTSTRAP,
+                subject=subject,
+                role=role,
+                teams=teams,
+                ttl=timedelta(days=ttl_days) if ttl_days else None,
+            )
+        finally:
+            await db.dispose()
+        return token
+
+    try:
+        print(asyncio.run(issue()))
+    except Exception as exc:  # no database, not migrated: nothing was issued
+        print(
+            f"issue-token: could not record the token ({type(exc).__name__}: {exc}); "
+            "run `python -m fleet_registry migrate` first",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

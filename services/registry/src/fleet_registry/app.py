@@ -48,6 +48,8 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         app.state.db = db
         app.state.relay = relay
         app.state.store = RegistryStore(db, on_commit=relay.notify)
+        # The registry owns the token records: it follows its own revocation list, from its database.
+        app.state.revocation_source = app.state.store.revoked_token_ids
         app.state.artifacts = artifact_store(settings.resolved_artifact_uri(), settings)
 
         app.state.readiness = [("database", database_check(db)), ("outbox", outbox_check(relay))]

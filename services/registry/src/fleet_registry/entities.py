@@ -152,6 +152,8 @@ class AuditEntry(BaseModel):
     resource: str
     detail: dict[str, Any]
     request_id: str | None
+    outcome: str = "ok"
+    service: str = "registry"
 
 
 class IssuedToken(BaseModel):
@@ -163,3 +165,5 @@ class IssuedToken(BaseModel):
     issued_at: datetime
     expires_at: datetime | None
     issued_by: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None

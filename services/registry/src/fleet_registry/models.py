@@ -145,6 +145,10 @@ class AuditRow(Base):
     resource: Mapped[str] = mapped_column(String(400))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(20), default="ok", server_default="ok", index=True)
+    """ok, or denied (a refused attempt: 401/403)."""
+    service: Mapped[str] = mapped_column(String(40), default="registry", server_default="registry")
+    """The service where the write happened (the registry keeps every service's audit trail)."""
 
 
 class TokenRow(Base):
@@ -158,3 +162,5 @@ class TokenRow(Base):
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     issued_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_by: Mapped[str | None] = mapped_column(String(200))

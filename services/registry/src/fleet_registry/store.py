@@ -858,6 +858,30 @@ class RegistryStore:
                 teams=token.teams,
             )
 
+    async def revoke_token(self, actor: Principal, token_id: str) -> IssuedToken:
+        """Mark a recorded token revoked (idempotent: revoking twice keeps the first time)."""
+        if not actor.is_admin:
+            raise Forbidden("only admins may revoke tokens")
+        async with self.db.transaction() as s:
+            row = await s.get(TokenRow, token_id)
+            if row is None:
+                raise NotFound(f"no recorded token with id '{token_id}'", field="token_id")
+            if row.revoked_at is None:
+                row.revoked_at, row.revoked_by = _now(), actor.subject
+                await self._audit(s, actor, "token.revoke", f"tokens/{token_id}", subject=row.subject)
+            return IssuedToken.model_validate(row, from_attributes=True)
+
+    async def revoked_token_ids(self) -> set[str]:
+        """Ids of revoked tokens that have not expired yet (an expired token is refused anyway)."""
+        async with self.db.sessions() as s:
+            rows = await s.scalars(
+                select(TokenRow.token_id).where(
+                    TokenRow.revoked_at.is_not(None),
+                    or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > _now()),
+                )
+            )
+            return set(rows.all())
+
     async def list_tokens(self, actor: Principal, *, limit: int = 100, offset: int = 0) -> Page[IssuedToken]:
         if not actor.is_admin:
             raise Forbidden("only admins may list tokens")

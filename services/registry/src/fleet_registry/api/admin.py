@@ -1,16 +1,18 @@
-"""/v1/audit and /v1/tokens: admin-only views and token issuance."""
+"""/v1/audit and /v1/tokens: the audit log, token issuance, listing and revocation."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Path, Request, status
 
-from fleet_core.auth import TokenAuthority
+from fleet_core.auth import Role
 from fleet_core.errors import Forbidden
 from fleet_registry.api.deps import CurrentPrincipal, Limit, Offset, StoreDep
-from fleet_registry.api.schemas import TokenRequest, TokenResponse
+from fleet_registry.api.schemas import RevokedToken, RevokedTokens, TokenRequest, TokenResponse
 from fleet_registry.entities import AuditEntry, IssuedToken, Page
+from fleet_registry.tokens import issue_token
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -31,38 +33,57 @@ async def audit(
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, summary="Issue a bearer token (admins only)")
-async def issue_token(
+async def issue(
     body: TokenRequest, request: Request, store: StoreDep, who: CurrentPrincipal
 ) -> TokenResponse:
     if not who.is_admin:
         raise Forbidden("only admins may issue tokens")
-    authority: TokenAuthority = request.app.state.tokens
-    token, token_id, expires = authority.issue(
-        body.subject,
-        body.role,
-        body.teams,
-        scopes=body.scopes,
-        ttl=timedelta(days=body.ttl_days) if body.ttl_days else None,
-    )
-    record = IssuedToken(
-        token_id=token_id,
-        subject=body.subject,
-        role=str(body.role),
-        teams=body.teams,
-        scopes=body.scopes,
-        issued_at=datetime.now(UTC),
-        expires_at=expires,
-        issued_by=who.subject,
-    )
-    await store.record_token(who, record)
-    return TokenResponse(
-        token=token,
-        token_id=token_id,
+    token, record = await issue_token(
+        store,
+        request.app.state.tokens,
+        who,
         subject=body.subject,
         role=body.role,
         teams=body.teams,
-        expires_at=expires.isoformat() if expires else None,
+        scopes=body.scopes,
+        ttl=timedelta(days=body.ttl_days) if body.ttl_days else None,
     )
+    return TokenResponse(
+        token=token,
+        token_id=record.token_id,
+        subject=body.subject,
+        role=body.role,
+        teams=body.teams,
+        expires_at=record.expires_at.isoformat() if record.expires_at else None,
+    )
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    summary="Revoke a token (admins only)",
+    description="Every service refuses the token within `FLEET_REVOCATION_REFRESH_S` (default 10 s); "
+    "the registry at once. Revoking twice is harmless.",
+)
+async def revoke(
+    token_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]{1,64}$")],
+    request: Request,
+    store: StoreDep,
+    who: CurrentPrincipal,
+) -> IssuedToken:
+    record = await store.revoke_token(who, token_id)
+    request.app.state.tokens.set_revoked(await store.revoked_token_ids())
+    return record
+
+
+@router.get(
+    "/tokens/revoked",
+    summary="Ids of revoked tokens that have not expired (any token)",
+    description="What every service's token verifier refreshes from; ids only, never the tokens.",
+)
+async def revoked(store: StoreDep, who: CurrentPrincipal) -> RevokedTokens:
+    who.require_role(Role.VIEWER)
+    ids = sorted(await store.revoked_token_ids())
+    return RevokedTokens(items=[RevokedToken(token_id=i) for i in ids])
 
 
 @router.get("/tokens", summary="Tokens issued so far, without their secrets (admins only)")

@@ -141,6 +141,16 @@ class DatasetVersionFromUri(DatasetVersionMetadata):
     content_hash: Sha256
 
 
+class RevokedToken(BaseModel):
+    token_id: str
+
+
+class RevokedTokens(BaseModel):
+    """Revoked, unexpired token ids: every service's verifier refuses them."""
+
+    items: list[RevokedToken]
+
+
 class TokenRequest(Strict):
     subject: Annotated[str, Field(min_length=1, max_length=200)]
     role: Role
