@@ -56,7 +56,13 @@ async def running_registry(
         kafka_bootstrap=kafka_bootstrap,
         jwt_secret=SECRET,
         outbox_poll_interval_s=0.2,
-        **{"artifact_uri": artifact_uri, **storage, **overrides},
+        **{
+            "artifact_uri": artifact_uri,
+            # Without a broker there are no other services' audit entries to consume.
+            "consume_events": kafka_bootstrap != "127.0.0.1:1",
+            **storage,
+            **overrides,
+        },
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:

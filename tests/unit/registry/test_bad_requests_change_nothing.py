@@ -63,7 +63,8 @@ async def registry_state(h: RegistryHarness) -> dict[str, Any]:
     state: dict[str, Any] = {
         "models": (await get("/v1/models?include_archived=true", headers=admin)).json(),
         "datasets": (await get("/v1/datasets", headers=admin)).json(),
-        "audit": (await get("/v1/audit?limit=500", headers=admin)).json(),
+        # A refused request is itself audited (outcome denied or rejected); it changes no record.
+        "audit": (await get("/v1/audit?limit=500&outcome=ok", headers=admin)).json(),
         "tokens": (await get("/v1/tokens", headers=admin)).json(),
         "outbox_pending": await h.app.state.relay.pending(),
         "artifact_files": sorted(str(p) for p in (h.settings.home / "artifacts").rglob("*")),

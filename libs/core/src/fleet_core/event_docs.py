@@ -73,6 +73,11 @@ ROLES: dict[Topic, tuple[str, str, str]] = {
         "monitor, dashboard",
         "a job ended: a new version registered, or rejected by the gate and why, or failed",
     ),
+    Topic.AUDIT_RECORDED: (
+        "deployer, monitor, retrainer",
+        "registry (the platform's audit log)",
+        "a write or a refused attempt (401/403) in a service: who, what, when, outcome",
+    ),
 }
 
 INTRO = """\

@@ -48,6 +48,7 @@ class Topic(StrEnum):
     RETRAIN_REQUESTED = "retrain.requested"
     DATASET_UPDATED = "dataset.updated"
     RETRAIN_COMPLETED = "retrain.completed"
+    AUDIT_RECORDED = "audit.recorded"
 
     @property
     def dlq(self) -> str:
@@ -280,6 +281,23 @@ class RetrainCompleted(Contract):
     reasons: list[str] = Field(default_factory=list)
 
 
+class AuditRecorded(Contract):
+    """One write (or refused attempt) in a service, for the platform's audit log in the registry."""
+
+    service: str
+    actor: str = Field(description="The token's subject; `anonymous` without a valid token")
+    role: str | None = None
+    action: str = Field(description="METHOD and route template, e.g. `PUT /v1/routes/{model}`")
+    resource: str = Field(description="The request path")
+    outcome: Literal["ok", "denied", "rejected", "error"] = Field(
+        description="ok (2xx/3xx), denied (401/403), rejected (other 4xx), error (5xx)"
+    )
+    status: int
+    at: datetime
+    request_id: str | None = None
+    detail: dict[str, JsonValue] = Field(default_factory=dict)
+
+
 PAYLOADS: dict[Topic, type[Contract]] = {
     Topic.MODEL_REGISTERED: ModelRegistered,
     Topic.ROLLOUT_REQUESTED: RolloutRequested,
@@ -292,6 +310,7 @@ PAYLOADS: dict[Topic, type[Contract]] = {
     Topic.RETRAIN_REQUESTED: RetrainRequested,
     Topic.DATASET_UPDATED: DatasetUpdated,
     Topic.RETRAIN_COMPLETED: RetrainCompleted,
+    Topic.AUDIT_RECORDED: AuditRecorded,
 }
 
 # --------------------------------------------------------------------------- envelope

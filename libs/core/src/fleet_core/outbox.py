@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet_core.db import Database, UtcDateTime
-from fleet_core.events import CloudEvent, Topic, make_event
+from fleet_core.events import AuditRecorded, CloudEvent, Topic, make_event
 from fleet_core.log import get_logger
 
 log = get_logger(__name__)
@@ -336,6 +336,11 @@ class MessagingStore:
         return await claim(
             s, self.messaging.inbox, event_id=event_id, consumer=self.consumer, topic=topic.value
         )
+
+    async def record_audit(self, entry: AuditRecorded) -> None:
+        """The service's audit sink: ``audit.recorded`` through the outbox, for the registry's log."""
+        async with self.transaction() as s:
+            await self.publish(s, Topic.AUDIT_RECORDED, entry)
 
     async def publish(self, s: AsyncSession, topic: Topic, data: BaseModel) -> str:
         """Stage ``data`` on ``topic`` in the caller's transaction; returns the event id."""

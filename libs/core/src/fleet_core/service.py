@@ -18,6 +18,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleet_core.audit import AuditMiddleware
 from fleet_core.db import Database
 from fleet_core.errors import install_problem_handlers, problem
 from fleet_core.log import REQUEST_ID_HEADER, bind_request_id, clear_request_id, get_logger
@@ -88,10 +89,12 @@ def build_app(
     lifespan: Any,
     openapi_tags: list[dict[str, str]] | None = None,
     max_body_bytes: int | None = None,
+    audit_writes: bool = True,
 ) -> FastAPI:
     """A FastAPI app with the shared wiring; the service adds its routers. ``max_body_bytes``
     refuses larger request bodies with 413 (inside the request-id middleware, so even that
-    answer carries its X-Request-ID)."""
+    answer carries its X-Request-ID). Every write and every refusal is handed to
+    ``app.state.audit_sink`` (``fleet_core.audit``); ``audit_writes=False`` audits refusals only."""
     app = FastAPI(
         title=title,
         version=version,
@@ -104,6 +107,10 @@ def build_app(
     metrics.install(app)
     if max_body_bytes is not None:
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    # Inside the request-id layer, so an audit entry carries the id its response carries.
+    app.add_middleware(
+        AuditMiddleware, service=service, audit_writes=audit_writes, skip_ok=service == "registry"
+    )
     # Added last, so it is the outermost layer: every response, even a middleware's, gets its id.
     app.add_middleware(RequestIdMiddleware)
     app.state.metrics = metrics

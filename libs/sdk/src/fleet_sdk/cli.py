@@ -508,18 +508,34 @@ def datasets_upload(
 
 @app.command()
 def audit(
-    actor: str | None = None, action: str | None = None, limit: int = 50, as_json: JsonOpt = False
+    actor: str | None = None,
+    action: str | None = None,
+    service: Annotated[str | None, typer.Option(help="registry, deployer, monitor, retrainer")] = None,
+    outcome: Annotated[str | None, typer.Option(help="ok, denied, rejected or error")] = None,
+    limit: int = 50,
+    as_json: JsonOpt = False,
 ) -> None:
-    """The audit log (admins)."""
+    """The platform's audit log (admins): every service's writes and refused attempts."""
     with _client() as c:
-        entries = c.audit(actor=actor, action=action, limit=limit)
+        entries = c.audit(actor=actor, action=action, service=service, outcome=outcome, limit=limit)
     if as_json:
         _dump(entries)
         return
     _table(
         "Audit log",
-        ["when", "actor", "role", "action", "resource"],
-        [[_when(e["at"]), e["actor"], e["role"], e["action"], e["resource"]] for e in entries],
+        ["when", "service", "actor", "role", "action", "resource", "outcome"],
+        [
+            [
+                _when(e["at"]),
+                e.get("service", "registry"),
+                e["actor"],
+                e["role"],
+                e["action"],
+                e["resource"],
+                e.get("outcome", "ok"),
+            ]
+            for e in entries
+        ],
     )
 
 

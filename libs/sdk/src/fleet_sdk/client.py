@@ -269,9 +269,17 @@ class Client:
     # ------------------------------------------------------------------ admin
 
     def audit(
-        self, *, actor: str | None = None, action: str | None = None, limit: int = 100
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        service: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
     ) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"actor": actor, "action": action}.items() if v}
+        """The platform's audit log: every service's writes and refusals, newest first."""
+        filters = {"actor": actor, "action": action, "service": service, "outcome": outcome}
+        params = {k: v for k, v in filters.items() if v}
         page = self._request("GET", "/v1/audit", params={**params, "limit": limit})
         return page["items"]  # type: ignore[no-any-return]
 

@@ -98,6 +98,7 @@ def create_app(
         app.state.db = db
         app.state.relay = relay
         app.state.controller = controller
+        app.state.audit_sink = controller.store.record_audit
         reconciled = asyncio.Event()
         consumer_metrics = ConsumerMetrics(app.state.metrics.registry)
 

@@ -106,6 +106,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         firing: list[Alert] = []
         prometheus.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
         app.state.engine = engine
+        app.state.audit_sink = engine.store.record_audit
         app.state.relay = relay
         consumer_metrics = ConsumerMetrics(prometheus)
 

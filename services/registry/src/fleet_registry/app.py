@@ -1,4 +1,5 @@
-"""The registry's FastAPI app: wiring, lifespan (database, migrations, artifact store, outbox relay)."""
+"""The registry's FastAPI app: wiring, lifespan (database, migrations, artifact store, outbox relay,
+the consumer of other services' audit entries)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from fleet_core.artifacts import artifact_store
+from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
+from fleet_core.events import AuditRecorded
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
-from fleet_core.service import build_app, database_check, outbox_check
+from fleet_core.service import BackgroundConsumer, build_app, database_check, outbox_check
 from fleet_registry import __version__
 from fleet_registry.api.main import api_router
+from fleet_registry.events import audit_consumer
 from fleet_registry.models import MESSAGING
 from fleet_registry.settings import RegistrySettings
 from fleet_registry.store import RegistryStore
@@ -52,11 +56,33 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         app.state.revocation_source = app.state.store.revoked_token_ids
         app.state.artifacts = artifact_store(settings.resolved_artifact_uri(), settings)
 
-        app.state.readiness = [("database", database_check(db)), ("outbox", outbox_check(relay))]
+        store: RegistryStore = app.state.store
+
+        async def audit_refusal(entry: AuditRecorded) -> None:
+            await store.record_audit(entry)
+
+        app.state.audit_sink = audit_refusal
+        consumer = BackgroundConsumer(
+            lambda: audit_consumer(
+                settings.kafka_servers,
+                store,
+                max_attempts=settings.dlq_max_attempts,
+                metrics=ConsumerMetrics(app.state.metrics.registry),
+            ),
+            enabled=settings.consume_events,
+            name="registry-consumer",
+        )
+        app.state.readiness = [
+            ("database", database_check(db)),
+            ("outbox", outbox_check(relay)),
+            ("consumers", consumer.check),
+        ]
         relay.start()
+        consumer.start()
         try:
             yield
         finally:
+            await consumer.stop()
             await relay.stop()
             await db.dispose()
 

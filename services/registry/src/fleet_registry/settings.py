@@ -15,6 +15,8 @@ class RegistrySettings(ServiceSettings):
     """Largest model artifact accepted, in MiB (413 above)."""
     max_dataset_mb: float = Field(default=2048, gt=0)
     """Largest dataset file accepted, in MiB (413 above)."""
+    consume_events: bool = True
+    """Consume `audit.recorded` from the other services into the platform's audit log."""
 
     def resolved_artifact_uri(self) -> str:
         if self.artifact_uri:

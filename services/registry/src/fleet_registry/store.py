@@ -19,9 +19,9 @@ from fleet_core.artifacts import StoredArtifact
 from fleet_core.auth import ALL_TEAMS, Principal, Role
 from fleet_core.db import Database
 from fleet_core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from fleet_core.events import DatasetUpdated, ModelRegistered, Topic, make_event
+from fleet_core.events import AuditRecorded, DatasetUpdated, ModelRegistered, Topic, make_event
 from fleet_core.log import current_request_id
-from fleet_core.outbox import enqueue
+from fleet_core.outbox import claim, enqueue
 from fleet_core.schemas import DatasetRef, Signature
 from fleet_core.validation import validate_rows
 from fleet_registry.api.schemas import (
@@ -67,6 +67,9 @@ def _visible(principal: Principal, team_column: Any) -> Any:
     if principal.is_admin or ALL_TEAMS in principal.teams:
         return True
     return team_column.in_(principal.teams)
+
+
+AUDIT_CONSUMER = "registry"
 
 
 class RegistryStore:
@@ -815,6 +818,33 @@ class RegistryStore:
 
     # ------------------------------------------------------------------ audit and tokens
 
+    async def record_audit(self, entry: AuditRecorded, *, event_id: str | None = None) -> bool:
+        """Add another service's audit entry (or the registry's own refusal) to the platform's log;
+        idempotent on ``event_id``. False when the event was already recorded."""
+        async with self.db.transaction() as s:
+            if event_id is not None and not await claim(
+                s,
+                MESSAGING.inbox,
+                event_id=event_id,
+                consumer=AUDIT_CONSUMER,
+                topic=Topic.AUDIT_RECORDED.value,
+            ):
+                return False
+            s.add(
+                AuditRow(
+                    at=entry.at,
+                    actor=entry.actor[:200],
+                    role=(entry.role or "-")[:20],
+                    action=entry.action[:100],
+                    resource=entry.resource[:400],
+                    detail={"status": entry.status, **entry.detail},
+                    request_id=entry.request_id,
+                    outcome=entry.outcome,
+                    service=entry.service[:40],
+                )
+            )
+            return True
+
     async def list_audit(
         self,
         actor: Principal,
@@ -822,12 +852,18 @@ class RegistryStore:
         actor_filter: str | None = None,
         action: str | None = None,
         resource: str | None = None,
+        service: str | None = None,
+        outcome: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> Page[AuditEntry]:
         if not actor.is_admin:
             raise Forbidden("only admins may read the audit log")
         stmt = select(AuditRow).order_by(AuditRow.id.desc())
+        if service:
+            stmt = stmt.where(AuditRow.service == service)
+        if outcome:
+            stmt = stmt.where(AuditRow.outcome == outcome)
         if actor_filter:
             stmt = stmt.where(AuditRow.actor == actor_filter)
         if action:

@@ -82,6 +82,7 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
             canary_step_interval_s=settings.canary_step_interval_s,
         )
         app.state.controller = controller
+        app.state.audit_sink = controller.store.record_audit
         consumer_metrics = ConsumerMetrics(prometheus)
 
         consumer = BackgroundConsumer(

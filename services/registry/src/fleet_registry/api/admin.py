@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from fleet_core.auth import Role
 from fleet_core.errors import Forbidden
@@ -17,18 +17,32 @@ from fleet_registry.tokens import issue_token
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
-@router.get("/audit", summary="The audit log of every write (admins only)")
+@router.get(
+    "/audit",
+    summary="The platform's audit log (admins only)",
+    description="Every write in every service and every refused attempt (401/403), newest first: "
+    "who, what, when, where (`service`) and how it ended (`outcome`: ok, denied, rejected, error).",
+)
 async def audit(
     store: StoreDep,
     who: CurrentPrincipal,
-    actor: str | None = None,
-    action: str | None = None,
-    resource: str | None = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    resource: Annotated[str | None, Query(max_length=400)] = None,
+    service: Annotated[str | None, Query(max_length=40)] = None,
+    outcome: Literal["ok", "denied", "rejected", "error"] | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[AuditEntry]:
     return await store.list_audit(
-        who, actor_filter=actor, action=action, resource=resource, limit=limit, offset=offset
+        who,
+        actor_filter=actor,
+        action=action,
+        resource=resource,
+        service=service,
+        outcome=outcome,
+        limit=limit,
+        offset=offset,
     )
 
 
