@@ -109,3 +109,42 @@ async def test_dataset_files_are_kept_in_the_bucket_too(registry: RegistryHarnes
     assert r.json()["uri"].startswith(f"s3://{BUCKET}/registry/datasets/events/")
     content = await registry.client.get("/v1/datasets/events/versions/1/content", headers=admin)
     assert content.content == data
+
+
+async def test_every_object_is_written_with_server_side_encryption(
+    s3_server: dict[str, str], s3: Minio, tmp_path: Path
+) -> None:
+    async with running_registry(
+        tmp_path,
+        artifact_uri=f"s3://{BUCKET}/encrypted",
+        s3_endpoint=s3_server["endpoint"],
+        s3_access_key=s3_server["access_key"],
+        s3_secret_key=s3_server["secret_key"],
+        s3_secure=False,
+        s3_sse="s3",
+    ) as h:
+        admin = h.auth()
+        await h.client.post("/v1/models", json={"name": "churn", "team": "growth"}, headers=admin)
+        version = (await upload_version(h, "churn", admin)).json()
+        await h.client.post("/v1/datasets", json={"name": "events", "team": "growth"}, headers=admin)
+        dataset = (
+            await h.client.post(
+                "/v1/datasets/events/versions",
+                data={"metadata": '{"row_count": 1, "format": "csv"}'},
+                files={"file": ("events.csv", b"x0\n1\n")},
+                headers=admin,
+            )
+        ).json()
+    for uri in (version["artifact_uri"], dataset["uri"]):
+        stat = s3.stat_object(bucket_name=BUCKET, object_name=uri.removeprefix(f"s3://{BUCKET}/"))
+        assert stat.metadata.get("x-amz-server-side-encryption") == "AES256", (uri, dict(stat.metadata))
+
+
+def test_production_encrypts_by_default_and_kms_needs_a_key() -> None:
+    from fleet_registry.settings import RegistrySettings
+
+    secret = "x" * 40
+    assert RegistrySettings(mode="production", jwt_secret=secret).resolved_s3_sse == "s3"
+    assert RegistrySettings().resolved_s3_sse == "none"
+    with pytest.raises(ValueError, match="FLEET_S3_SSE_KMS_KEY_ID"):
+        RegistrySettings(s3_sse="kms")

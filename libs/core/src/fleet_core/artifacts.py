@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -171,8 +171,11 @@ class S3ArtifactStore(ArtifactStore):
         secret_key: str | None,
         region: str | None = None,
         secure: bool = True,
+        sse: Literal["s3", "kms", "none"] = "none",
+        kms_key_id: str | None = None,
     ) -> None:
         from minio import Minio
+        from minio.sse import SseKMS, SseS3
 
         parsed = urlparse(base_uri)
         self.bucket = parsed.netloc
@@ -184,6 +187,8 @@ class S3ArtifactStore(ArtifactStore):
             host, secure = ep.netloc, ep.scheme == "https"
         self._client = Minio(host, access_key=access_key, secret_key=secret_key, region=region, secure=secure)
         self._bucket_ready = False
+        # Asked on every object we write, so encryption never depends on the bucket's defaults.
+        self._sse = {"s3": SseS3(), "kms": SseKMS(kms_key_id or "", {}), "none": None}[sse]
 
     def _key(self, uri: str) -> str:
         parsed = urlparse(uri)
@@ -218,6 +223,7 @@ class S3ArtifactStore(ArtifactStore):
             object_name=object_name,
             data=data,
             length=size,
+            sse=self._sse,
         )
         return f"s3://{self.bucket}/{object_name}"
 
@@ -265,6 +271,8 @@ def artifact_store(base_uri: str, settings: FleetSettings) -> ArtifactStore:
             secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
             region=settings.s3_region,
             secure=settings.s3_secure,
+            sse=settings.resolved_s3_sse,
+            kms_key_id=settings.s3_sse_kms_key_id,
         )
     raise ValueError(f"unsupported artifact store URI {base_uri!r}; use file:// or s3://")
 

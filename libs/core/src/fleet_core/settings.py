@@ -58,6 +58,10 @@ class FleetSettings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     s3_region: str | None = None
     s3_secure: bool = True
+    s3_sse: Literal["s3", "kms", "none"] | None = None
+    """Server-side encryption of every object the platform writes to S3: `s3` (SSE-S3), `kms`
+    (SSE-KMS with `s3_sse_kms_key_id`) or `none`. Default: `s3` in production, `none` embedded."""
+    s3_sse_kms_key_id: str | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> FleetSettings:
@@ -67,9 +71,17 @@ class FleetSettings(BaseSettings):
                 "FLEET_JWT_SECRET must be set to a random value of at least 32 characters "
                 "outside embedded mode"
             )
+        if self.s3_sse == "kms" and not self.s3_sse_kms_key_id:
+            raise ValueError("FLEET_S3_SSE=kms needs FLEET_S3_SSE_KMS_KEY_ID (the KMS key to encrypt with)")
         if self.mode != "embedded" and any(len(s) < 32 for s in self.previous_jwt_secrets):
             raise ValueError("each of FLEET_JWT_PREVIOUS_SECRETS must be at least 32 characters")
         return self
+
+    @property
+    def resolved_s3_sse(self) -> Literal["s3", "kms", "none"]:
+        if self.s3_sse is not None:
+            return self.s3_sse
+        return "none" if self.mode == "embedded" else "s3"
 
     @property
     def previous_jwt_secrets(self) -> list[str]:
