@@ -176,6 +176,8 @@ class MonitorEngine:
         self.rollouts: dict[str, ActiveRollout] = {}
         self.retrains: dict[str, deque[RetrainCompleted]] = {}
         self.counters = IngestCounters()
+        self.events_by_model: dict[str, int] = {}
+        """``inference.logged`` events per model, so a team's overview counts only its own traffic."""
         self._drift_thresholds: dict[str, DriftThresholds] = {}
         self._closed_drift: list[tuple[VersionKey, DriftWindow]] = []
         self._closed_concept: list[tuple[VersionKey, PerformanceWindow]] = []
@@ -198,6 +200,13 @@ class MonitorEngine:
         for alert in firing:
             if alert.version is not None:
                 self.episodes.restore(alert.model, alert.version, alert.name.removesuffix("_drift"))
+
+    def team_of(self, model: str) -> str | None:
+        """The team that owns ``model``, from its registered versions; None when the monitor knows
+        no version of it (seen only in traffic or routes) or when versions disagree (a forged
+        ``model.registered`` must not move a model into another team): callers fail closed."""
+        teams = {info.registered.team for (m, _), info in self.versions.items() if m == model}
+        return teams.pop() if len(teams) == 1 else None
 
     def config(self, model: str) -> ModelConfig:
         own = self.configs.get(model)
@@ -328,6 +337,7 @@ class MonitorEngine:
                 )
             self.counters.events += 1
             self.counters.rows += len(rows)
+            self.events_by_model[event.model] = self.events_by_model.get(event.model, 0) + 1
 
     def ingest_feedback(self, feedback: InferenceFeedback) -> None:
         self.counters.feedback += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fleet_core.settings import ServiceSettings
 from fleet_monitor.anomaly import AnomalyThresholds
@@ -53,15 +53,29 @@ class MonitorSettings(ServiceSettings):
     """Alertmanager (or anything speaking its ``POST /api/v2/alerts``) to push alerts to."""
     public_url: str = "http://127.0.0.1:8003"
     """Where the dashboard is reachable; alerts link back to it."""
-    anonymous_read: bool = True
-    """Dashboard and read endpoints without a token (keep the monitor on an internal network);
-    False requires a viewer token for every read."""
+    anonymous_read: bool | None = None
+    """Dashboard and read endpoints without a token, seeing every team's models. Only for the
+    embedded stack (one user on one box): the default is on when ``FLEET_MODE=embedded`` and off
+    otherwise, and turning it on in production is refused at start. Off, every read needs a viewer
+    token and shows only the token's teams."""
     stream_interval_s: float = Field(default=2.0, gt=0)
     tune_gc: bool = True
     """Freeze the start-up heap and collect young objects less often (see ``tune_garbage_collector``);
     off when the monitor is embedded in another process, such as a test runner."""
     max_series: int = Field(default=5000, ge=1)
     """Most (model, version, arm) series exported to Prometheus; the rest are counted, not exported."""
+
+    @model_validator(mode="after")
+    def _anonymous_read_only_embedded(self) -> MonitorSettings:
+        if self.anonymous_read is None:
+            self.anonymous_read = self.mode == "embedded"
+        elif self.anonymous_read and self.mode != "embedded":
+            # Anonymous readers see every team's traffic, alerts and lake rows: never on a shared fleet.
+            raise ValueError(
+                "FLEET_ANONYMOUS_READ=true is refused outside embedded mode (FLEET_MODE="
+                f"{self.mode}): every monitor read needs a viewer token of the model's team"
+            )
+        return self
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(
