@@ -31,7 +31,7 @@ from fleet_core.events import (
     Topic,
 )
 from fleet_core.log import get_logger
-from fleet_core.schemas import CategoricalProfile, NumericProfile
+from fleet_core.schemas import CategoricalProfile, NumericProfile, ReferenceProfile
 from fleet_monitor.analysis import KPIS, AnalysisPolicy, ArmSample, Finding, analyse_ab, analyse_canary
 from fleet_monitor.anomaly import AnomalyChange, AnomalyDetector, AnomalyThresholds
 from fleet_monitor.config import ModelConfig
@@ -45,6 +45,7 @@ from fleet_monitor.performance import (
     concept_scores,
     scalar_output,
 )
+from fleet_monitor.privacy import EMBEDDED_PII_SALT, PiiHasher, drift_profile
 from fleet_monitor.store import MonitorStore
 from fleet_monitor.windows import MetricWindows, SeriesKey
 
@@ -67,6 +68,9 @@ class EngineSettings:
     idle_after_s: float = 300.0
     anomaly: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     defaults: ModelConfig = field(default_factory=ModelConfig)
+    pii_salt: str | None = EMBEDDED_PII_SALT
+    """The gateway's ``FLEET_PII_SALT``: PII categories of reference profiles are hashed with it;
+    None leaves PII fields out of drift and range checks."""
 
 
 @dataclass(slots=True)
@@ -77,14 +81,20 @@ class VersionInfo:
     features: list[str]
     numeric_bounds: dict[str, tuple[float, float]]
     categories: dict[str, frozenset[str]]
+    profile: ReferenceProfile | None = None
+    """The reference profile drift is scored against: PII categories hashed as the gateway logs
+    them, numeric PII features left out (``fleet_monitor.privacy``)."""
 
     @classmethod
-    def of(cls, registered: ModelRegistered) -> VersionInfo:
+    def of(cls, registered: ModelRegistered, hasher: PiiHasher | None) -> VersionInfo:
+        """``hasher`` is the gateway's PII hash; None (no salt known) leaves PII fields untested."""
         bounds: dict[str, tuple[float, float]] = {}
         categories: dict[str, frozenset[str]] = {}
-        profile = registered.reference_profile
+        profile = drift_profile(registered.reference_profile, registered.signature.inputs, hasher)
         for spec in registered.signature.inputs:
             feature = profile.features.get(spec.name) if profile else None
+            if spec.pii and feature is None:
+                continue  # hashed: a number has no range left, a category no known hash
             if isinstance(feature, NumericProfile):
                 bounds[spec.name] = (feature.minimum, feature.maximum)
             elif isinstance(feature, CategoricalProfile) and "__other__" not in feature.frequencies:
@@ -99,6 +109,7 @@ class VersionInfo:
             features=[f.name for f in registered.signature.inputs],
             numeric_bounds=bounds,
             categories=categories,
+            profile=profile,
         )
 
     def out_of_range(self, row: dict[str, Any]) -> bool:
@@ -161,6 +172,7 @@ class MonitorEngine:
         self.clock = clock
         self.on_alert = on_alert
         self.lookup = lookup
+        self.pii = PiiHasher(self.settings.pii_salt) if self.settings.pii_salt is not None else None
         self._unknown: dict[VersionKey, float] = {}  # version seen in traffic -> next lookup time
         self.windows = MetricWindows(bucket_s=self.settings.bucket_s, history=self.settings.history_buckets)
         self.versions: dict[VersionKey, VersionInfo] = {}
@@ -192,7 +204,7 @@ class MonitorEngine:
             configs = await self.store.configs(s)
             firing = await self.store.alerts(s, state="firing", kind="drift", limit=10_000)
         for registered in versions:
-            self.versions[(registered.model, registered.version)] = VersionInfo.of(registered)
+            self.versions[(registered.model, registered.version)] = VersionInfo.of(registered, self.pii)
         for update in routes:
             self._apply_route(update)
         self.configs = {m: ModelConfig.model_validate(c) for m, c in configs.items()}
@@ -226,7 +238,7 @@ class MonitorEngine:
             if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
                 return
             await self.store.save_version(s, registered)
-        self.versions[(registered.model, registered.version)] = VersionInfo.of(registered)
+        self.versions[(registered.model, registered.version)] = VersionInfo.of(registered, self.pii)
 
     async def on_rollout_updated(self, event_id: str, update: RolloutUpdated) -> None:
         async with self.store.transaction() as s:
@@ -382,10 +394,10 @@ class MonitorEngine:
         closed, self._closed_drift = self._closed_drift, []
         for key, window in closed:
             info = self.versions.get(key)
-            if info is None or info.registered.reference_profile is None:
+            if info is None or info.profile is None:
                 continue
             config = self.drift_thresholds(key[0])
-            report = window.evaluate(info.registered.reference_profile, config)
+            report = window.evaluate(info.profile, config)
             self.counters.drift_windows += 1
             self.counters.drifted_windows += bool(report.drifted_features)
             await self._drift_outcome(
@@ -425,7 +437,7 @@ class MonitorEngine:
             if registered is not None:
                 async with self.store.transaction() as s:
                     await self.store.save_version(s, registered)
-                self.versions[key] = VersionInfo.of(registered)
+                self.versions[key] = VersionInfo.of(registered, self.pii)
                 del self._unknown[key]
                 log.info("version looked up in the registry", model=key[0], version=key[1])
 
