@@ -236,3 +236,16 @@ async def test_labelled_rows_come_in_bounded_pages_with_the_total(monitor: Monit
     assert pages[0][-1]["request_id"] == "req-many", "the first page holds the newest rows"
     seen = [(r["request_id"], r["row"]) for page in pages for r in page]
     assert len(set(seen)) == 28, "pages do not overlap"
+
+
+@pytest.mark.parametrize("field", ["drift_min_rows", "analysis_min_requests", "drift_window_rows"])
+async def test_out_of_range_thresholds_are_a_422_naming_the_field(
+    monitor: MonitorHarness, field: str
+) -> None:
+    response = await monitor.client.put(
+        f"/v1/models/{CREDIT}/config",
+        json={field: 236967761860626644992},
+        headers=monitor.auth(Role.DEPLOYER, ["credit"]),
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"].endswith(field)

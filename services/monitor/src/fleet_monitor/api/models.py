@@ -9,6 +9,7 @@ from fleet_core.errors import NotFound
 from fleet_monitor.api.deps import CurrentPrincipal, EngineDep, ReadAccess, Reader, StoreDep
 from fleet_monitor.api.schemas import ConfigView, ModelDetail, Overview
 from fleet_monitor.config import ModelConfig
+from fleet_monitor.engine import MonitorEngine
 from fleet_monitor.views import model_detail, model_names, overview
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -21,14 +22,14 @@ async def get_overview(engine: EngineDep, store: StoreDep, reader: Reader) -> Ov
     return overview(engine, firing, sees=reader.sees)
 
 
-def visible_models(engine: EngineDep, reader: ReadAccess) -> list[str] | None:
+def visible_models(engine: MonitorEngine, reader: ReadAccess) -> list[str] | None:
     """The models ``reader`` may read; None when it sees them all (no filter needed)."""
     if reader.sees_all:
         return None
     return [name for name in model_names(engine) if reader.sees(engine.team_of(name))]
 
 
-def require_model(engine: EngineDep, reader: ReadAccess, name: str) -> None:
+def require_model(engine: MonitorEngine, reader: ReadAccess, name: str) -> None:
     """404 for a model the monitor has never seen; 403 unless ``reader`` is in the model's team."""
     if name not in model_names(engine):
         raise NotFound(f"the monitor has seen no model named {name!r}", field="name")
