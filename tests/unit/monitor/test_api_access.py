@@ -249,3 +249,16 @@ async def test_out_of_range_thresholds_are_a_422_naming_the_field(
     )
     assert response.status_code == 422, response.text
     assert response.json()["field"].endswith(field)
+
+
+async def test_a_model_claimed_by_a_second_team_is_visible_to_admins_only(monitor: MonitorHarness) -> None:
+    """A model.registered naming another team for an existing model (forged, or a mistake) must not
+    hand the model to that team: the monitor fails closed until an admin sorts it out."""
+    await monitor.engine.on_model_registered("e-forged", registered(FRAUD, version=2, team="credit"))
+    for teams in (["credit"], ["risk"]):
+        response = await monitor.client.get(f"/v1/models/{FRAUD}", headers=viewer(monitor, *teams))
+        assert response.status_code == 403
+        overview = (await monitor.client.get("/v1/overview", headers=viewer(monitor, *teams))).json()
+        assert FRAUD not in [m["name"] for m in overview["models"]]
+    admin = await monitor.client.get(f"/v1/models/{FRAUD}", headers=monitor.auth(Role.ADMIN, []))
+    assert admin.status_code == 200 and admin.json()["team"] is None

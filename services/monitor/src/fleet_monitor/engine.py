@@ -176,6 +176,7 @@ class MonitorEngine:
         self._unknown: dict[VersionKey, float] = {}  # version seen in traffic -> next lookup time
         self.windows = MetricWindows(bucket_s=self.settings.bucket_s, history=self.settings.history_buckets)
         self.versions: dict[VersionKey, VersionInfo] = {}
+        self._teams: dict[str, set[str]] = {}  # model -> teams its versions were registered under
         self.routes: dict[str, RolloutUpdated] = {}
         self.configs: dict[str, ModelConfig] = {}
         self.drift_windows: dict[VersionKey, DriftWindow] = {}
@@ -204,7 +205,7 @@ class MonitorEngine:
             configs = await self.store.configs(s)
             firing = await self.store.alerts(s, state="firing", kind="drift", limit=10_000)
         for registered in versions:
-            self.versions[(registered.model, registered.version)] = VersionInfo.of(registered, self.pii)
+            self._keep_version(registered)
         for update in routes:
             self._apply_route(update)
         self.configs = {m: ModelConfig.model_validate(c) for m, c in configs.items()}
@@ -213,12 +214,16 @@ class MonitorEngine:
             if alert.version is not None:
                 self.episodes.restore(alert.model, alert.version, alert.name.removesuffix("_drift"))
 
+    def _keep_version(self, registered: ModelRegistered) -> None:
+        self.versions[(registered.model, registered.version)] = VersionInfo.of(registered, self.pii)
+        self._teams.setdefault(registered.model, set()).add(registered.team)
+
     def team_of(self, model: str) -> str | None:
         """The team that owns ``model``, from its registered versions; None when the monitor knows
         no version of it (seen only in traffic or routes) or when versions disagree (a forged
         ``model.registered`` must not move a model into another team): callers fail closed."""
-        teams = {info.registered.team for (m, _), info in self.versions.items() if m == model}
-        return teams.pop() if len(teams) == 1 else None
+        teams = self._teams.get(model)
+        return next(iter(teams)) if teams is not None and len(teams) == 1 else None
 
     def config(self, model: str) -> ModelConfig:
         own = self.configs.get(model)
@@ -238,7 +243,7 @@ class MonitorEngine:
             if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
                 return
             await self.store.save_version(s, registered)
-        self.versions[(registered.model, registered.version)] = VersionInfo.of(registered, self.pii)
+        self._keep_version(registered)
 
     async def on_rollout_updated(self, event_id: str, update: RolloutUpdated) -> None:
         async with self.store.transaction() as s:
@@ -437,7 +442,7 @@ class MonitorEngine:
             if registered is not None:
                 async with self.store.transaction() as s:
                     await self.store.save_version(s, registered)
-                self.versions[key] = VersionInfo.of(registered, self.pii)
+                self._keep_version(registered)
                 del self._unknown[key]
                 log.info("version looked up in the registry", model=key[0], version=key[1])
 
