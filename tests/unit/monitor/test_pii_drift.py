@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from fleet_core.db import Database
 from fleet_core.schemas import FieldSpec, Signature
@@ -16,6 +17,7 @@ from fleet_monitor.app import MIGRATIONS
 from fleet_monitor.config import ModelConfig
 from fleet_monitor.engine import EngineSettings, MonitorEngine
 from fleet_monitor.privacy import PiiHasher
+from fleet_monitor.settings import MonitorSettings
 from fleet_monitor.store import MonitorStore
 from support.monitor import CHANNELS, FEATURES, Population, inference, registered
 
@@ -91,3 +93,12 @@ def test_reference_categories_are_hashed_exactly_as_the_gateway_logs_the_value(v
     as_profiled = str(value)  # reference profiles store each category as str(value)
     assert PiiHasher(SALT).category(spec, as_profiled) == GatewayHasher(SALT).hash(value)
     assert PiiHasher(SALT).hash(value) == GatewayHasher(SALT).hash(value)
+
+
+def test_production_refuses_the_embedded_salt_and_runs_without_one(tmp_path: Path) -> None:
+    production = {"mode": "production", "jwt_secret": "j" * 40, "home": tmp_path}
+    with pytest.raises(ValidationError, match="FLEET_PII_SALT"):
+        MonitorSettings(**production, pii_salt="embedded-pii-salt")
+    assert MonitorSettings(**production).engine_settings().pii_salt is None, "the migrate job needs no salt"
+    assert MonitorSettings(**production, pii_salt=SALT).engine_settings().pii_salt == SALT
+    assert MonitorSettings(home=tmp_path).engine_settings().pii_salt == "embedded-pii-salt"
