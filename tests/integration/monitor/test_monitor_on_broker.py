@@ -4,13 +4,14 @@ lake and the dead-letter path, each driven by events as the gateway and deployer
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from fleet_core.auth import Role
-from fleet_core.events import Topic, parse_event
+from fleet_core.events import Topic, make_event, parse_event
 from support.kafka import read_topic, topic_size
 from support.monitor import (
     Population,
@@ -287,6 +288,40 @@ async def test_malformed_events_on_every_topic_go_to_the_dlq_and_processing_goes
         for topic in consumed:
             labels = f'consumer="monitor",reason="decode",topic="{topic.value}"'
             assert f"fleet_events_dead_lettered_total{{{labels}}} 2.0" in metrics
+
+
+async def test_events_naming_a_path_instead_of_a_model_are_dead_lettered_never_written(
+    kafka, tmp_path: Path
+) -> None:
+    escape = "../../../../../escaped"
+    async with (
+        running_monitor(
+            tmp_path, kafka_bootstrap=kafka.bootstrap, consume_events=True, lake_flush_interval_s=0.2
+        ) as monitor,
+        Publisher(kafka.bootstrap) as pub,
+    ):
+        served = inference(MODEL, 1, Population().rows(2), [0, 1])
+        for topic, payload in (
+            (Topic.INFERENCE_LOGGED, served),
+            (Topic.INFERENCE_FEEDBACK, feedback(MODEL, served.request_id, [0, 1])),
+        ):
+            for name in (escape, "a/b", "x\ud800"):
+                raw = make_event(topic, payload, source="/test").model_dump(mode="json")
+                raw["data"]["model"] = name
+                await pub.send_raw(topic.value, json.dumps(raw).encode())
+        await pub.send(Topic.INFERENCE_LOGGED, [served])
+        for topic in (Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK):
+            await monitor.wait_for(
+                lambda t=topic: _dlq_size(kafka.bootstrap, t.dlq, 3), what=f"{topic.dlq} to hold the 3 events"
+            )
+        await monitor.wait_for(lambda: monitor.engine.counters.events == 1, what="the valid event")
+        lake = monitor.engine.lake
+        assert lake is not None
+        await monitor.wait_for(lambda: lake.rows_written >= 2, what="the valid rows to reach the lake")
+        dead = await read_topic(kafka.bootstrap, Topic.INFERENCE_LOGGED.dlq, expect=3)
+        assert len(dead) == 3, "each bad event is dead-lettered once, not retried"
+        assert {m for m, _ in lake.partitions("inference")} == {MODEL}
+    assert not [p for p in tmp_path.parent.rglob("escaped")], "nothing was written outside the lake"
 
 
 async def _dlq_size(bootstrap: str, topic: str, expected: int) -> bool:

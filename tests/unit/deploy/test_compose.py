@@ -206,6 +206,18 @@ def test_each_service_accepts_its_environment_in_production_mode(
     assert loaded.mode == "production"  # type: ignore[attr-defined]
 
 
+def test_the_monitor_allows_no_anonymous_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anonymous monitor reads would show every team's traffic and lake rows: embedded stack only."""
+    for key, value in environment("monitor").items():
+        monkeypatch.setenv(key, interpolated(value))
+    assert settings_type("monitor")().anonymous_read is False  # type: ignore[attr-defined]
+
+
+def test_the_monitor_hashes_pii_with_the_gateways_salt() -> None:
+    """Drift on a PII category compares the gateway's hashes with reference categories hashed alike."""
+    assert environment("monitor")["FLEET_PII_SALT"] == environment("gateway")["FLEET_PII_SALT"]
+
+
 def test_postgres_init_creates_exactly_the_service_databases() -> None:
     loop = re.search(r"^for service in ([a-z ]+); do$", INIT_SCRIPT.read_text(), re.MULTILINE)
     assert loop, "the init script loops over the services"

@@ -260,6 +260,25 @@ def test_services_run_in_production_mode(objects: tuple[Manifest, ...]) -> None:
     assert settings["FLEET_LAKE_URI"].startswith("s3://")
 
 
+def test_the_monitor_allows_no_anonymous_reads(objects: tuple[Manifest, ...]) -> None:
+    """Nothing turns FLEET_ANONYMOUS_READ on (production mode also refuses it at start)."""
+    assert config(objects).get("FLEET_ANONYMOUS_READ", "false") == "false"
+    for name, template in pod_templates(objects):
+        for container in containers(template):
+            setting = env_of(container).get("FLEET_ANONYMOUS_READ")
+            assert setting is None or setting.get("value") == "false", f"{name}/{container['name']}"
+
+
+def test_the_monitor_hashes_pii_with_the_gateways_salt(objects: tuple[Manifest, ...]) -> None:
+    templates = dict(pod_templates(objects))
+
+    def salt(deployment: str) -> Manifest:
+        container = next(c for c in templates[f"Deployment/{deployment}"]["spec"]["containers"])
+        return env_of(container)["FLEET_PII_SALT"]["valueFrom"]["secretKeyRef"]  # type: ignore[no-any-return]
+
+    assert salt("monitor") == salt("gateway")
+
+
 def test_services_with_a_database_migrate_in_an_init_container(objects: tuple[Manifest, ...]) -> None:
     for name in SERVICES_WITH_DATABASE:
         spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]

@@ -3,13 +3,16 @@ old partitions deleted by retention."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from fleet_core.events import EventDecodeError, Topic, make_event, parse_event
 from fleet_monitor.lake import FEEDBACK, INFERENCE, InferenceLake, LakeSettings
+from support.monitor import feedback, inference
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -93,3 +96,35 @@ def test_labelled_is_empty_not_an_error_when_no_label_arrived(tmp_path: Path) ->
     lake.flush()
     table = lake.labelled("credit")
     assert table.num_rows == 0 and "label" in table.column_names
+
+
+BAD_NAMES = ["../../etc", "..", "a/b", "/abs", "a\x00b", "x\ud800", "Upper", "a\n", ""]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_the_lake_refuses_model_names_that_are_not_names(tmp_path: Path, name: str) -> None:
+    lake = _lake(tmp_path)
+    with pytest.raises(ValueError, match="not a valid model name"):
+        _serve(lake, "r1", NOW, model=name)
+    with pytest.raises(ValueError, match="not a valid model name"):
+        lake.add_feedback(model=name, request_id="r1", timestamp=NOW, version=1, labels=[1], source="t")
+    assert lake.buffered == 0
+    lake.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"], "nothing is written beside the lake"
+    assert lake.partitions(INFERENCE) == []
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.parametrize("topic", [Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK])
+def test_events_naming_such_a_model_fail_validation(topic: Topic, name: str) -> None:
+    served = inference("credit", 1, [{"x": 1.0}], [0])
+    payload = served if topic is Topic.INFERENCE_LOGGED else feedback("credit", served.request_id, [1])
+    raw = make_event(topic, payload, source="/test").model_dump(mode="json")
+    raw["data"]["model"] = name
+    with pytest.raises(EventDecodeError, match=r"data\.model"):
+        parse_event(topic, raw)
+    # As bytes on the wire too (surrogates as JSON escapes, which is how they would arrive).
+    with pytest.raises(EventDecodeError):
+        parse_event(topic, json.dumps(raw).encode())
+    raw["data"]["model"] = "credit"
+    assert parse_event(topic, raw).data.model == "credit"

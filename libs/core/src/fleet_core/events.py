@@ -65,6 +65,14 @@ def dead_letter_topic(topic: str) -> str:
 
 # --------------------------------------------------------------------------- payloads
 
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+"""The registry's rule for model names. Names become Kafka keys, metric labels and directories of
+the inference lake (``model=<name>``), so an event naming anything else (``../x``, ``a/b``, NUL,
+unpaired surrogates, upper case) fails validation and goes to the dead-letter topic."""
+ModelName = Annotated[
+    str, Field(pattern=MODEL_NAME_PATTERN, description="A registered model's name: lowercase, digits, . _ -")
+]
+
 Strategy = Literal["direct", "canary", "blue_green", "ab", "shadow"]
 ArmMode = Literal["primary", "shadow"]
 RolloutPhase = Literal["pending", "progressing", "paused", "promoted", "rolled_back", "aborted", "failed"]
@@ -74,7 +82,7 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 class ModelRegistered(Contract):
     """A version exists and is frozen; its artifact can be fetched and verified."""
 
-    model: str
+    model: ModelName
     version: int
     team: str
     flavor: Flavor
@@ -108,7 +116,7 @@ class TrafficArm(Contract):
 class RolloutRequested(Contract):
     """Deploy version V of model M with strategy S."""
 
-    model: str
+    model: ModelName
     version: int
     strategy: Strategy = "direct"
     steps: list[Annotated[int, Field(gt=0, le=100)]] = Field(
@@ -137,7 +145,7 @@ class RouteArm(Contract):
 class RouteTable(Contract):
     """The full route table of one model: who gets which share of traffic."""
 
-    model: str
+    model: ModelName
     revision: int = Field(description="Increases with every change; stale tables are ignored")
     arms: list[RouteArm]
 
@@ -146,7 +154,7 @@ class RolloutUpdated(Contract):
     """A rollout changed phase or step; carries the model's full route table."""
 
     rollout_id: str
-    model: str
+    model: ModelName
     version: int
     strategy: Strategy
     phase: RolloutPhase
@@ -160,7 +168,7 @@ class InferenceLogged(Contract):
     """One served request, privacy-filtered."""
 
     request_id: str
-    model: str
+    model: ModelName
     version: int
     arm: ArmMode = "primary"
     inputs: list[dict[str, JsonValue]]
@@ -178,7 +186,7 @@ class InferenceFeedback(Contract):
     """Ground truth for an earlier request, one label per input row."""
 
     request_id: str
-    model: str
+    model: ModelName
     version: int | None = None
     labels: list[JsonValue]
     source: str | None = None
@@ -198,7 +206,7 @@ class RolloutAnalysis(Contract):
     """The monitor's verdict for one rollout step."""
 
     rollout_id: str
-    model: str
+    model: ModelName
     step: int
     candidate_version: int
     baseline_version: int
@@ -223,7 +231,7 @@ class FeatureDrift(Contract):
 class DriftDetected(Contract):
     """A drift episode began on a model version."""
 
-    model: str
+    model: ModelName
     version: int
     kind: Literal["data", "prediction", "concept"]
     window_start: datetime
@@ -236,7 +244,7 @@ class DriftDetected(Contract):
 class AnomalyDetected(Contract):
     """A metric left its expected band (state=firing) or came back (state=resolved)."""
 
-    model: str
+    model: ModelName
     version: int | None = None
     metric: Literal["latency", "error_rate", "traffic", "out_of_range_inputs", "probing"]
     state: Literal["firing", "resolved"]
@@ -250,7 +258,7 @@ class AnomalyDetected(Contract):
 class RetrainRequested(Contract):
     """Retrain model M, with the reason and what triggered it."""
 
-    model: str
+    model: ModelName
     reason: Literal["drift", "schedule", "manual", "dataset"]
     trigger_event_id: str | None = None
     requested_by: str
@@ -264,14 +272,14 @@ class DatasetUpdated(Contract):
     content_hash: str
     uri: str | None = None
     row_count: int
-    models: list[str] = Field(default_factory=list, description="Models trained on this dataset")
+    models: list[ModelName] = Field(default_factory=list, description="Models trained on this dataset")
 
 
 class RetrainCompleted(Contract):
     """A retraining job ended: a version registered, or rejected by the gate, or failed."""
 
     job_id: str
-    model: str
+    model: ModelName
     outcome: Literal["registered", "rejected", "failed"]
     champion_version: int | None = None
     new_version: int | None = None

@@ -48,7 +48,10 @@ robust baselines; alerts with a firing → resolved lifecycle (pushed to Alertma
 configured); verdicts for canary and A/B rollouts; and the inference lake (Parquet) that
 retraining reads. The ops dashboard is served at `/`; Prometheus metrics at `/metrics`.
 
-Reads are anonymous unless `FLEET_ANONYMOUS_READ=false`; changing thresholds needs a token.
+Every read needs a `viewer` token of the model's team and shows only the token's teams; a model
+with no known team is visible to admins only. The embedded stack (`FLEET_MODE=embedded`) also
+allows anonymous reads (`FLEET_ANONYMOUS_READ`, refused in production). Changing thresholds needs
+`deployer` on the model's team.
 Every error is RFC 9457 `application/problem+json` naming the field or reason.
 """
 

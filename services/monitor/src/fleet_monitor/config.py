@@ -33,7 +33,7 @@ class ModelConfig(Contract):
     drift_window_s: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="A drift window also closes after this long with enough rows (default 300)"
     )
-    drift_min_rows: Annotated[int, Field(ge=10)] | None = Field(
+    drift_min_rows: Annotated[int, Field(ge=10, le=100_000)] | None = Field(
         default=None, description="Fewest rows a time-closed drift window is scored on (default 100)"
     )
     drift_clear_windows: Annotated[int, Field(ge=1, le=100)] | None = Field(
@@ -55,7 +55,7 @@ class ModelConfig(Contract):
     anomaly_latency_floor_ms: Annotated[float, Field(ge=0)] | None = Field(
         default=None, description="Latency must also rise this many ms above the baseline (default 10)"
     )
-    analysis_min_requests: Annotated[int, Field(ge=1)] | None = Field(
+    analysis_min_requests: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
         default=None, description="Requests a canary arm needs before a verdict (default 50)"
     )
     analysis_max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] | None = Field(

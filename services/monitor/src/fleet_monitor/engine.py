@@ -31,7 +31,7 @@ from fleet_core.events import (
     Topic,
 )
 from fleet_core.log import get_logger
-from fleet_core.schemas import CategoricalProfile, NumericProfile
+from fleet_core.schemas import CategoricalProfile, NumericProfile, ReferenceProfile
 from fleet_monitor.analysis import KPIS, AnalysisPolicy, ArmSample, Finding, analyse_ab, analyse_canary
 from fleet_monitor.anomaly import AnomalyChange, AnomalyDetector, AnomalyThresholds
 from fleet_monitor.config import ModelConfig
@@ -45,6 +45,7 @@ from fleet_monitor.performance import (
     concept_scores,
     scalar_output,
 )
+from fleet_monitor.privacy import EMBEDDED_PII_SALT, PiiHasher, drift_profile
 from fleet_monitor.store import MonitorStore
 from fleet_monitor.windows import MetricWindows, SeriesKey
 
@@ -67,6 +68,9 @@ class EngineSettings:
     idle_after_s: float = 300.0
     anomaly: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     defaults: ModelConfig = field(default_factory=ModelConfig)
+    pii_salt: str | None = EMBEDDED_PII_SALT
+    """The gateway's ``FLEET_PII_SALT``: PII categories of reference profiles are hashed with it;
+    None leaves PII fields out of drift and range checks."""
 
 
 @dataclass(slots=True)
@@ -77,14 +81,20 @@ class VersionInfo:
     features: list[str]
     numeric_bounds: dict[str, tuple[float, float]]
     categories: dict[str, frozenset[str]]
+    profile: ReferenceProfile | None = None
+    """The reference profile drift is scored against: PII categories hashed as the gateway logs
+    them, numeric PII features left out (``fleet_monitor.privacy``)."""
 
     @classmethod
-    def of(cls, registered: ModelRegistered) -> VersionInfo:
+    def of(cls, registered: ModelRegistered, hasher: PiiHasher | None) -> VersionInfo:
+        """``hasher`` is the gateway's PII hash; None (no salt known) leaves PII fields untested."""
         bounds: dict[str, tuple[float, float]] = {}
         categories: dict[str, frozenset[str]] = {}
-        profile = registered.reference_profile
+        profile = drift_profile(registered.reference_profile, registered.signature.inputs, hasher)
         for spec in registered.signature.inputs:
             feature = profile.features.get(spec.name) if profile else None
+            if spec.pii and feature is None:
+                continue  # hashed: a number has no range left, a category no known hash
             if isinstance(feature, NumericProfile):
                 bounds[spec.name] = (feature.minimum, feature.maximum)
             elif isinstance(feature, CategoricalProfile) and "__other__" not in feature.frequencies:
@@ -99,6 +109,7 @@ class VersionInfo:
             features=[f.name for f in registered.signature.inputs],
             numeric_bounds=bounds,
             categories=categories,
+            profile=profile,
         )
 
     def out_of_range(self, row: dict[str, Any]) -> bool:
@@ -161,9 +172,11 @@ class MonitorEngine:
         self.clock = clock
         self.on_alert = on_alert
         self.lookup = lookup
+        self.pii = PiiHasher(self.settings.pii_salt) if self.settings.pii_salt is not None else None
         self._unknown: dict[VersionKey, float] = {}  # version seen in traffic -> next lookup time
         self.windows = MetricWindows(bucket_s=self.settings.bucket_s, history=self.settings.history_buckets)
         self.versions: dict[VersionKey, VersionInfo] = {}
+        self._teams: dict[str, set[str]] = {}  # model -> teams its versions were registered under
         self.routes: dict[str, RolloutUpdated] = {}
         self.configs: dict[str, ModelConfig] = {}
         self.drift_windows: dict[VersionKey, DriftWindow] = {}
@@ -176,6 +189,8 @@ class MonitorEngine:
         self.rollouts: dict[str, ActiveRollout] = {}
         self.retrains: dict[str, deque[RetrainCompleted]] = {}
         self.counters = IngestCounters()
+        self.events_by_model: dict[str, int] = {}
+        """``inference.logged`` events per model, so a team's overview counts only its own traffic."""
         self._drift_thresholds: dict[str, DriftThresholds] = {}
         self._closed_drift: list[tuple[VersionKey, DriftWindow]] = []
         self._closed_concept: list[tuple[VersionKey, PerformanceWindow]] = []
@@ -190,7 +205,7 @@ class MonitorEngine:
             configs = await self.store.configs(s)
             firing = await self.store.alerts(s, state="firing", kind="drift", limit=10_000)
         for registered in versions:
-            self.versions[(registered.model, registered.version)] = VersionInfo.of(registered)
+            self._keep_version(registered)
         for update in routes:
             self._apply_route(update)
         self.configs = {m: ModelConfig.model_validate(c) for m, c in configs.items()}
@@ -198,6 +213,17 @@ class MonitorEngine:
         for alert in firing:
             if alert.version is not None:
                 self.episodes.restore(alert.model, alert.version, alert.name.removesuffix("_drift"))
+
+    def _keep_version(self, registered: ModelRegistered) -> None:
+        self.versions[(registered.model, registered.version)] = VersionInfo.of(registered, self.pii)
+        self._teams.setdefault(registered.model, set()).add(registered.team)
+
+    def team_of(self, model: str) -> str | None:
+        """The team that owns ``model``, from its registered versions; None when the monitor knows
+        no version of it (seen only in traffic or routes) or when versions disagree (a forged
+        ``model.registered`` must not move a model into another team): callers fail closed."""
+        teams = self._teams.get(model)
+        return next(iter(teams)) if teams is not None and len(teams) == 1 else None
 
     def config(self, model: str) -> ModelConfig:
         own = self.configs.get(model)
@@ -217,7 +243,7 @@ class MonitorEngine:
             if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
                 return
             await self.store.save_version(s, registered)
-        self.versions[(registered.model, registered.version)] = VersionInfo.of(registered)
+        self._keep_version(registered)
 
     async def on_rollout_updated(self, event_id: str, update: RolloutUpdated) -> None:
         async with self.store.transaction() as s:
@@ -328,6 +354,7 @@ class MonitorEngine:
                 )
             self.counters.events += 1
             self.counters.rows += len(rows)
+            self.events_by_model[event.model] = self.events_by_model.get(event.model, 0) + 1
 
     def ingest_feedback(self, feedback: InferenceFeedback) -> None:
         self.counters.feedback += 1
@@ -372,10 +399,10 @@ class MonitorEngine:
         closed, self._closed_drift = self._closed_drift, []
         for key, window in closed:
             info = self.versions.get(key)
-            if info is None or info.registered.reference_profile is None:
+            if info is None or info.profile is None:
                 continue
             config = self.drift_thresholds(key[0])
-            report = window.evaluate(info.registered.reference_profile, config)
+            report = window.evaluate(info.profile, config)
             self.counters.drift_windows += 1
             self.counters.drifted_windows += bool(report.drifted_features)
             await self._drift_outcome(
@@ -415,7 +442,7 @@ class MonitorEngine:
             if registered is not None:
                 async with self.store.transaction() as s:
                     await self.store.save_version(s, registered)
-                self.versions[key] = VersionInfo.of(registered)
+                self._keep_version(registered)
                 del self._unknown[key]
                 log.info("version looked up in the registry", model=key[0], version=key[1])
 

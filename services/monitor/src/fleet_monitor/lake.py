@@ -13,6 +13,7 @@ so the retrainer can build a dataset from real traffic.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs
+
+from fleet_core.events import MODEL_NAME_PATTERN
 
 INFERENCE = "inference"
 FEEDBACK = "feedback"
@@ -89,6 +92,18 @@ def open_filesystem(settings: LakeSettings) -> tuple[fs.FileSystem, str]:
         )
         return s3, f"{parsed.netloc}{parsed.path}".rstrip("/")
     raise ValueError(f"lake URI {settings.uri!r}: use file:// or s3://")
+
+
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def partition_dir(base: str, table: str, model: str, day: str) -> str:
+    """The directory of one partition. Refuses a model name the registry would not accept (``..``,
+    ``/``, NUL, surrogates): the event contracts already reject them, and a name that slipped past
+    must never become a path outside the lake."""
+    if not isinstance(model, str) or _MODEL_NAME.fullmatch(model) is None:
+        raise ValueError(f"refusing a lake partition for the model name {model!r}: not a valid model name")
+    return f"{base}/{table}/model={model}/date={day}"
 
 
 def _json(value: Any) -> str:
@@ -166,6 +181,7 @@ class InferenceLake:
 
     def _add(self, table: str, model: str, timestamp: datetime, rows: list[dict[str, Any]]) -> None:
         day = timestamp.astimezone(UTC).date().isoformat()
+        partition_dir(self.base, table, model, day)  # refuse a bad name now, not at the next flush
         with self._lock:
             if self._buffered + len(rows) > self.max_buffered_rows:
                 self.rows_dropped += len(rows)  # the store is away and the buffer is full: shed, counted
@@ -188,7 +204,7 @@ class InferenceLake:
         error: Exception | None = None
         for (table, model, day), rows in buffers.items():
             arrow = pa.Table.from_pylist(rows, schema=SCHEMAS[table])
-            directory = f"{self.base}/{table}/model={model}/date={day}"
+            directory = partition_dir(self.base, table, model, day)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             try:
                 self.fs.create_dir(directory, recursive=True)

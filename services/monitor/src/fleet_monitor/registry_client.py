@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -32,8 +33,10 @@ class RegistryClient:
         """The version as a ``model.registered`` payload; None if the registry does not know it.
         Raises ``httpx.HTTPError`` when the registry cannot answer (the caller retries later)."""
         token, _, _ = self._tokens.issue(SERVICE_SUBJECT, Role.VIEWER, [ALL_TEAMS], ttl=timedelta(minutes=5))
+        # Quoted although event contracts validate names: a name must never walk the registry's paths.
         response = await self._client.get(
-            f"/v1/models/{model}/versions/{version}", headers={"Authorization": f"Bearer {token}"}
+            f"/v1/models/{quote(model, safe='')}/versions/{int(version)}",
+            headers={"Authorization": f"Bearer {token}"},
         )
         if response.status_code == 404:
             return None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from fleet_core.settings import ServiceSettings
 from fleet_monitor.anomaly import AnomalyThresholds
 from fleet_monitor.config import ModelConfig
 from fleet_monitor.engine import EngineSettings
 from fleet_monitor.lake import LakeSettings
+from fleet_monitor.privacy import EMBEDDED_PII_SALT
 
 
 class MonitorSettings(ServiceSettings):
@@ -53,15 +54,43 @@ class MonitorSettings(ServiceSettings):
     """Alertmanager (or anything speaking its ``POST /api/v2/alerts``) to push alerts to."""
     public_url: str = "http://127.0.0.1:8003"
     """Where the dashboard is reachable; alerts link back to it."""
-    anonymous_read: bool = True
-    """Dashboard and read endpoints without a token (keep the monitor on an internal network);
-    False requires a viewer token for every read."""
+    anonymous_read: bool | None = None
+    """Dashboard and read endpoints without a token, seeing every team's models. Only for the
+    embedded stack (one user on one box): the default is on when ``FLEET_MODE=embedded`` and off
+    otherwise, and turning it on in production is refused at start. Off, every read needs a viewer
+    token and shows only the token's teams."""
+    pii_salt: SecretStr | None = None
+    """The gateway's ``FLEET_PII_SALT`` (the same value): the gateway hashes PII fields with it before
+    logging, and the monitor hashes the reference categories of those fields with it so that drift
+    compares hashed traffic with hashed reference values. The embedded salt by default in embedded
+    mode; unset in production, PII fields are left out of drift and range checks (never a false
+    drift), and only the serving monitor needs it (not the migrate job)."""
     stream_interval_s: float = Field(default=2.0, gt=0)
     tune_gc: bool = True
     """Freeze the start-up heap and collect young objects less often (see ``tune_garbage_collector``);
     off when the monitor is embedded in another process, such as a test runner."""
     max_series: int = Field(default=5000, ge=1)
     """Most (model, version, arm) series exported to Prometheus; the rest are counted, not exported."""
+
+    @model_validator(mode="after")
+    def _production_checks(self) -> MonitorSettings:
+        if self.anonymous_read is None:
+            self.anonymous_read = self.mode == "embedded"
+        elif self.anonymous_read and self.mode != "embedded":
+            # Anonymous readers see every team's traffic, alerts and lake rows: never on a shared fleet.
+            raise ValueError(
+                "FLEET_ANONYMOUS_READ=true is refused outside embedded mode (FLEET_MODE="
+                f"{self.mode}): every monitor read needs a viewer token of the model's team"
+            )
+        if self.pii_salt is None and self.mode == "embedded":
+            self.pii_salt = SecretStr(EMBEDDED_PII_SALT)
+        salt = self.pii_salt.get_secret_value() if self.pii_salt is not None else None
+        if salt is not None and self.mode != "embedded" and (salt == EMBEDDED_PII_SALT or len(salt) < 16):
+            raise ValueError(
+                "FLEET_PII_SALT must be the gateway's salt, a random value of at least 16 characters, "
+                "outside embedded mode"
+            )
+        return self
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(
@@ -81,6 +110,7 @@ class MonitorSettings(ServiceSettings):
                 drift_min_rows=self.drift_min_rows,
                 concept_window_rows=self.concept_window_rows,
             ),
+            pii_salt=self.pii_salt.get_secret_value() if self.pii_salt is not None else None,
         )
 
     def lake_settings(self) -> LakeSettings:

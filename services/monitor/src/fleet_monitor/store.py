@@ -6,7 +6,7 @@ Opening or resolving an alert and the event that announces it commit in one tran
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,8 +158,12 @@ class MonitorStore(MessagingStore):
         kind: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        models: Collection[str] | None = None,
     ) -> list[Alert]:
+        """Alerts newest first; ``models`` (when given) keeps only alerts of those models."""
         query = select(AlertRow).order_by(AlertRow.started_at.desc(), AlertRow.id.desc())
+        if models is not None:
+            query = query.where(AlertRow.model.in_(list(models)))
         if state:
             query = query.where(AlertRow.state == state)
         if model:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fleet_monitor.api.schemas import (
@@ -91,13 +92,26 @@ def _rollout(engine: MonitorEngine, model: str) -> RolloutView | None:
     )
 
 
-def overview(engine: MonitorEngine, firing: list[Alert]) -> Overview:
+def _everyone(team: str | None) -> bool:
+    return True
+
+
+def overview(
+    engine: MonitorEngine, firing: list[Alert], *, sees: Callable[[str | None], bool] = _everyone
+) -> Overview:
+    """The fleet as one caller may see it: only models whose team ``sees`` accepts, and only their
+    alerts and traffic in the totals."""
     now = engine.clock()
+    names = [name for name in model_names(engine) if sees(engine.team_of(name))]
+    visible = set(names)
+    firing = [alert for alert in firing if alert.model in visible]
     alerts_by_model: dict[str, int] = {}
     for alert in firing:
         alerts_by_model[alert.model] = alerts_by_model.get(alert.model, 0) + 1
+    everyone = len(visible) == len(model_names(engine)) and sees(None)
+    events = engine.counters.events if everyone else sum(engine.events_by_model.get(n, 0) for n in names)
     models = []
-    for name in model_names(engine):
+    for name in names:
         versions = sorted(v for m, v in engine.versions if m == name)
         info = engine.versions.get((name, versions[-1])) if versions else None
         route = engine.routes.get(name)
@@ -105,7 +119,7 @@ def overview(engine: MonitorEngine, firing: list[Alert]) -> Overview:
         models.append(
             ModelSummary(
                 name=name,
-                team=info.registered.team if info else None,
+                team=engine.team_of(name),
                 task=info.registered.task if info else None,
                 latest_version=versions[-1] if versions else None,
                 arms=[ArmView(version=a.version, weight=a.weight, mode=a.mode) for a in route.routes.arms]
@@ -124,7 +138,7 @@ def overview(engine: MonitorEngine, firing: list[Alert]) -> Overview:
         window_s=engine.settings.window_s,
         models=models,
         alerts_firing=len(firing),
-        events_ingested=engine.counters.events,
+        events_ingested=events,
     )
 
 
@@ -205,7 +219,7 @@ def model_detail(
     latest_info = engine.versions.get((name, numbers[-1])) if numbers else None
     return ModelDetail(
         name=name,
-        team=latest_info.registered.team if latest_info else None,
+        team=engine.team_of(name),
         task=latest_info.registered.task if latest_info else None,
         state=state,
         versions=versions,

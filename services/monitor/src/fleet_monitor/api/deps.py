@@ -1,17 +1,65 @@
-"""Dependencies of the monitor API, declared once as ``Annotated`` aliases."""
+"""Dependencies of the monitor API, declared once as ``Annotated`` aliases.
+
+Who may read what: a model's data (its detail, thresholds, alerts, lake rows, its row in the
+overview) is readable by a ``viewer`` (or higher) of the model's team; listings are filtered to the
+caller's teams; a model whose team the monitor does not know is visible only to principals who see
+every team (admins, ``*`` members). Anonymous reads exist only in the embedded stack
+(``FLEET_ANONYMOUS_READ``, on by default there and refused in production) and see everything.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from fleet_core.auth import BearerCredentials, CurrentPrincipal, Principal, Role, get_principal
 from fleet_monitor.engine import MonitorEngine
 from fleet_monitor.lake import InferenceLake
 from fleet_monitor.store import MonitorStore
 
-__all__ = ["CurrentPrincipal", "EngineDep", "LakeDep", "Limit", "Offset", "Reader", "StoreDep"]
+__all__ = [
+    "MAX_INT",
+    "AlertId",
+    "CurrentPrincipal",
+    "EngineDep",
+    "LakeDep",
+    "Limit",
+    "Offset",
+    "ReadAccess",
+    "Reader",
+    "StoreDep",
+]
+
+MAX_INT = 2**31 - 1
+"""Largest id, offset or count any route accepts: the ids are 32-bit integers in PostgreSQL, and
+anything larger would overflow the database driver (a 500) instead of being a 422."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    """What one caller may read. ``principal`` is None for an anonymous reader (embedded stack only),
+    who sees every model."""
+
+    principal: Principal | None
+
+    def sees(self, team: str | None) -> bool:
+        """True if this caller may read a model of ``team`` (None: no known team, fails closed)."""
+        if self.principal is None:
+            return True
+        if team is None:
+            return self.principal.sees_all_teams
+        return self.principal.in_team(team)
+
+    @property
+    def sees_all(self) -> bool:
+        return self.principal is None or self.principal.sees_all_teams
+
+    def require(self, team: str | None) -> None:
+        """Forbidden (403 naming ``team``) unless this caller may read a model of ``team``."""
+        if self.principal is not None:
+            self.principal.require(Role.VIEWER, team)
 
 
 def _engine(request: Request) -> MonitorEngine:
@@ -26,18 +74,20 @@ def _lake(request: Request) -> InferenceLake | None:
     return request.app.state.engine.lake  # type: ignore[no-any-return]
 
 
-def _reader(request: Request, credentials: BearerCredentials) -> Principal | None:
-    """Anyone may read when ``anonymous_read`` is on (the default); otherwise a viewer token."""
+def _reader(request: Request, credentials: BearerCredentials) -> ReadAccess:
+    """Anonymous only when ``anonymous_read`` is on (embedded) and no token is sent; a token that is
+    sent is always verified, and its teams limit what it reads."""
     if request.app.state.settings.anonymous_read and credentials is None:
-        return None
+        return ReadAccess(None)
     principal = get_principal(request, credentials)
     principal.require_role(Role.VIEWER)
-    return principal
+    return ReadAccess(principal)
 
 
 EngineDep = Annotated[MonitorEngine, Depends(_engine)]
 StoreDep = Annotated[MonitorStore, Depends(_store)]
 LakeDep = Annotated[InferenceLake | None, Depends(_lake)]
-Reader = Annotated[Principal | None, Depends(_reader)]
+Reader = Annotated[ReadAccess, Depends(_reader)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip")]
+AlertId = Annotated[int, Path(ge=1, le=MAX_INT, description="The alert's id")]

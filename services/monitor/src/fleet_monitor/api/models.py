@@ -6,23 +6,39 @@ from fastapi import APIRouter
 
 from fleet_core.auth import Role
 from fleet_core.errors import NotFound
-from fleet_monitor.api.deps import CurrentPrincipal, EngineDep, Reader, StoreDep
+from fleet_monitor.api.deps import CurrentPrincipal, EngineDep, ReadAccess, Reader, StoreDep
 from fleet_monitor.api.schemas import ConfigView, ModelDetail, Overview
 from fleet_monitor.config import ModelConfig
+from fleet_monitor.engine import MonitorEngine
 from fleet_monitor.views import model_detail, model_names, overview
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
 @router.get("/overview", summary="Every model: traffic, latency, errors, drift, alerts, rollout")
-async def get_overview(engine: EngineDep, store: StoreDep, _: Reader) -> Overview:
+async def get_overview(engine: EngineDep, store: StoreDep, reader: Reader) -> Overview:
     async with store.transaction() as s:
-        firing = await store.alerts(s, state="firing", limit=1000)
-    return overview(engine, firing)
+        firing = await store.alerts(s, state="firing", limit=1000, models=visible_models(engine, reader))
+    return overview(engine, firing, sees=reader.sees)
+
+
+def visible_models(engine: MonitorEngine, reader: ReadAccess) -> list[str] | None:
+    """The models ``reader`` may read; None when it sees them all (no filter needed)."""
+    if reader.sees_all:
+        return None
+    return [name for name in model_names(engine) if reader.sees(engine.team_of(name))]
+
+
+def require_model(engine: MonitorEngine, reader: ReadAccess, name: str) -> None:
+    """404 for a model the monitor has never seen; 403 unless ``reader`` is in the model's team."""
+    if name not in model_names(engine):
+        raise NotFound(f"the monitor has seen no model named {name!r}", field="name")
+    reader.require(engine.team_of(name))
 
 
 @router.get("/models/{name}", summary="One model: versions and lineage, charts, drift, rollout, alerts")
-async def get_model(name: str, engine: EngineDep, store: StoreDep, _: Reader) -> ModelDetail:
+async def get_model(name: str, engine: EngineDep, store: StoreDep, reader: Reader) -> ModelDetail:
+    require_model(engine, reader, name)
     async with store.transaction() as s:
         alerts = await store.alerts(s, model=name, limit=50)
     detail = model_detail(engine, name, alerts)
@@ -34,7 +50,8 @@ async def get_model(name: str, engine: EngineDep, store: StoreDep, _: Reader) ->
 @router.get(
     "/models/{name}/config", summary="A model's monitoring thresholds: its overrides and the effective values"
 )
-async def get_config(name: str, engine: EngineDep, _: Reader) -> ConfigView:
+async def get_config(name: str, engine: EngineDep, reader: Reader) -> ConfigView:
+    require_model(engine, reader, name)
     own = engine.configs.get(name, ModelConfig())
     return ConfigView(
         model=name,
@@ -52,10 +69,9 @@ async def get_config(name: str, engine: EngineDep, _: Reader) -> ConfigView:
 async def put_config(
     name: str, body: ModelConfig, engine: EngineDep, principal: CurrentPrincipal
 ) -> ConfigView:
-    team = next((info.registered.team for (m, _), info in engine.versions.items() if m == name), None)
     if name not in model_names(engine):
         raise NotFound(f"the monitor has seen no model named {name!r}", field="name")
-    principal.require(Role.DEPLOYER, team)
+    principal.require(Role.DEPLOYER, engine.team_of(name))
     await engine.put_config(name, body, by=principal.subject)
     return ConfigView(
         model=name, overrides=body.model_dump(exclude_none=True), effective=_effective(engine, name)
