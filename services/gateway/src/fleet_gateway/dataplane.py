@@ -126,7 +126,7 @@ class DataPlane:
         started = time.perf_counter()
         version_header = {VERSION_HEADER: str(served.spec.version)}
         try:
-            rows = rows_for(parsed, served.spec.signature)
+            rows = rows_for(parsed, served.spec.signature, max_rows=self._max_rows)
             self._check_rows(rows, served)
         except FleetError as exc:
             exc.headers = {**(exc.headers or {}), **version_header}
