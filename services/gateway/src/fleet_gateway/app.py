@@ -19,6 +19,7 @@ from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, Log
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
 from fleet_gateway.routing import RouteBook
+from fleet_gateway.served import ServedRequests
 from fleet_gateway.settings import GatewaySettings
 
 DESCRIPTION = """\
@@ -97,6 +98,9 @@ def create_app(
             refresh=refresh,
             max_rows=settings.max_rows,
             shadow_timeout_s=settings.shadow_timeout_s,
+            served_requests=ServedRequests(
+                per_model=settings.feedback_memory_per_model, window_s=settings.feedback_window_s
+            ),
         )
 
         async def routes_loaded() -> tuple[bool, str]:

@@ -26,6 +26,7 @@ from fleet_gateway.inference_log import InferenceLogSink, LogRecord
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.protocol import ParsedRequest, rows_for
 from fleet_gateway.routing import NoRoute, RouteBook, RouteDecision
+from fleet_gateway.served import ServedRequest, ServedRequests
 
 log = get_logger(__name__)
 
@@ -67,6 +68,7 @@ class DataPlane:
         refresh: Refresh = _no_refresh,
         max_rows: int = 10_000,
         shadow_timeout_s: float = 10.0,
+        served_requests: ServedRequests | None = None,
     ) -> None:
         self.book = book
         self.backend = backend
@@ -76,6 +78,7 @@ class DataPlane:
         self._max_rows = max_rows
         self._shadow_timeout_s = shadow_timeout_s
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.served_requests = served_requests or ServedRequests(per_model=20_000, window_s=86_400)
 
     # ------------------------------------------------------------------ lookups
 
@@ -159,6 +162,7 @@ class DataPlane:
         self.metrics.observe(model, served.spec.version, arm, 200, elapsed)
         self._log(request_id, served, arm, rows, predictions, elapsed, 200, None, caller, routing_key)
         self._mirror(decision, rows, request_id, caller, routing_key)
+        self.served_requests.remember(model, request_id, version=served.spec.version, rows=len(rows))
         return Prediction(served, predictions)
 
     def _check_rows(self, rows: list[dict[str, Any]], served: ServedVersion) -> None:
@@ -210,6 +214,35 @@ class DataPlane:
                 routing_key=routing_key,
             )
         )
+
+    # ------------------------------------------------------------------ feedback
+
+    async def feedback_target(
+        self, principal: Principal, model: str, request_id: str, *, labels: int, version: int | None
+    ) -> ServedRequest:
+        """The request that feedback labels: one this gateway answered for ``model``, labelled by a
+        member of the model's team, with one label per row it had."""
+        # The team check comes first, so an outsider learns nothing about which ids exist.
+        await self.authorise(principal, model)
+        served = self.served_requests.get(model, request_id)
+        if served is None:
+            raise NotFound(
+                f"model '{model}' has not answered request '{request_id}' on this gateway recently "
+                "(only successful predictions of the feedback window are remembered)",
+                field="request_id",
+            )
+        if version is not None and version != served.version:
+            raise InvalidInput(
+                f"version: request '{request_id}' was answered by version {served.version}, not {version}",
+                field="version",
+            )
+        if labels != served.rows:
+            raise InvalidInput(
+                f"labels: request '{request_id}' had {served.rows} row(s); send one label per row, "
+                f"got {labels}",
+                field="labels",
+            )
+        return served
 
     # ------------------------------------------------------------------ shadows
 

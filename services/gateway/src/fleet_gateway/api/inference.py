@@ -14,14 +14,14 @@ from fastapi.responses import JSONResponse
 from fleet_core.errors import InvalidInput
 from fleet_core.log import current_request_id
 from fleet_core.oip import InferenceRequest, InferenceResponse, MetadataModelResponse, ModelReadyResponse
-from fleet_gateway.api.deps import CallerDep, PlaneDep
+from fleet_gateway.api.deps import MODEL_NAME_PATTERN, CallerDep, PlaneDep
 from fleet_gateway.dataplane import VERSION_HEADER
 from fleet_gateway.protocol import decode_request, oip_response_body, plain_response_body
 
 router = APIRouter(prefix="/v2/models", tags=["inference"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=200, description="Model name")]
-Version = Annotated[int, Path(ge=1, description="Version number")]
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Model name")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="Version number")]
 MAX_ROUTING_KEY = 256
 
 INFER_DOC: dict[str, Any] = {
