@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from fleet_core.service import build_app
 from fleet_core.serving import RoutesSnapshot
 from fleet_gateway import __version__
 from fleet_gateway.access import Gatekeeper, RateLimiter, TokenCache
+from fleet_gateway.api.inference import INFER_SCHEMAS
 from fleet_gateway.api.main import api_router
 from fleet_gateway.backend import RayBackend, ServingBackend
 from fleet_gateway.dataplane import DataPlane
@@ -164,7 +166,25 @@ def create_app(
     )
     app.include_router(api_router)
     _inference_routes_first(app)
+    _add_openapi_components(app, INFER_SCHEMAS)
     return app
+
+
+def _add_openapi_components(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Put schemas that operations refer to by hand (the raw-body infer routes) into the document's
+    components, so that every ``$ref`` in ``/openapi.json`` resolves."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        cached = app.openapi_schema is not None
+        document = generate()  # FastAPI caches the document in app.openapi_schema
+        if not cached:
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in schemas.items():
+                components.setdefault(name, schema)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _inference_routes_first(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from fleet_core.errors import InvalidInput
 from fleet_core.log import current_request_id
@@ -23,6 +24,18 @@ router = APIRouter(prefix="/v2/models", tags=["inference"])
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Model name")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="Version number")]
 MAX_ROUTING_KEY = 256
+
+
+def _components(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema and those it refers to, as OpenAPI components referring to each other
+    (pydantic's default ``#/$defs/...`` refs do not resolve inside an OpenAPI document)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, model.__name__: schema}
+
+
+INFER_SCHEMAS: dict[str, Any] = _components(InferenceRequest)
+"""Components the infer operations refer to; ``app.py`` adds them to the document."""
 
 INFER_DOC: dict[str, Any] = {
     "parameters": [
@@ -53,7 +66,7 @@ INFER_DOC: dict[str, Any] = {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        InferenceRequest.model_json_schema(ref_template="#/$defs/{model}"),
+                        {"$ref": "#/components/schemas/InferenceRequest"},
                         {
                             "type": "object",
                             "properties": {
