@@ -8,7 +8,7 @@ from typing import Any
 
 from fleet_core.auth import Role
 from fleet_core.events import InferenceFeedback, RouteArm
-from fleet_gateway.served import ServedRequests
+from fleet_gateway.served import FeedbackReceipts, ServedRequests
 from support.gateway import GatewayHarness, route, running_gateway, snapshot
 
 ROW = {"age": 42, "income": 5100.5, "email": "ada@example.com"}
@@ -183,3 +183,52 @@ def test_the_served_request_memory_is_bounded_per_model_and_in_time() -> None:
     now[0] = 61.0
     assert memory.get("churn", "c") is None and memory.get("fraud", "x") is None
     assert len(memory) == 0
+
+
+async def test_a_receipt_lets_any_gateway_instance_accept_the_feedback() -> None:
+    publisher = Publisher()
+    async with running_gateway(routes(), pii_salt="shared-salt-of-the-fleet") as first:
+        r = await first.client.post(
+            "/v2/models/churn/infer",
+            json={"inputs": [ROW, ROW]},
+            headers={**first.auth(), "X-Request-ID": "rid-r"},
+        )
+        receipt = r.headers["x-fleet-feedback-receipt"]
+    # Another instance (or this one after a restart) never saw the request.
+    async with running_gateway(routes(), feedback=publisher, pii_salt="shared-salt-of-the-fleet") as other:
+        body = {"request_id": "rid-r", "model": "churn", "labels": [1, 0]}
+        r = await other.client.post("/v1/feedback", json=body, headers=other.auth())
+        assert r.status_code == 404 and r.json()["field"] == "request_id"
+        r = await other.client.post("/v1/feedback", json={**body, "receipt": receipt}, headers=other.auth())
+        assert r.status_code == 202, r.text
+        assert publisher.published[-1].version == 1
+        forged = [
+            {**body, "receipt": receipt[:-2] + ("AA" if not receipt.endswith("AA") else "BB")},
+            {**body, "request_id": "rid-other", "receipt": receipt},
+            {**body, "receipt": receipt.replace(".2.", ".1.", 1), "labels": [1]},
+            {**body, "receipt": "r1.1.2.0." + "9" * 150},
+        ]
+        for attempt in forged:
+            r = await other.client.post("/v1/feedback", json=attempt, headers=other.auth())
+            assert r.status_code == 422 and r.json()["field"] == "receipt", r.text
+        r = await other.client.post(
+            "/v1/feedback", json={**body, "receipt": receipt}, headers=other.auth(Role.VIEWER, ["payments"])
+        )
+        assert r.status_code == 403
+    async with running_gateway(routes(), feedback=publisher, pii_salt="another-fleets-salt") as stranger:
+        r = await stranger.client.post(
+            "/v1/feedback", json={**body, "receipt": receipt}, headers=stranger.auth()
+        )
+        assert r.status_code == 422 and r.json()["field"] == "receipt"
+    assert len(publisher.published) == 1
+
+
+def test_a_receipt_expires() -> None:
+    now = [1_000_000.0]
+    receipts = FeedbackReceipts("salt", ttl_s=60, clock=lambda: now[0])
+    receipt = receipts.issue("churn", "rid", version=3, rows=2)
+    served = receipts.verify(receipt, "churn", "rid")
+    assert served is not None and (served.version, served.rows) == (3, 2)
+    assert receipts.verify(receipt, "fraud", "rid") is None
+    now[0] += 61
+    assert receipts.verify(receipt, "churn", "rid") is None

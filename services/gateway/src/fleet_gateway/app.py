@@ -21,7 +21,7 @@ from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, Log
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
 from fleet_gateway.routing import RouteBook
-from fleet_gateway.served import ServedRequests
+from fleet_gateway.served import FeedbackReceipts, ServedRequests
 from fleet_gateway.settings import GatewaySettings
 
 DESCRIPTION = """\
@@ -103,6 +103,7 @@ def create_app(
             served_requests=ServedRequests(
                 per_model=settings.feedback_memory_per_model, window_s=settings.feedback_window_s
             ),
+            receipts=FeedbackReceipts(settings.pii_salt, ttl_s=settings.feedback_receipt_ttl_s),
         )
 
         async def routes_loaded() -> tuple[bool, str]:

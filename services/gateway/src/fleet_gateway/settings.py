@@ -46,6 +46,8 @@ class GatewaySettings(FleetSettings):
     feedback_memory_per_model: int = Field(default=20_000, ge=1)
     """... and only among each model's most recent answered requests (a busy model's window is
     shorter). The memory is per gateway process: not shared between instances, lost on restart."""
+    feedback_receipt_ttl_s: float = Field(default=30 * 86_400.0, gt=0)
+    """How long an answer's ``X-Fleet-Feedback-Receipt`` lets any instance accept its feedback."""
     feedback_timeout_s: float = Field(default=3.0, gt=0)
     """How long ``/v1/feedback`` waits for the broker's acknowledgement before answering 503."""
 

@@ -1,7 +1,8 @@
 """``POST /v1/feedback``: ground truth for an earlier request, published as ``inference.feedback``.
 
-Feedback labels only what the model served: the request id must be one this gateway answered for
-that model within the feedback window (``ServedRequests``), the caller must belong to the model's
+Feedback labels only what the model served: the request id must be one a gateway answered for that
+model, proven by the answer's receipt (``FeedbackReceipts``, any instance) or remembered by this
+process within the feedback window (``ServedRequests``), the caller must belong to the model's
 team, there is one label per row of that request, and the event's ``source`` is the caller's
 token subject (a body cannot name someone else as the labeller).
 """
@@ -58,6 +59,14 @@ class FeedbackRequest(BaseModel):
         ),
     ]
     version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | None = None
+    receipt: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            description="The answer's X-Fleet-Feedback-Receipt: accepted by any gateway instance, "
+            "after restarts too; without it only the answering instance's recent memory counts",
+        ),
+    ] = None
 
 
 class FeedbackAccepted(BaseModel):
@@ -77,7 +86,12 @@ async def post_feedback(
     body: FeedbackRequest, caller: CallerDep, plane: PlaneDep, publisher: FeedbackDep
 ) -> FeedbackAccepted:
     served = await plane.feedback_target(
-        caller, body.model, body.request_id, labels=len(body.labels), version=body.version
+        caller,
+        body.model,
+        body.request_id,
+        labels=len(body.labels),
+        version=body.version,
+        receipt=body.receipt,
     )
     event_id = await publisher.publish(
         feedback_now(

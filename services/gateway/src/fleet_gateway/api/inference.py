@@ -24,6 +24,7 @@ router = APIRouter(prefix="/v2/models", tags=["inference"])
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Model name")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="Version number")]
 MAX_ROUTING_KEY = 256
+RECEIPT_HEADER = "X-Fleet-Feedback-Receipt"
 
 
 def _components(model: type[BaseModel]) -> dict[str, Any]:
@@ -91,7 +92,8 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": InferenceResponse,
         "description": "OIP response for tensor requests; "
         '{"model", "version", "predictions", "request_id"} for plain ones. '
-        "Header X-Fleet-Model-Version names the version that answered.",
+        "Header X-Fleet-Model-Version names the version that answered; X-Fleet-Feedback-Receipt "
+        "proves the answer to /v1/feedback on any gateway instance.",
     }
 }
 
@@ -124,7 +126,10 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         body = plain_response_body(
             model=result.model, version=result.version, request_id=request_id, predictions=result.predictions
         )
-    return Response(body, media_type="application/json", headers={VERSION_HEADER: str(result.version)})
+    headers = {VERSION_HEADER: str(result.version)}
+    if result.receipt is not None:
+        headers[RECEIPT_HEADER] = result.receipt
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(
