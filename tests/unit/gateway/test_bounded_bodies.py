@@ -156,3 +156,17 @@ async def test_a_value_outside_the_categories_is_not_echoed_at_length(gw: Gatewa
     )
     assert r.status_code == 422 and r.json()["field"] == "inputs.plan"
     assert len(r.content) < 2_000
+
+
+async def test_a_pii_value_is_never_quoted_in_an_error() -> None:
+    signature = Signature(
+        inputs=[FieldSpec(name="salary", type="int", maximum=10**6, pii=True)],
+        outputs=[FieldSpec(name="score", type="float")],
+    )
+    routes = snapshot(route("payroll", [RouteArm(version=1, weight=100)], signature=signature))
+    async with running_gateway(routes) as gw:
+        r = await gw.client.post(
+            "/v2/models/payroll/infer", json={"inputs": {"salary": 7654321}}, headers=gw.auth()
+        )
+    assert r.status_code == 422 and r.json()["field"] == "inputs.salary"
+    assert "7654321" not in r.text
