@@ -30,7 +30,12 @@ The ModelFleet gateway: Open Inference Protocol v2 (`/v2/models/{name}/infer`,
 Ray Serve deployments called through DeploymentHandles. Requests are validated against the
 version's signature, routed by the model's route table (weighted, sticky by
 `X-Fleet-Routing-Key`, shadow copies), logged to `inference.logged`, and answered with
-`X-Fleet-Model-Version`. `POST /v1/feedback` records ground truth.
+`X-Fleet-Model-Version` and `X-Fleet-Feedback-Receipt`. `POST /v1/feedback` records ground truth
+for a request the model answered (send the receipt back), from a token of the model's team.
+
+A body is at most `FLEET_MAX_BODY_MB` (413), a request at most `FLEET_MAX_ROWS` rows, and a
+tensor's `shape` may claim no more rows, dimensions or values than that and the signature allow
+(422 naming `inputs.<tensor>.shape`).
 
 Every error is RFC 9457 `application/problem+json` naming the field or reason.
 Authenticate with `Authorization: Bearer <token>`.
