@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import orjson
+import structlog
 
 from fleet_core.events import RouteArm, Topic, parse_event
+from fleet_gateway.backend import ModelFailed
 from support.gateway import CollectingTransport, FakeBackend, route, running_gateway, snapshot
 
 SHADOW = RouteArm(version=2, weight=100, mode="shadow")
@@ -38,7 +40,10 @@ async def test_logged_record_hashes_pii_and_carries_the_request() -> None:
     logged = event.data
     assert event.requestid == "rid-1" and event.subject == "churn"
     assert logged.request_id == "rid-1" and logged.version == 1 and logged.arm == "primary"
-    assert logged.status == "ok" and logged.outputs == [10.0] and logged.routing_key == "user-9"
+    assert logged.status == "ok" and logged.outputs == [10.0]
+    # The routing key is often a user id: hashed like PII (still groups a key's requests), never raw.
+    assert logged.routing_key and logged.routing_key.startswith("sha256:")
+    assert b"user-9" not in value
     assert logged.inputs[0]["age"] == 42
     assert logged.inputs[0]["email"].startswith("sha256:")
     assert b"ada@example.com" not in value
@@ -121,3 +126,24 @@ async def test_a_slow_shadow_does_not_delay_the_answer() -> None:
 
 def test_oip_numbers_survive_orjson() -> None:
     assert orjson.loads(orjson.dumps({"x": 1.5})) == {"x": 1.5}
+
+
+async def test_the_routing_key_is_never_logged_raw() -> None:
+    transport = CollectingTransport()
+    backend = FakeBackend(fail={"churn:1": ModelFailed("boom")})
+    routes = snapshot(route("churn", [RouteArm(version=1, weight=100), SHADOW]))
+    with structlog.testing.capture_logs() as logs:
+        async with running_gateway(routes, backend=backend, log_transport=transport) as gw:
+            r = await gw.client.post(
+                "/v2/models/churn/infer",
+                json={"inputs": ROW},
+                headers={**gw.auth(), "X-Fleet-Routing-Key": "alice@example.com"},
+            )
+            assert r.status_code == 502
+            await gw.app.state.dataplane.drain_shadows()
+            await wait_for(lambda: len(transport.records) >= 2)
+    assert logs, "the failed prediction is logged"
+    assert "alice@example.com" not in repr(logs)
+    for _, value in transport.records:
+        assert b"alice@example.com" not in value
+        assert parse_event(Topic.INFERENCE_LOGGED, value).data.routing_key.startswith("sha256:")

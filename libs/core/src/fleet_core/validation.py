@@ -22,6 +22,17 @@ class FieldProblem:
         return {"field": self.field, "message": self.message}
 
 
+MAX_SHOWN_CHARS = 40
+
+
+def _shown(spec: FieldSpec, value: Any) -> str:
+    """A value as an error message may quote it: never a PII field's, never at length."""
+    if spec.pii:
+        return "the value"
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
 def _check_scalar(spec: FieldSpec, value: Any, where: str) -> FieldProblem | None:
     if value is None:
         return None if spec.nullable else FieldProblem(where, "is required and may not be null")
@@ -33,13 +44,13 @@ def _check_scalar(spec: FieldSpec, value: Any, where: str) -> FieldProblem | Non
         if isinstance(value, bool) or not isinstance(value, int | float):
             return FieldProblem(where, f"expected a number, got {type(value).__name__}")
         if spec.type == "int" and not float(value).is_integer():
-            return FieldProblem(where, f"expected an integer, got {value!r}")
+            return FieldProblem(where, f"expected an integer, got {_shown(spec, value)}")
         if isinstance(value, float) and not math.isfinite(value):
             return FieldProblem(where, "must be a finite number")
         if spec.minimum is not None and value < spec.minimum:
-            return FieldProblem(where, f"{value} is below the minimum {spec.minimum}")
+            return FieldProblem(where, f"{_shown(spec, value)} is below the minimum {spec.minimum}")
         if spec.maximum is not None and value > spec.maximum:
-            return FieldProblem(where, f"{value} is above the maximum {spec.maximum}")
+            return FieldProblem(where, f"{_shown(spec, value)} is above the maximum {spec.maximum}")
         return None
     if spec.type == "string":
         return (
@@ -49,8 +60,13 @@ def _check_scalar(spec: FieldSpec, value: Any, where: str) -> FieldProblem | Non
         )
     # category
     allowed = spec.categories or []
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        # str() of a deeply nested list overflows the stack; a category is never a container.
+        return FieldProblem(where, f"expected a category value, got {type(value).__name__}")
     if value not in allowed and str(value) not in {str(a) for a in allowed}:
-        return FieldProblem(where, f"{value!r} is not one of the allowed categories {allowed[:20]}")
+        return FieldProblem(
+            where, f"{_shown(spec, value)} is not one of the allowed categories {allowed[:20]}"
+        )
     return None
 
 

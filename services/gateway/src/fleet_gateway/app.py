@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from fleet_core.service import build_app
 from fleet_core.serving import RoutesSnapshot
 from fleet_gateway import __version__
 from fleet_gateway.access import Gatekeeper, RateLimiter, TokenCache
+from fleet_gateway.api.inference import INFER_SCHEMAS
 from fleet_gateway.api.main import api_router
 from fleet_gateway.backend import RayBackend, ServingBackend
 from fleet_gateway.dataplane import DataPlane
@@ -19,6 +21,7 @@ from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, Log
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
 from fleet_gateway.routing import RouteBook
+from fleet_gateway.served import FeedbackReceipts, ServedRequests
 from fleet_gateway.settings import GatewaySettings
 
 DESCRIPTION = """\
@@ -27,7 +30,12 @@ The ModelFleet gateway: Open Inference Protocol v2 (`/v2/models/{name}/infer`,
 Ray Serve deployments called through DeploymentHandles. Requests are validated against the
 version's signature, routed by the model's route table (weighted, sticky by
 `X-Fleet-Routing-Key`, shadow copies), logged to `inference.logged`, and answered with
-`X-Fleet-Model-Version`. `POST /v1/feedback` records ground truth.
+`X-Fleet-Model-Version` and `X-Fleet-Feedback-Receipt`. `POST /v1/feedback` records ground truth
+for a request the model answered (send the receipt back), from a token of the model's team.
+
+A body is at most `FLEET_MAX_BODY_MB` (413), a request at most `FLEET_MAX_ROWS` rows, and a
+tensor's `shape` may claim no more rows, dimensions or values than that and the signature allow
+(422 naming `inputs.<tensor>.shape`).
 
 Every error is RFC 9457 `application/problem+json` naming the field or reason.
 Authenticate with `Authorization: Bearer <token>`.
@@ -97,6 +105,10 @@ def create_app(
             refresh=refresh,
             max_rows=settings.max_rows,
             shadow_timeout_s=settings.shadow_timeout_s,
+            served_requests=ServedRequests(
+                per_model=settings.feedback_memory_per_model, window_s=settings.feedback_window_s
+            ),
+            receipts=FeedbackReceipts(settings.pii_salt, ttl_s=settings.feedback_receipt_ttl_s),
         )
 
         async def routes_loaded() -> tuple[bool, str]:
@@ -160,7 +172,25 @@ def create_app(
     )
     app.include_router(api_router)
     _inference_routes_first(app)
+    _add_openapi_components(app, INFER_SCHEMAS)
     return app
+
+
+def _add_openapi_components(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Put schemas that operations refer to by hand (the raw-body infer routes) into the document's
+    components, so that every ``$ref`` in ``/openapi.json`` resolves."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        cached = app.openapi_schema is not None
+        document = generate()  # FastAPI caches the document in app.openapi_schema
+        if not cached:
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in schemas.items():
+                components.setdefault(name, schema)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _inference_routes_first(app: FastAPI) -> None:

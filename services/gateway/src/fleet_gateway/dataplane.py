@@ -26,6 +26,7 @@ from fleet_gateway.inference_log import InferenceLogSink, LogRecord
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.protocol import ParsedRequest, rows_for
 from fleet_gateway.routing import NoRoute, RouteBook, RouteDecision
+from fleet_gateway.served import FeedbackReceipts, ServedRequest, ServedRequests
 
 log = get_logger(__name__)
 
@@ -40,6 +41,8 @@ class Prediction:
 
     served: ServedVersion
     predictions: list[Any]
+    receipt: str | None = None
+    """Proof for ``/v1/feedback`` that this request was answered (``FeedbackReceipts``)."""
 
     @property
     def model(self) -> str:
@@ -67,6 +70,8 @@ class DataPlane:
         refresh: Refresh = _no_refresh,
         max_rows: int = 10_000,
         shadow_timeout_s: float = 10.0,
+        served_requests: ServedRequests | None = None,
+        receipts: FeedbackReceipts | None = None,
     ) -> None:
         self.book = book
         self.backend = backend
@@ -76,6 +81,8 @@ class DataPlane:
         self._max_rows = max_rows
         self._shadow_timeout_s = shadow_timeout_s
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.served_requests = served_requests or ServedRequests(per_model=20_000, window_s=86_400)
+        self.receipts = receipts
 
     # ------------------------------------------------------------------ lookups
 
@@ -126,7 +133,7 @@ class DataPlane:
         started = time.perf_counter()
         version_header = {VERSION_HEADER: str(served.spec.version)}
         try:
-            rows = rows_for(parsed, served.spec.signature)
+            rows = rows_for(parsed, served.spec.signature, max_rows=self._max_rows)
             self._check_rows(rows, served)
         except FleetError as exc:
             exc.headers = {**(exc.headers or {}), **version_header}
@@ -159,7 +166,13 @@ class DataPlane:
         self.metrics.observe(model, served.spec.version, arm, 200, elapsed)
         self._log(request_id, served, arm, rows, predictions, elapsed, 200, None, caller, routing_key)
         self._mirror(decision, rows, request_id, caller, routing_key)
-        return Prediction(served, predictions)
+        self.served_requests.remember(model, request_id, version=served.spec.version, rows=len(rows))
+        receipt = (
+            self.receipts.issue(model, request_id, version=served.spec.version, rows=len(rows))
+            if self.receipts is not None and request_id
+            else None
+        )
+        return Prediction(served, predictions, receipt)
 
     def _check_rows(self, rows: list[dict[str, Any]], served: ServedVersion) -> None:
         if not rows:
@@ -210,6 +223,52 @@ class DataPlane:
                 routing_key=routing_key,
             )
         )
+
+    # ------------------------------------------------------------------ feedback
+
+    async def feedback_target(
+        self,
+        principal: Principal,
+        model: str,
+        request_id: str,
+        *,
+        labels: int,
+        version: int | None,
+        receipt: str | None = None,
+    ) -> ServedRequest:
+        """The request that feedback labels: one a gateway answered for ``model`` (vouched for by
+        its receipt, or remembered by this process), labelled by a member of the model's team, with
+        one label per row it had."""
+        # The team check comes first, so an outsider learns nothing about which ids exist.
+        await self.authorise(principal, model)
+        if receipt is not None:
+            vouched = self.receipts.verify(receipt, model, request_id) if self.receipts else None
+            if vouched is None:
+                raise InvalidInput(
+                    f"receipt: not a valid, current receipt for request '{request_id}' of model '{model}'",
+                    field="receipt",
+                )
+            served: ServedRequest | None = vouched
+        else:
+            served = self.served_requests.get(model, request_id)
+        if served is None:
+            raise NotFound(
+                f"model '{model}' has not answered request '{request_id}' on this gateway recently "
+                "(only successful predictions of the feedback window are remembered)",
+                field="request_id",
+            )
+        if version is not None and version != served.version:
+            raise InvalidInput(
+                f"version: request '{request_id}' was answered by version {served.version}, not {version}",
+                field="version",
+            )
+        if labels != served.rows:
+            raise InvalidInput(
+                f"labels: request '{request_id}' had {served.rows} row(s); send one label per row, "
+                f"got {labels}",
+                field="labels",
+            )
+        return served
 
     # ------------------------------------------------------------------ shadows
 

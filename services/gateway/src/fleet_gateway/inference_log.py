@@ -2,10 +2,10 @@
 
 A request only appends a small record to the queue (``submit``, never awaits). A background task
 takes up to ``batch_size`` records, waiting ``linger_ms`` for a batch to fill, turns them into
-CloudEvents with PII fields replaced by a salted hash, and hands the batch to a ``LogTransport``
-(Kafka, ``acks=1``). When the queue is full the new record is shed; when the broker refuses a
-batch the batch is shed; both are counted (``fleet_gateway_inference_logs_shed_total``) and the
-transport is retried with backoff.
+CloudEvents with PII fields, the caller and the routing key replaced by a salted hash, and hands
+the batch to a ``LogTransport`` (Kafka, ``acks=1``). When the queue is full the new record is
+shed; when the broker refuses a batch the batch is shed; both are counted
+(``fleet_gateway_inference_logs_shed_total``) and the transport is retried with backoff.
 """
 
 from __future__ import annotations
@@ -252,7 +252,8 @@ class InferenceLogSink:
             status_code=record.status_code,
             error=record.error,
             caller=self.hasher.hash(record.caller) if record.caller else None,
-            routing_key=record.routing_key,
+            # Often a user id: hashed like PII, so a key's requests still group without revealing it.
+            routing_key=self.hasher.hash(record.routing_key) if record.routing_key else None,
             timestamp=record.timestamp,
         )
         event = make_event(Topic.INFERENCE_LOGGED, payload, source=SOURCE, subject=record.model)

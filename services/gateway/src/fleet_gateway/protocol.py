@@ -93,21 +93,27 @@ def _loc(loc: tuple[Any, ...]) -> list[str]:
     return out
 
 
-def rows_for(parsed: ParsedRequest, signature: Signature) -> list[dict[str, Any]]:
-    """The request as rows of feature values, in the signature's terms."""
+def rows_for(parsed: ParsedRequest, signature: Signature, *, max_rows: int) -> list[dict[str, Any]]:
+    """The request as rows of feature values, in the signature's terms.
+
+    A tensor's ``shape`` is only a claim: it is checked against ``max_rows``, the signature's
+    dimensions and the data actually sent before anything the size of that claim is built."""
     if parsed.rows is not None:
         return parsed.rows
     tensors = parsed.tensors or []
-    names = [f.name for f in signature.inputs]
-    if len(tensors) == 1 and tensors[0].name not in names:
-        return _rows_from_matrix(tensors[0], signature)
+    specs = {f.name: f for f in signature.inputs}
+    if len(tensors) == 1 and tensors[0].name not in specs:
+        return _rows_from_matrix(tensors[0], signature, max_rows)
     columns: dict[str, list[Any]] = {}
     count: int | None = None
     for tensor in tensors:
         where = f"inputs.{tensor.name}"
+        spec = specs.get(tensor.name)
+        if spec is None:
+            raise _invalid(where, "is not in the model's signature")
         if tensor.name in columns:
             raise _invalid(where, "appears twice")
-        values = _batch(tensor, where)
+        values = _batch(tensor, where, max_dims=1 + len(spec.shape or []), max_rows=max_rows)
         if count is not None and len(values) != count:
             raise _invalid(where, f"has {len(values)} rows; the other inputs have {count}")
         count = len(values)
@@ -115,9 +121,10 @@ def rows_for(parsed: ParsedRequest, signature: Signature) -> list[dict[str, Any]
     return [{name: values[i] for name, values in columns.items()} for i in range(count or 0)]
 
 
-def _rows_from_matrix(tensor: RequestInput, signature: Signature) -> list[dict[str, Any]]:
+def _rows_from_matrix(tensor: RequestInput, signature: Signature, max_rows: int) -> list[dict[str, Any]]:
     where = f"inputs.{tensor.name}"
     names = [f.name for f in signature.inputs]
+    _check_shape(tensor.shape, where, max_dims=2, max_rows=max_rows, sent=len(tensor.data))
     if any(f.shape for f in signature.inputs):
         raise _invalid(where, f"is not an input of the model; expected tensors named {names}")
     width = len(names)
@@ -127,14 +134,15 @@ def _rows_from_matrix(tensor: RequestInput, signature: Signature) -> list[dict[s
             f"is not an input of the model: send one tensor per input {names}, or one tensor of "
             f"shape [rows, {width}] with columns in that order",
         )
-    matrix = _batch(tensor, where)
+    matrix = _batch(tensor, where, max_dims=2, max_rows=max_rows)
     return [dict(zip(names, row, strict=True)) for row in matrix]
 
 
-def _batch(tensor: RequestInput, where: str) -> list[Any]:
+def _batch(tensor: RequestInput, where: str, *, max_dims: int, max_rows: int) -> list[Any]:
     """The tensor's values split along its first dimension (flat or nested data alike)."""
     shape = tensor.shape
     data = tensor.data
+    _check_shape(shape, where, max_dims=max_dims, max_rows=max_rows, sent=len(data))
     if not shape:
         if len(data) != 1:
             raise _invalid(where, f"a scalar tensor holds one value, got {len(data)}")
@@ -142,11 +150,51 @@ def _batch(tensor: RequestInput, where: str) -> list[Any]:
     if data and isinstance(data[0], list):
         if len(data) != shape[0]:
             raise _invalid(where, f"has {len(data)} rows; its shape {shape} says {shape[0]}")
+        _check_nesting(data, shape, f"{where}.data")
         return data
     expected = math.prod(shape)
     if len(data) != expected:
         raise _invalid(where, f"has {len(data)} values; its shape {shape} needs {expected}")
+    if any(isinstance(v, list) for v in data):
+        raise _invalid(f"{where}.data", f"mixes nested lists and values; its shape is {shape}")
     return _nest(data, shape)
+
+
+def _check_shape(shape: list[int], where: str, *, max_dims: int, max_rows: int, sent: int) -> None:
+    """Refuse a shape that claims more than the request may carry, before anything is built.
+
+    Besides rows and dimensions, every leading part of the shape must multiply to no more than
+    the values sent (or ``max_rows``): ``[n, 0]`` carries no values but would still build ``n``
+    empty rows, and ``[1, n, 0]`` ``n`` empty lists."""
+    field = f"{where}.shape"
+    if len(shape) > max_dims:
+        raise _invalid(field, f"has {len(shape)} dimensions; this input takes at most {max_dims}")
+    if shape and shape[0] > max_rows:
+        raise _invalid(field, f"claims {shape[0]} rows; the limit is {max_rows} per request")
+    bound = max(sent, max_rows)
+    built = 1
+    for size in shape[:-1]:
+        built *= size
+        if built > bound:
+            raise _invalid(field, f"{shape} describes more sub-arrays than the {sent} values sent")
+
+
+def _check_nesting(
+    data: list[Any], shape: list[int], where: str, *, position: str = "", top: list[int] | None = None
+) -> None:
+    """Nested data must follow its shape exactly: each level its length, values at the bottom.
+
+    Recursion depth is the number of dimensions, which ``_check_shape`` has bounded."""
+    inner = shape[1:]
+    for i, item in enumerate(data):
+        at = f"{position}[{i}]"
+        if not inner:
+            if isinstance(item, list):
+                raise _invalid(where, f"item {at} is nested deeper than the shape {top or shape}")
+            continue
+        if not isinstance(item, list) or len(item) != inner[0]:
+            raise _invalid(where, f"item {at} does not follow the shape {top or shape}")
+        _check_nesting(item, inner, where, position=at, top=top or shape)
 
 
 def _nest(flat: list[Any], shape: list[int]) -> list[Any]:

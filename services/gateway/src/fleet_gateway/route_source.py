@@ -1,11 +1,12 @@
 """Route tables from the deployer: bootstrap at start, periodic re-sync, on-demand re-fetch.
 
 ``GET {deployer_url}/v1/routes`` returns a ``RoutesSnapshot``; the gateway authenticates with a
-short-lived admin token it mints itself from ``FLEET_JWT_SECRET``. A deployer that is down at
-start does not stop the gateway: the bootstrap retries in the background with backoff and the
-gateway reports not ready until a snapshot is loaded. A request that names a model or version the
-cache does not know triggers a re-fetch, coalesced and at most one per
-``routes_refresh_min_interval_s``, so a fresh deploy is served without waiting for the re-sync.
+short-lived token it mints itself from ``FLEET_JWT_SECRET``: ``viewer`` of every team (``*``), the
+least that reads every route table. A deployer that is down at start does not stop the gateway:
+the bootstrap retries in the background with backoff and the gateway reports not ready until a
+snapshot is loaded. A request that names a model or version the cache does not know triggers a
+re-fetch, coalesced and at most one per ``routes_refresh_min_interval_s``, so a fresh deploy is
+served without waiting for the re-sync.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class DeployerRouteSource:
         self.last_error: str | None = "not fetched yet"
 
     def _token(self) -> str:
-        token, _, _ = self._tokens.issue(SERVICE_SUBJECT, Role.ADMIN, [ALL_TEAMS], ttl=timedelta(minutes=5))
+        # Reading every team's routes is all the gateway does with the deployer: viewer of '*'.
+        token, _, _ = self._tokens.issue(SERVICE_SUBJECT, Role.VIEWER, [ALL_TEAMS], ttl=timedelta(minutes=5))
         return token
 
     async def fetch(self) -> RoutesSnapshot:

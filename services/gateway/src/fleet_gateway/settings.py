@@ -41,6 +41,13 @@ class GatewaySettings(FleetSettings):
     predict_timeout_s: float = Field(default=30.0, gt=0)
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     """A shadow call is abandoned (and logged as an error) after this long."""
+    feedback_window_s: float = Field(default=86_400.0, gt=0)
+    """``/v1/feedback`` accepts a request id this long after this gateway answered it (24 h)."""
+    feedback_memory_per_model: int = Field(default=20_000, ge=1)
+    """... and only among each model's most recent answered requests (a busy model's window is
+    shorter). The memory is per gateway process: not shared between instances, lost on restart."""
+    feedback_receipt_ttl_s: float = Field(default=30 * 86_400.0, gt=0)
+    """How long an answer's ``X-Fleet-Feedback-Receipt`` lets any instance accept its feedback."""
     feedback_timeout_s: float = Field(default=3.0, gt=0)
     """How long ``/v1/feedback`` waits for the broker's acknowledgement before answering 503."""
 

@@ -28,6 +28,9 @@ async def _feedback(request: Request) -> FeedbackPublisher:
     return request.app.state.feedback  # type: ignore[no-any-return]
 
 
+# The registry's rule for model names: a name outside it was never registered, so no lookup is needed.
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
 PlaneDep = Annotated[DataPlane, Depends(_plane)]
 CallerDep = Annotated[Principal, Depends(_caller)]
 FeedbackDep = Annotated[FeedbackPublisher, Depends(_feedback)]

@@ -10,19 +10,33 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from fleet_core.errors import InvalidInput
 from fleet_core.log import current_request_id
 from fleet_core.oip import InferenceRequest, InferenceResponse, MetadataModelResponse, ModelReadyResponse
-from fleet_gateway.api.deps import CallerDep, PlaneDep
+from fleet_gateway.api.deps import MODEL_NAME_PATTERN, CallerDep, PlaneDep
 from fleet_gateway.dataplane import VERSION_HEADER
 from fleet_gateway.protocol import decode_request, oip_response_body, plain_response_body
 
 router = APIRouter(prefix="/v2/models", tags=["inference"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=200, description="Model name")]
-Version = Annotated[int, Path(ge=1, description="Version number")]
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Model name")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="Version number")]
 MAX_ROUTING_KEY = 256
+RECEIPT_HEADER = "X-Fleet-Feedback-Receipt"
+
+
+def _components(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema and those it refers to, as OpenAPI components referring to each other
+    (pydantic's default ``#/$defs/...`` refs do not resolve inside an OpenAPI document)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, model.__name__: schema}
+
+
+INFER_SCHEMAS: dict[str, Any] = _components(InferenceRequest)
+"""Components the infer operations refer to; ``app.py`` adds them to the document."""
 
 INFER_DOC: dict[str, Any] = {
     "parameters": [
@@ -53,7 +67,7 @@ INFER_DOC: dict[str, Any] = {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        InferenceRequest.model_json_schema(ref_template="#/$defs/{model}"),
+                        {"$ref": "#/components/schemas/InferenceRequest"},
                         {
                             "type": "object",
                             "properties": {
@@ -78,7 +92,8 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": InferenceResponse,
         "description": "OIP response for tensor requests; "
         '{"model", "version", "predictions", "request_id"} for plain ones. '
-        "Header X-Fleet-Model-Version names the version that answered.",
+        "Header X-Fleet-Model-Version names the version that answered; X-Fleet-Feedback-Receipt "
+        "proves the answer to /v1/feedback on any gateway instance.",
     }
 }
 
@@ -111,7 +126,10 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         body = plain_response_body(
             model=result.model, version=result.version, request_id=request_id, predictions=result.predictions
         )
-    return Response(body, media_type="application/json", headers={VERSION_HEADER: str(result.version)})
+    headers = {VERSION_HEADER: str(result.version)}
+    if result.receipt is not None:
+        headers[RECEIPT_HEADER] = result.receipt
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(
