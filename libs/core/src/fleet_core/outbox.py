@@ -44,6 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fleet_core.broker import kafka_client_kwargs
 from fleet_core.db import Database, UtcDateTime
 from fleet_core.events import CloudEvent, Topic, make_event
 from fleet_core.log import get_logger
@@ -342,7 +343,7 @@ class OutboxRelay:
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
+                **kafka_client_kwargs(self._bootstrap),
                 acks="all",
                 request_timeout_ms=int(self._timeout * 1000),
             )

@@ -5,7 +5,8 @@ Kubernetes and as a one-shot job in docker-compose; brokers can keep auto-creati
 
     python -m fleet_core.topics [--partitions 6] [--replication 3]
 
-The bootstrap servers come from ``FLEET_KAFKA_BOOTSTRAP``. Events are keyed by model, so the
+The bootstrap servers come from ``FLEET_KAFKA_BOOTSTRAP``, the TLS/SASL settings from the other
+``FLEET_KAFKA_*`` variables (docs/operations.md). Events are keyed by model, so the
 partition count bounds how many instances of a consuming service share the work; it can be raised
 later (``kafka-topics --alter``), at the price of moving some models to another partition once.
 """
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from fleet_core.broker import all_topics, ensure_topics
-from fleet_core.settings import FleetSettings
+from fleet_core.settings import KafkaSettings
 
 
 def positive(value: str) -> int:
@@ -45,10 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the brokers")
     args = parser.parse_args(argv)
-    # Only the bootstrap servers: this job holds no other secret (no FLEET_JWT_SECRET), so the
-    # full settings, which refuse to load in production mode without one, are not read.
-    raw = os.environ.get("FLEET_KAFKA_BOOTSTRAP") or FleetSettings.model_fields["kafka_bootstrap"].default
-    bootstrap = [server.strip() for server in raw.split(",") if server.strip()]
+    # Only the Kafka settings: this job holds no other secret (no FLEET_JWT_SECRET), so the full
+    # settings, which refuse to load in production mode without one, are not read.
+    try:
+        bootstrap = KafkaSettings().kafka_servers
+    except ValueError as exc:
+        print(f"topics: invalid Kafka settings: {exc}", file=sys.stderr)
+        return 2
     try:
         created = asyncio.run(
             ensure_topics(
