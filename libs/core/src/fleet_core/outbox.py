@@ -201,7 +201,7 @@ class OutboxRelay:
         self._timeout = publish_timeout_s
         self._max_backoff = max_backoff_s
         self._metrics = metrics
-        self._inbox = inbox if inbox is not None else outbox.metadata.tables.get("inbox")
+        self.inbox = inbox if inbox is not None else outbox.metadata.tables.get("inbox")
         self.settings = settings or OutboxSettings()
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
@@ -283,10 +283,10 @@ class OutboxRelay:
             )
             outbox_rows = int(result.rowcount or 0)  # type: ignore[attr-defined]
             inbox_rows = 0
-            if self._inbox is not None:
+            if self.inbox is not None:
                 processed_before = now - timedelta(seconds=self.settings.inbox_retention_s)
                 result = await session.execute(
-                    delete(self._inbox).where(self._inbox.c.processed_at < processed_before)
+                    delete(self.inbox).where(self.inbox.c.processed_at < processed_before)
                 )
                 inbox_rows = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if self._metrics:
