@@ -1,12 +1,18 @@
-"""Kafka over TLS with the platform's own clients, built from ``FLEET_KAFKA_*`` settings.
+"""Kafka over TLS and SASL with the platform's own clients, built from ``FLEET_KAFKA_*`` settings.
 
 The embedded broker (Tansu 0.6) cannot serve TLS itself: its ``--cert`` and ``--key`` flags refuse
-to be given together. So the broker listens on loopback behind a TLS-terminating proxy that
-requires a client certificate (mutual TLS) and advertises the proxy's address; every byte a
-client exchanges with Kafka crosses that TLS listener. The certificates are made here, with
+to be given together. So the broker listens on loopback behind a front door that terminates TLS,
+requiring a client certificate (mutual TLS), and the broker advertises the door's address; every
+byte a client exchanges with Kafka crosses it. The certificates are made here, with
 ``cryptography``. Shown: the outbox relay, topic creation, the FastStream broker and the batch
 consumer round-trip events over SSL; a PLAINTEXT client, a client without a certificate and a
 client that does not trust the broker's CA are refused.
+
+SASL likewise: Tansu 0.6 requires authentication with ``--authentication`` but creates users only
+through a broker that does not require it, in memory, so it can never authenticate anyone. The
+front door answers the Kafka protocol's SaslHandshake/SaslAuthenticate itself (PLAIN) before it
+forwards anything, as a SASL listener does; the clients' SCRAM arguments are checked in
+tests/unit/core/test_kafka_settings.py.
 """
 
 from __future__ import annotations
@@ -16,13 +22,20 @@ import contextlib
 import datetime
 import ipaddress
 import ssl
+import struct
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.protocol.admin import (
+    SaslAuthenticateResponse_v0,
+    SaslAuthenticateResponse_v1,
+    SaslHandShakeResponse_v1,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -133,20 +146,34 @@ def pki(tmp_path: Path) -> Pki:
     return Pki(*(tmp_path / name for name in files))
 
 
-# --------------------------------------------------------------------------- the TLS listener
+# --------------------------------------------------------------------------- the broker's front door
+
+API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
+SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM = 58, 33
 
 
-class TlsListener:
-    """Terminates mutual TLS on ``port`` and forwards the bytes to the broker's loopback port."""
+class FrontDoor:
+    """What a secured Kafka listener does, in front of the broker's loopback port: terminates
+    (mutual) TLS when given a context, and, given users, requires SASL/PLAIN before any request but
+    ApiVersions (the Kafka protocol's SaslHandshake and SaslAuthenticate, answered here); then it
+    forwards the bytes as they are. A client that sends anything else first is dropped."""
 
-    def __init__(self, port: int, upstream_port: int, context: ssl.SSLContext) -> None:
-        self.port, self.upstream_port, self.context = port, upstream_port, context
+    def __init__(
+        self,
+        port: int,
+        upstream_port: int,
+        tls: ssl.SSLContext | None = None,
+        sasl_users: dict[str, str] | None = None,
+    ) -> None:
+        self.port, self.upstream_port, self.tls, self.sasl_users = port, upstream_port, tls, sasl_users
         self.server: asyncio.Server | None = None
         self.tls_sessions = 0
+        self.authenticated: list[str] = []
+        self.refusals: list[str] = []
         self._pipes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.context)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -156,19 +183,96 @@ class TlsListener:
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.tls_sessions += 1  # only after a completed handshake with a trusted client certificate
+        if self.tls is not None:
+            self.tls_sessions += 1  # only after a completed handshake with a trusted client certificate
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             writer.close()
             return
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ]
-        self._pipes.update(pipes)
-        await asyncio.gather(*pipes, return_exceptions=True)
-        self._pipes.difference_update(pipes)
+        try:
+            if self.sasl_users is not None and not await self._authenticate(
+                reader, writer, up_reader, up_writer
+            ):
+                return
+            pipes = [
+                asyncio.create_task(self._pipe(reader, up_writer)),
+                asyncio.create_task(self._pipe(up_reader, writer)),
+            ]
+            self._pipes.update(pipes)
+            await asyncio.gather(*pipes, return_exceptions=True)
+            self._pipes.difference_update(pipes)
+        finally:
+            for w in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    w.close()
+
+    async def _authenticate(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> bool:
+        assert self.sasl_users is not None
+        while True:
+            frame = await self._frame(reader)
+            if frame is None:
+                return False
+            api_key, api_version, correlation = struct.unpack_from(">hhi", frame)
+            (client_id_length,) = struct.unpack_from(">h", frame, 8)
+            body = frame[10 + max(client_id_length, 0) :]  # request header v1: these APIs are not flexible
+            if api_key == API_VERSIONS:  # allowed before authentication, answered by the broker
+                up_writer.write(struct.pack(">i", len(frame)) + frame)
+                await up_writer.drain()
+                answer = await self._frame(up_reader)
+                if answer is None:
+                    return False
+                writer.write(struct.pack(">i", len(answer)) + answer)
+                await writer.drain()
+            elif api_key == SASL_HANDSHAKE:
+                (length,) = struct.unpack_from(">h", body)
+                mechanism = body[2 : 2 + length].decode()
+                code = 0 if mechanism == "PLAIN" else UNSUPPORTED_SASL_MECHANISM
+                await self._reply(writer, correlation, SaslHandShakeResponse_v1(code, ["PLAIN"]).encode())
+                if code:
+                    self.refusals.append(f"mechanism {mechanism}")
+                    return False
+            elif api_key == SASL_AUTHENTICATE:
+                (length,) = struct.unpack_from(">i", body)
+                _, user, password = body[4 : 4 + length].split(b"\0")
+                ok = self.sasl_users.get(user.decode()) == password.decode()
+                fields: dict[str, Any] = {
+                    "error_code": 0 if ok else SASL_AUTHENTICATION_FAILED,
+                    "error_message": None if ok else "Authentication failed: invalid username or password",
+                    "sasl_auth_bytes": b"",
+                }
+                if api_version >= 1:
+                    response = SaslAuthenticateResponse_v1(**fields, session_lifetime_ms=0)
+                else:
+                    response = SaslAuthenticateResponse_v0(**fields)
+                await self._reply(writer, correlation, response.encode())
+                if ok:
+                    self.authenticated.append(user.decode())
+                    return True
+                self.refusals.append(f"bad credentials for {user.decode()}")
+                return False
+            else:  # a request before authenticating: a PLAINTEXT client
+                self.refusals.append("request before authentication")
+                return False
+
+    @staticmethod
+    async def _frame(reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            (size,) = struct.unpack(">i", await reader.readexactly(4))
+            return await reader.readexactly(size)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            return None
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, correlation: int, body: bytes) -> None:
+        writer.write(struct.pack(">ii", len(body) + 4, correlation) + body)  # response header v0
+        await writer.drain()
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -184,33 +288,63 @@ class TlsListener:
 
 
 @dataclass
-class TlsKafka:
+class SecuredKafka:
     bootstrap: str
-    listener: TlsListener
+    listener: FrontDoor
 
 
 @pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, int]]:
-    tls_port = free_port()
-    broker = EmbeddedBroker(log_file=tmp_path / "tansu.log", advertised=f"127.0.0.1:{tls_port}")
+def hidden_broker(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, int]]:
+    """Tansu on a loopback port, advertising the front door's port to clients."""
+    door_port = free_port()
+    broker = EmbeddedBroker(log_file=tmp_path / "tansu.log", advertised=f"127.0.0.1:{door_port}")
     broker.start()
-    yield broker, tls_port
+    yield broker, door_port
     broker.stop(timeout_s=0.5)
 
 
-@pytest.fixture
-async def tls_kafka(tls_broker: tuple[EmbeddedBroker, int], pki: Pki) -> AsyncIterator[TlsKafka]:
-    broker, tls_port = tls_broker
+def server_tls(pki: Pki) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
     context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
     context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: a client without our CA's certificate is refused
-    listener = TlsListener(tls_port, broker.port, context)
+    return context
+
+
+@asynccontextmanager
+async def front_door(
+    hidden_broker: tuple[EmbeddedBroker, int], tls: ssl.SSLContext | None, users: dict[str, str] | None
+) -> AsyncIterator[SecuredKafka]:
+    broker, port = hidden_broker
+    listener = FrontDoor(port, broker.port, tls, users)
     await listener.start()
-    yield TlsKafka(f"127.0.0.1:{tls_port}", listener)
-    await listener.stop()
+    try:
+        yield SecuredKafka(f"127.0.0.1:{port}", listener)
+    finally:
+        await listener.stop()
 
 
-def ssl_settings(kafka: TlsKafka, pki: Pki, **overrides: Any) -> FleetSettings:
+@pytest.fixture
+async def tls_kafka(hidden_broker: tuple[EmbeddedBroker, int], pki: Pki) -> AsyncIterator[SecuredKafka]:
+    async with front_door(hidden_broker, server_tls(pki), None) as kafka:
+        yield kafka
+
+
+USERS = {"registry": "registry-kafka-password-0123456789"}
+
+
+@pytest.fixture
+async def sasl_ssl_kafka(hidden_broker: tuple[EmbeddedBroker, int], pki: Pki) -> AsyncIterator[SecuredKafka]:
+    async with front_door(hidden_broker, server_tls(pki), USERS) as kafka:
+        yield kafka
+
+
+@pytest.fixture
+async def sasl_kafka(hidden_broker: tuple[EmbeddedBroker, int]) -> AsyncIterator[SecuredKafka]:
+    async with front_door(hidden_broker, None, USERS) as kafka:
+        yield kafka
+
+
+def ssl_settings(kafka: SecuredKafka, pki: Pki, **overrides: Any) -> FleetSettings:
     """A service's settings as its environment would give them (FLEET_KAFKA_*)."""
     values: dict[str, Any] = {
         "kafka_bootstrap": kafka.bootstrap,
@@ -230,13 +364,12 @@ def retrain(model: str) -> CloudEvent[Any]:
 # --------------------------------------------------------------------------- tests
 
 
-async def test_the_platforms_clients_round_trip_events_over_mutual_tls(
-    tls_kafka: TlsKafka, pki: Pki, tmp_path: Path
-) -> None:
-    settings = ssl_settings(tls_kafka, pki)
-    servers = settings.kafka_servers  # what every service hands its clients
-
-    created = await ensure_topics(servers, [TOPIC.value, TOPIC.dlq], timeout_s=20)  # admin client
+async def round_trip(settings: FleetSettings, tmp_path: Path) -> None:
+    """Topic creation (admin client), the outbox relay and the FastStream broker publishing, and the
+    batch consumer reading both events back: every kind of client the services build, from
+    ``settings.kafka_servers`` as every service hands it to them."""
+    servers = settings.kafka_servers
+    created = await ensure_topics(servers, [TOPIC.value, TOPIC.dlq], timeout_s=20)
     assert set(created) == {TOPIC.value, TOPIC.dlq}
 
     metadata = MetaData()
@@ -260,7 +393,7 @@ async def test_the_platforms_clients_round_trip_events_over_mutual_tls(
         if len(received) >= 2:
             arrived.set()
 
-    consumer = BatchConsumer(servers, {TOPIC: handle}, consumer="tls-test")
+    consumer = BatchConsumer(servers, {TOPIC: handle}, consumer="security-test")
     relay.start()
     try:
         await faststream.connect()
@@ -272,9 +405,79 @@ async def test_the_platforms_clients_round_trip_events_over_mutual_tls(
         await faststream.stop()
         await relay.stop()
         await db.dispose()
-
     assert sorted(received) == sorted([from_outbox.id, from_faststream.id])
+
+
+async def test_the_platforms_clients_round_trip_events_over_mutual_tls(
+    tls_kafka: SecuredKafka, pki: Pki, tmp_path: Path
+) -> None:
+    await round_trip(ssl_settings(tls_kafka, pki), tmp_path)
     assert tls_kafka.listener.tls_sessions > 0
+
+
+def sasl_settings(kafka: SecuredKafka, pki: Pki | None, **overrides: Any) -> FleetSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap": kafka.bootstrap,
+        "kafka_security_protocol": "SASL_SSL" if pki else "SASL_PLAINTEXT",
+        "kafka_sasl_mechanism": "PLAIN",
+        "kafka_sasl_username": "registry",
+        "kafka_sasl_password": USERS["registry"],
+    }
+    if pki:
+        values |= {
+            "kafka_ssl_cafile": pki.ca,
+            "kafka_ssl_certfile": pki.client_cert,
+            "kafka_ssl_keyfile": pki.client_key,
+        }
+    return FleetSettings(**(values | overrides))
+
+
+async def test_the_platforms_clients_round_trip_events_with_sasl_over_tls(
+    sasl_ssl_kafka: SecuredKafka, pki: Pki, tmp_path: Path
+) -> None:
+    await round_trip(sasl_settings(sasl_ssl_kafka, pki), tmp_path)
+    door = sasl_ssl_kafka.listener
+    assert door.tls_sessions > 0 and door.authenticated and set(door.authenticated) == {"registry"}
+    assert door.refusals == []  # every connection of every client authenticated
+
+
+async def test_the_platforms_clients_round_trip_events_with_sasl(
+    sasl_kafka: SecuredKafka, tmp_path: Path
+) -> None:
+    await round_trip(sasl_settings(sasl_kafka, None), tmp_path)
+    assert set(sasl_kafka.listener.authenticated) == {"registry"} and sasl_kafka.listener.refusals == []
+
+
+@pytest.mark.parametrize(
+    ("client", "overrides", "reason"),
+    [
+        (
+            "a PLAINTEXT client",
+            {
+                "kafka_security_protocol": "PLAINTEXT",
+                "kafka_sasl_mechanism": None,
+                "kafka_sasl_username": None,
+                "kafka_sasl_password": None,
+            },
+            "request before authentication",
+        ),
+        ("a wrong password", {"kafka_sasl_password": "not-the-password"}, "bad credentials for registry"),
+        (
+            "a mechanism the broker does not offer",
+            {"kafka_sasl_mechanism": "SCRAM-SHA-512"},
+            "mechanism SCRAM-SHA-512",
+        ),
+    ],
+)
+async def test_a_client_without_the_right_sasl_settings_is_refused(
+    sasl_kafka: SecuredKafka, client: str, overrides: dict[str, Any], reason: str
+) -> None:
+    settings = sasl_settings(sasl_kafka, None, **overrides)
+    # aiokafka reports a refused bootstrap connection as a connection error, whatever the cause.
+    with pytest.raises((KafkaConnectionError, SaslAuthenticationFailed, UnsupportedSaslMechanismError)):
+        await ensure_topics(settings.kafka_servers, [TOPIC.value], timeout_s=5)
+    assert sasl_kafka.listener.authenticated == [], f"{client} was let in"
+    assert reason in sasl_kafka.listener.refusals
 
 
 @pytest.mark.parametrize(
@@ -294,7 +497,7 @@ async def test_the_platforms_clients_round_trip_events_over_mutual_tls(
     ],
 )
 async def test_a_client_without_the_right_tls_settings_is_refused(
-    tls_kafka: TlsKafka, pki: Pki, client: str, overrides: dict[str, Any]
+    tls_kafka: SecuredKafka, pki: Pki, client: str, overrides: dict[str, Any]
 ) -> None:
     if overrides.get("kafka_ssl_cafile") == "other":
         overrides = {**overrides, "kafka_ssl_cafile": pki.other_ca}

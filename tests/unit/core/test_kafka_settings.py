@@ -1,10 +1,9 @@
 """``FLEET_KAFKA_*`` security settings: read from the environment, checked for consistency, and
 handed to every Kafka client the platform builds (aiokafka and FastStream alike).
 
-SASL is shown here at the level of the client arguments: the embedded broker (Tansu 0.6) requires
-authentication with ``--authentication`` but can only create users through a broker that does
-not, and keeps them in memory, so no SASL handshake can succeed against it. TLS is shown on the
-wire in tests/integration/core/test_kafka_security.py."""
+TLS and SASL/PLAIN are shown on the wire in tests/integration/core/test_kafka_security.py; SCRAM
+only here, at the level of the client arguments: the embedded broker (Tansu 0.6) cannot
+authenticate anyone (it creates users only while it does not require authentication, in memory)."""
 
 from __future__ import annotations
 
