@@ -29,6 +29,7 @@ from fleet_core.outbox import (
     enqueue,
     messaging_tables,
 )
+from fleet_core.service import outbox_check
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
 from support.kafka import read_topic
 
@@ -338,3 +339,13 @@ async def test_sent_rows_and_old_inbox_rows_are_pruned_on_a_schedule(
     assert outbox_ids == {"sent-recently", "parked-long-ago", unsent.id}
     assert inbox_ids == {"new"}
     assert registry.get_sample_value("fleet_outbox_pruned_rows_total", {"table": "outbox"}) == 1
+
+
+async def test_readiness_names_parked_events(messaging: Messaging) -> None:
+    relay = OutboxRelay(messaging.db.sessions, messaging.tables.outbox, f"127.0.0.1:{free_port()}")
+    check = outbox_check(relay)
+    assert await check() == (True, "broker unreachable, 0 event(s) pending")
+    await _stage_raw(
+        messaging, "parked", b"{}", parked_at=datetime.now(UTC), parked_reason="refused 5 time(s)"
+    )
+    assert await check() == (True, "broker unreachable, 0 event(s) pending, 1 parked")
