@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import os
 import ssl
 import struct
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import MetaData
 
-from fleet_core.broker import BatchConsumer, ensure_topics, make_broker
+from fleet_core.broker import BatchConsumer, all_topics, ensure_topics, make_broker
 from fleet_core.db import Database
 from fleet_core.events import CloudEvent, RetrainRequested, Topic, make_event
 from fleet_core.outbox import OutboxRelay, enqueue, messaging_tables
@@ -505,3 +507,40 @@ async def test_a_client_without_the_right_tls_settings_is_refused(
     with pytest.raises((KafkaConnectionError, TimeoutError)):
         await ensure_topics(settings.kafka_servers, [TOPIC.value], timeout_s=5)
     assert tls_kafka.listener.tls_sessions == 0, f"{client} got a TLS session"
+
+
+async def test_the_topic_job_authenticates_with_its_environment(sasl_kafka: SecuredKafka) -> None:
+    """``python -m fleet_core.topics`` as compose runs it: SASL settings from FLEET_KAFKA_*, no JWT
+    secret; refused without them."""
+
+    async def topics_job(**env: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fleet_core.topics",
+            "--timeout",
+            "10",
+            env={
+                **os.environ,
+                "FLEET_MODE": "production",
+                "FLEET_KAFKA_BOOTSTRAP": sasl_kafka.bootstrap,
+                **env,
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode or 0, out.decode()
+
+    code, out = await topics_job()
+    assert code == 1 and "cannot create topics" in out
+    code, out = await topics_job(
+        FLEET_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        FLEET_KAFKA_SASL_MECHANISM="PLAIN",
+        FLEET_KAFKA_SASL_USERNAME="registry",
+        FLEET_KAFKA_SASL_PASSWORD=USERS["registry"],
+    )
+    assert code == 0, out
+    assert f"{len(all_topics())} created" in out
+    code, out = await topics_job(FLEET_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT")
+    assert code == 2 and "FLEET_KAFKA_SASL_MECHANISM" in out  # a misconfiguration, said at once
