@@ -9,16 +9,27 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 from sqlalchemy import MetaData, select
 
 from fleet_core.broker import ensure_topics
 from fleet_core.db import Database
 from fleet_core.events import CloudEvent, RetrainRequested, Topic, make_event, parse_event
-from fleet_core.outbox import MessagingTables, OutboxMetrics, OutboxRelay, claim, enqueue, messaging_tables
+from fleet_core.outbox import (
+    MessagingTables,
+    OutboxMetrics,
+    OutboxRelay,
+    OutboxSettings,
+    claim,
+    enqueue,
+    messaging_tables,
+)
+from fleet_core.service import outbox_check
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
 from support.kafka import read_topic
 
@@ -208,3 +219,133 @@ async def _outbox_row(messaging: Messaging, event_id: str) -> dict[str, Any]:
     async with messaging.db.sessions() as s:
         row = (await s.execute(select(outbox).where(outbox.c.event_id == event_id))).one()
     return dict(row._mapping)
+
+
+async def _stage_raw(messaging: Messaging, event_id: str, payload: bytes, **columns: Any) -> None:
+    """An outbox row written as-is (a payload no real event would have, old timestamps)."""
+    async with messaging.db.transaction() as s:
+        await s.execute(
+            messaging.tables.outbox.insert().values(
+                event_id=event_id, topic=TOPIC.value, key="churn", payload=payload, **columns
+            )
+        )
+
+
+async def test_a_row_the_broker_refuses_is_parked_and_the_rows_behind_it_go_out(
+    kafka: EmbeddedBroker, messaging: Messaging
+) -> None:
+    """A message over the producer's maximum request size (the broker's message size limit) can
+    never be published; after FLEET_OUTBOX_MAX_ATTEMPTS it is parked with its reason, the parked
+    metric moves, and the events staged after it are published in order."""
+    first = retrain("churn")
+    await messaging.stage(first)
+    await _stage_raw(messaging, "too-large", b"x" * (2 * 2**20))  # 2 MiB: over the 1 MiB limit
+    after = [retrain("churn") for _ in range(3)]
+    await messaging.stage(*after)
+    registry = CollectorRegistry()
+    relay = OutboxRelay(
+        messaging.db.sessions,
+        messaging.tables.outbox,
+        kafka.bootstrap,
+        poll_interval_s=0.1,
+        max_backoff_s=0.2,
+        metrics=OutboxMetrics(registry),
+        settings=OutboxSettings(outbox_max_attempts=3),
+    )
+    relay.start()
+    try:
+        await eventually(lambda: _pending_is(relay, 0), "the rows behind the refused one are published")
+        records = await read_topic(kafka.bootstrap, TOPIC.value, expect=4)
+        await eventually(
+            lambda: registry.get_sample_value("fleet_outbox_parked_events") == 1, "the parked gauge shows it"
+        )
+    finally:
+        await relay.stop()
+
+    assert [parse_event(TOPIC, r.value).id for r in records] == [first.id, *(e.id for e in after)]
+    parked = await _outbox_row(messaging, "too-large")
+    assert parked["sent_at"] is None and parked["parked_at"] is not None
+    assert parked["attempts"] == 3
+    assert "MessageSizeTooLargeError" in parked["parked_reason"]
+    assert registry.get_sample_value("fleet_outbox_parked_total", {"topic": TOPIC.value}) == 1
+    assert await relay.parked() == 1
+
+
+async def test_a_broker_that_is_away_parks_nothing(messaging: Messaging) -> None:
+    """Every publish fails while the broker is away; that is not the row's fault, so no attempt
+    is counted and the row stays pending, first in line, however long the outage."""
+    relay = OutboxRelay(
+        messaging.db.sessions,
+        messaging.tables.outbox,
+        f"127.0.0.1:{free_port()}",
+        publish_timeout_s=0.5,
+        settings=OutboxSettings(outbox_max_attempts=1),
+    )
+    event = retrain("churn")
+    await messaging.stage(event)
+    try:
+        for _ in range(3):
+            with pytest.raises((KafkaConnectionError, TimeoutError)):
+                await relay.flush()
+    finally:
+        await relay.stop()
+    row = await _outbox_row(messaging, event.id)
+    assert row["parked_at"] is None and row["attempts"] == 0
+    assert await relay.pending() == 1
+
+
+async def test_sent_rows_and_old_inbox_rows_are_pruned_on_a_schedule(
+    kafka: EmbeddedBroker, messaging: Messaging
+) -> None:
+    """The running relay deletes sent outbox rows past their retention and inbox rows past theirs;
+    recent rows, unsent rows (however old) and parked rows stay."""
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=10)
+    await _stage_raw(messaging, "sent-long-ago", b"{}", created_at=long_ago, sent_at=long_ago, attempts=1)
+    await _stage_raw(messaging, "sent-recently", b"{}", created_at=now, sent_at=now, attempts=1)
+    await _stage_raw(
+        messaging, "parked-long-ago", b"{}", created_at=long_ago, parked_at=long_ago, parked_reason="refused"
+    )
+    unsent = retrain("churn")
+    await messaging.stage(unsent)  # old but never sent: the relay publishes it, pruning never drops it
+    inbox = messaging.tables.inbox
+    async with messaging.db.transaction() as s:
+        await s.execute(inbox.insert().values(event_id="old", consumer="c", topic="t", processed_at=long_ago))
+        await s.execute(inbox.insert().values(event_id="new", consumer="c", topic="t", processed_at=now))
+    registry = CollectorRegistry()
+    relay = OutboxRelay(
+        messaging.db.sessions,
+        messaging.tables.outbox,
+        kafka.bootstrap,
+        poll_interval_s=0.1,
+        metrics=OutboxMetrics(registry),
+        settings=OutboxSettings(
+            outbox_retention_s=7 * 86400, inbox_retention_s=7 * 86400, outbox_prune_interval_s=0.2
+        ),
+    )
+    relay.start()
+    try:
+        await eventually(
+            lambda: registry.get_sample_value("fleet_outbox_pruned_rows_total", {"table": "inbox"}) == 1,
+            "the scheduled prune ran",
+        )
+        await eventually(lambda: _pending_is(relay, 0), "the unsent row is published, not pruned")
+    finally:
+        await relay.stop()
+
+    async with messaging.db.sessions() as s:
+        outbox_ids = set((await s.scalars(select(messaging.tables.outbox.c.event_id))).all())
+        inbox_ids = set((await s.scalars(select(inbox.c.event_id))).all())
+    assert outbox_ids == {"sent-recently", "parked-long-ago", unsent.id}
+    assert inbox_ids == {"new"}
+    assert registry.get_sample_value("fleet_outbox_pruned_rows_total", {"table": "outbox"}) == 1
+
+
+async def test_readiness_names_parked_events(messaging: Messaging) -> None:
+    relay = OutboxRelay(messaging.db.sessions, messaging.tables.outbox, f"127.0.0.1:{free_port()}")
+    check = outbox_check(relay)
+    assert await check() == (True, "broker unreachable, 0 event(s) pending")
+    await _stage_raw(
+        messaging, "parked", b"{}", parked_at=datetime.now(UTC), parked_reason="refused 5 time(s)"
+    )
+    assert await check() == (True, "broker unreachable, 0 event(s) pending, 1 parked")

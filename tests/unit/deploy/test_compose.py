@@ -308,6 +308,72 @@ def test_bind_mounts_exist() -> None:
                 assert (ROOT / source).exists(), f"{name}: {source} does not exist"
 
 
+# ------------------------------------------------------------------ Kafka: SASL principals and ACLs
+
+PRINCIPALS_SCRIPT = COMPOSE_DIR / "kafka" / "init-principals.sh"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_fleet_service_authenticates_to_kafka_as_its_own_principal(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = environment(service)
+    password = f"FLEET_{service.upper()}_KAFKA_PASSWORD"
+    assert env["FLEET_KAFKA_SECURITY_PROTOCOL"] in {"SASL_PLAINTEXT", "SASL_SSL"}
+    assert env["FLEET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["FLEET_KAFKA_SASL_USERNAME"] == service
+    assert env["FLEET_KAFKA_SASL_PASSWORD"].startswith(f"${{{password}:?")
+    assert environment("kafka-principals")[password] == env["FLEET_KAFKA_SASL_PASSWORD"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, interpolated(value))
+    security = settings_type(service)().kafka_servers.security  # type: ignore[attr-defined]
+    assert (security.protocol, security.sasl_username) == (env["FLEET_KAFKA_SECURITY_PROTOCOL"], service)
+    assert services()[service]["depends_on"]["kafka-principals"]
+
+
+def test_kafka_authenticates_and_authorizes_every_client_the_network_can_reach() -> None:
+    env = environment("kafka")
+    protocols = dict(pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in env["KAFKA_LISTENERS"].split(","):
+        name, _, address = listener.partition("://")
+        if not address.startswith("localhost:"):
+            assert protocols[name].startswith("SASL_"), f"{listener} is reachable without authentication"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert "SCRAM-SHA-512" in env["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    # The broker's own users: nothing but `admin` and the localhost-only controller listener.
+    assert set(env["KAFKA_SUPER_USERS"].split(";")) == {"User:admin", "User:ANONYMOUS"}
+    assert "localhost:9093" in env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    topics = environment("topics")
+    assert topics["FLEET_KAFKA_SASL_USERNAME"] == "admin"
+    assert topics["FLEET_KAFKA_SASL_PASSWORD"].startswith("${KAFKA_ADMIN_PASSWORD:?")
+
+
+def test_the_principals_job_grants_exactly_the_access_of_fleet_core_topics() -> None:
+    from fleet_core.topics import ACCESS
+
+    job = services()["kafka-principals"]
+    assert f"./{PRINCIPALS_SCRIPT.relative_to(ROOT)}:/etc/modelfleet/init-principals.sh:ro" in job["volumes"]
+    produced: dict[str, set[str]] = {}
+    consumed: dict[str, tuple[str | None, set[str]]] = {}
+    users = set()
+    for line in PRINCIPALS_SCRIPT.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["user"]:
+            users.add(words[1])
+            assert words[2] == f'"$FLEET_{words[1].upper()}_KAFKA_PASSWORD"'
+        elif words[:1] == ["produce"]:
+            produced.setdefault(words[1], set()).update(words[2:])
+        elif words[:1] == ["consume"]:
+            consumed[words[1]] = (None if words[2] == "-" else words[2], set(words[3:]))
+    assert users == set(ACCESS) == set(SERVICES)
+    for service, access in ACCESS.items():
+        assert produced.get(service, set()) == {t.value for t in access.produces}, service
+        group, topics = consumed.get(service, (None, set()))
+        assert (group, topics) == (access.group, {t.value for t in access.consumes}), service
+
+
 # ------------------------------------------------------------------ Prometheus, Alertmanager, Grafana
 
 

@@ -5,6 +5,10 @@ CloudEvent envelope and payload; a message that cannot be decoded goes straight
 to ``<topic>.dlq``; a handler that raises is retried with backoff and, after
 ``max_attempts`` failures, the message goes to ``<topic>.dlq`` with the error in
 its headers, and the consumer goes on with the next message.
+
+Every Kafka client of the platform is built with ``kafka_client_kwargs`` (aiokafka) or
+``faststream_security`` (FastStream), so the ``FLEET_KAFKA_*`` security settings carried by
+``FleetSettings.kafka_servers`` reach all of them.
 """
 
 from __future__ import annotations
@@ -20,21 +24,55 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry, Counter
 
 from fleet_core.events import CloudEvent, EventDecodeError, Topic, dead_letter_topic, parse_event
 from fleet_core.log import bind_request_id, clear_request_id, get_logger
+from fleet_core.settings import KafkaSecurity, KafkaServers
 
 log = get_logger(__name__)
 
 EventHandler = Callable[[CloudEvent[Any]], Awaitable[None]]
 
 
+def kafka_security_of(bootstrap_servers: list[str] | str) -> KafkaSecurity:
+    """The security settings the servers carry (``FleetSettings.kafka_servers``); PLAINTEXT for a
+    bare list or string."""
+    security = getattr(bootstrap_servers, "security", None)
+    return security if isinstance(security, KafkaSecurity) else KafkaSecurity()
+
+
+def kafka_client_kwargs(bootstrap_servers: list[str] | str) -> dict[str, Any]:
+    """``bootstrap_servers`` and the security keyword arguments of an aiokafka producer, consumer
+    or admin client: the one place every Kafka client of the platform gets them from."""
+    servers = list(KafkaServers(bootstrap_servers))
+    return {"bootstrap_servers": servers, **kafka_security_of(bootstrap_servers).client_kwargs()}
+
+
+def faststream_security(security: KafkaSecurity) -> BaseSecurity | None:
+    """The same settings as FastStream's ``security`` object (it builds the aiokafka clients)."""
+    if security.protocol == "PLAINTEXT":
+        return None
+    context, use_ssl = security.ssl_context(), security.uses_ssl
+    if not security.uses_sasl:
+        return BaseSecurity(ssl_context=context, use_ssl=use_ssl)
+    kinds = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    kind = kinds[security.sasl_mechanism or "PLAIN"]
+    return kind(
+        username=security.sasl_username or "",
+        password=security.sasl_password or "",
+        ssl_context=context,
+        use_ssl=use_ssl,
+    )
+
+
 def make_broker(bootstrap_servers: list[str] | str, **kwargs: Any) -> KafkaBroker:
     """The service's FastStream broker; producers wait for all in-sync replicas."""
     kwargs.setdefault("acks", "all")
     kwargs.setdefault("logger", None)
-    return KafkaBroker(bootstrap_servers, **kwargs)
+    kwargs.setdefault("security", faststream_security(kafka_security_of(bootstrap_servers)))
+    return KafkaBroker(kafka_client_kwargs(bootstrap_servers)["bootstrap_servers"], **kwargs)
 
 
 def all_topics() -> list[str]:
@@ -52,7 +90,9 @@ async def ensure_topics(
 ) -> list[str]:
     """Create missing topics; returns the names created."""
     wanted = list(topics) if topics is not None else all_topics()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        **kafka_client_kwargs(bootstrap_servers), request_timeout_ms=int(timeout_s * 1000)
+    )
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())
@@ -199,7 +239,7 @@ class BatchConsumer:
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
             *(topic.value for topic in self.handlers),
-            bootstrap_servers=self.bootstrap_servers,
+            **kafka_client_kwargs(self.bootstrap_servers),
             group_id=self.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset,
@@ -207,7 +247,7 @@ class BatchConsumer:
             fetch_max_bytes=64 * 2**20,
             max_partition_fetch_bytes=16 * 2**20,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**kafka_client_kwargs(self.bootstrap_servers), acks="all")
         await consumer.start()
         try:
             await producer.start()

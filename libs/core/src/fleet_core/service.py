@@ -243,12 +243,14 @@ def database_check(db: Database) -> ReadinessCheck:
 
 def outbox_check(relay: OutboxRelay) -> ReadinessCheck:
     """Readiness of a publishing service: always ready, since events wait in the outbox while the
-    broker is away; the detail says whether it is and how many events wait."""
+    broker is away; the detail says whether it is, how many events wait, and how many the broker
+    refused and the relay parked (when any)."""
 
     async def check() -> tuple[bool, str]:
-        pending = await relay.pending()
+        pending, parked = await relay.pending(), await relay.parked()
         state = "connected" if relay.connected else "unreachable"
-        return True, f"broker {state}, {pending} event(s) pending"
+        detail = f"broker {state}, {pending} event(s) pending"
+        return True, detail + (f", {parked} parked" if parked else "")
 
     return check
 

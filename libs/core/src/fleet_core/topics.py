@@ -5,7 +5,8 @@ Kubernetes and as a one-shot job in docker-compose; brokers can keep auto-creati
 
     python -m fleet_core.topics [--partitions 6] [--replication 3]
 
-The bootstrap servers come from ``FLEET_KAFKA_BOOTSTRAP``. Events are keyed by model, so the
+The bootstrap servers come from ``FLEET_KAFKA_BOOTSTRAP``, the TLS/SASL settings from the other
+``FLEET_KAFKA_*`` variables (docs/operations.md). Events are keyed by model, so the
 partition count bounds how many instances of a consuming service share the work; it can be raised
 later (``kafka-topics --alter``), at the price of moving some models to another partition once.
 """
@@ -17,9 +18,64 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fleet_core.broker import all_topics, ensure_topics
-from fleet_core.settings import FleetSettings
+from fleet_core.events import Topic
+from fleet_core.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one service principal does on Kafka: the topics it publishes to, and the topics it
+    reads (as consumer ``group``, or without a group), whose ``.dlq`` it then also publishes to."""
+
+    produces: frozenset[Topic]
+    consumes: frozenset[Topic] = frozenset()
+    group: str | None = None
+
+
+def _topics(*topics: Topic) -> frozenset[Topic]:
+    return frozenset(topics)
+
+
+ACCESS: dict[str, Access] = {
+    "registry": Access(produces=_topics(Topic.MODEL_REGISTERED, Topic.DATASET_UPDATED)),
+    "deployer": Access(
+        produces=_topics(Topic.ROLLOUT_UPDATED),
+        consumes=_topics(
+            Topic.MODEL_REGISTERED,
+            Topic.ROLLOUT_REQUESTED,
+            Topic.INFERENCE_LOGGED,
+            Topic.ROLLOUT_ANALYSIS,
+            Topic.ANOMALY_DETECTED,
+        ),
+        group="deployer",
+    ),
+    # The gateway follows rollout.updated without a group (each instance reads every partition).
+    "gateway": Access(
+        produces=_topics(Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK),
+        consumes=_topics(Topic.ROLLOUT_UPDATED),
+    ),
+    "monitor": Access(
+        produces=_topics(Topic.ROLLOUT_ANALYSIS, Topic.DRIFT_DETECTED, Topic.ANOMALY_DETECTED),
+        consumes=_topics(
+            Topic.INFERENCE_LOGGED,
+            Topic.INFERENCE_FEEDBACK,
+            Topic.MODEL_REGISTERED,
+            Topic.ROLLOUT_UPDATED,
+            Topic.RETRAIN_COMPLETED,
+        ),
+        group="monitor",
+    ),
+    "retrainer": Access(
+        produces=_topics(Topic.ROLLOUT_REQUESTED, Topic.RETRAIN_COMPLETED),
+        consumes=_topics(Topic.DRIFT_DETECTED, Topic.RETRAIN_REQUESTED, Topic.DATASET_UPDATED),
+        group="retrainer",
+    ),
+}
+"""Each service's Kafka principal and the least access it needs: the ACLs of docs/operations.md
+and of the compose stack's `kafka-principals` job are this table."""
 
 
 def positive(value: str) -> int:
@@ -45,10 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the brokers")
     args = parser.parse_args(argv)
-    # Only the bootstrap servers: this job holds no other secret (no FLEET_JWT_SECRET), so the
-    # full settings, which refuse to load in production mode without one, are not read.
-    raw = os.environ.get("FLEET_KAFKA_BOOTSTRAP") or FleetSettings.model_fields["kafka_bootstrap"].default
-    bootstrap = [server.strip() for server in raw.split(",") if server.strip()]
+    # Only the Kafka settings: this job holds no other secret (no FLEET_JWT_SECRET), so the full
+    # settings, which refuse to load in production mode without one, are not read.
+    try:
+        bootstrap = KafkaSettings().kafka_servers
+    except ValueError as exc:
+        print(f"topics: invalid Kafka settings: {exc}", file=sys.stderr)
+        return 2
     try:
         created = asyncio.run(
             ensure_topics(

@@ -38,11 +38,20 @@ class EmbeddedBroker:
     """Start, stop and restart a Tansu broker on a loopback port."""
 
     def __init__(
-        self, port: int | None = None, host: str = "127.0.0.1", log_file: Path | None = None
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        *,
+        advertised: str | None = None,
     ) -> None:
+        """``advertised`` (``host:port``) is what the broker tells clients to connect to, when
+        they reach it through something in front of it (a TLS-terminating proxy); its own
+        address by default."""
         self.host = host
         self.port = port or free_port(host)
         self.log_file = log_file
+        self.advertised = advertised
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +60,8 @@ class EmbeddedBroker:
 
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
-        return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://{self.advertised}" if self.advertised else url
+        return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
 
     def start(self, timeout_s: float = 20.0, *, new_session: bool = False) -> None:
         if self.process and self.process.poll() is None:

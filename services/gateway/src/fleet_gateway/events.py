@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from fleet_core.broker import kafka_client_kwargs
 from fleet_core.errors import Unavailable
 from fleet_core.events import (
     EventDecodeError,
@@ -53,7 +54,7 @@ class FeedbackPublisher:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._servers,
+                    **kafka_client_kwargs(self._servers),
                     acks="all",
                     request_timeout_ms=int(self._timeout_s * 1000),
                 )
@@ -165,7 +166,7 @@ class RolloutFollower:
         while True:
             consumer = AIOKafkaConsumer(
                 Topic.ROLLOUT_UPDATED.value,
-                bootstrap_servers=self._servers,
+                **kafka_client_kwargs(self._servers),
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="latest",

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from fleet_core.broker import kafka_client_kwargs
 from fleet_core.events import InferenceLogged, Topic, make_event
 from fleet_core.log import get_logger
 from fleet_gateway.metrics import GatewayMetrics
@@ -96,7 +97,7 @@ class KafkaLogTransport:
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._servers,
+            **kafka_client_kwargs(self._servers),
             acks=1,
             linger_ms=self._linger_ms,
             request_timeout_ms=int(self._timeout_s * 1000),
