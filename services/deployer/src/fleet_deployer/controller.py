@@ -352,6 +352,13 @@ class DeploymentController:
                     + (f": {reason}" if reason else ""),
                     None,
                 )
+                await self._end_active(
+                    s,
+                    model,
+                    "rolled_back",
+                    f"ended by rollback {rollout.id} to v{target} requested by {requested_by}",
+                    current,
+                )
             return await self._execute(rollout.id)
 
     async def set_routes(
@@ -438,6 +445,14 @@ class DeploymentController:
                 await self.store.save_route(
                     s, table, team=team, cause="explicit", rollout_id=rollout_id, by=requested_by
                 )
+                await self._end_active(
+                    s,
+                    model,
+                    "aborted",
+                    f"aborted: an explicit route table ({_describe_arms(table)}) was set by {requested_by} "
+                    f"(rollout {rollout_id})",
+                    table,
+                )
                 await self._announce(s, rollout, table)
             return await self.model_route(model)
 
@@ -519,6 +534,20 @@ class DeploymentController:
             request=body,
             event_id=event_id,
         )
+
+    async def _end_active(
+        self, s: AsyncSession, model: str, phase: RolloutPhase, reason: str, table: RouteTable
+    ) -> Rollout | None:
+        """A person changed the routes by hand: the progressive rollout under way (progressing or
+        paused) ends here, so no later tick, verdict or command puts its candidate back."""
+        active = await self.store.active_rollout(s, model)
+        if active is None:
+            return None
+        done = await self.store.set_rollout_phase(s, active.id, phase, reason=reason)
+        progress = Progress.model_validate(active.progress)
+        await self._announce(s, done, table, kpi=progress.kpi)
+        log.info("progressive rollout ended by hand", model=model, rollout_id=active.id, phase=phase)
+        return done
 
     async def _announce(
         self, s: AsyncSession, rollout: Rollout, table: RouteTable, *, kpi: str | None = None
