@@ -12,6 +12,7 @@ import pytest
 
 from fleet_core.events import AnomalyDetected, ArmMetrics, RolloutAnalysis
 from support.deployer import DeployerHarness, FakeServingControl, running_deployer
+from support.registry_double import confirming
 
 FAST = {"step_interval_s": 0.05}
 
@@ -222,6 +223,7 @@ async def test_blue_green_smoke_tests_switches_and_retires_blue_after_the_window
 async def test_a_restarted_deployer_resumes_the_canary_at_the_same_step(tmp_path: Path) -> None:
     serving = FakeServingControl()
     async with running_deployer(tmp_path, serving=serving) as d:
+        confirming(d)
         await serving_v1(d, 2)
         r = await start(d, "canary", steps=[10, 40, 100], **FAST)
         await asyncio.sleep(0.1)
@@ -229,6 +231,7 @@ async def test_a_restarted_deployer_resumes_the_canary_at_the_same_step(tmp_path
         assert await arms(d) == [(1, 60, "primary"), (2, 40, "primary")]
 
     async with running_deployer(tmp_path, serving=serving) as d:
+        confirming(d)
         again = await rollout(d, r["id"])
         assert (again["phase"], again["step"]) == ("progressing", 40)
         assert await arms(d) == [(1, 60, "primary"), (2, 40, "primary")]

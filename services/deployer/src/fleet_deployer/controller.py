@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleet_core.auth import Principal, Role
 from fleet_core.errors import Conflict, FleetError, InvalidInput, NotFound, Unavailable
 from fleet_core.events import (
     AnomalyDetected,
@@ -88,6 +89,12 @@ class DeployFailed(FleetError):
     """The serving engine refused to run a version."""
 
     status, kind, title = 502, "deploy-failed", "Deploy failed"
+
+
+class EventRejected(FleetError):
+    """An event the deployer will not act on (its claims contradict the registry); dead-lettered."""
+
+    status, kind, title = 409, "event-rejected", "Event rejected"
 
 
 class VersionSource(Protocol):
@@ -202,27 +209,54 @@ class DeploymentController:
 
     # ------------------------------------------------------------------ events
 
+    async def confirm_registered(self, event_id: str, data: ModelRegistered) -> KnownVersion:
+        """The registry's record of the version an event announces, or ``EventRejected`` naming what
+        the event got wrong. The event is a notification: team, artifact, sha256, deploy policy and
+        quota all come from the registry, so a forged or stale event deploys nothing."""
+        what = f"model.registered {event_id} for {data.model} v{data.version}"
+        if self.registry is None:
+            raise EventRejected(f"{what}: no registry is configured to confirm it; not acted on")
+        try:
+            truth = await self.registry.version(data.model, data.version)
+        except NotFound as exc:
+            raise EventRejected(f"{what}: the registry has no such version; not deployed") from exc
+        claims = {
+            "team": (data.team, truth.team),
+            "artifact_uri": (data.artifact_uri, truth.spec.artifact_uri),
+            "sha256": (data.sha256, truth.spec.sha256),
+            "deploy_policy": (data.deploy_policy, truth.deploy_policy),
+            "quota": (data.quota, truth.quota),
+        }
+        wrong = [
+            f"{name} (event {said!r}, registry {real!r})"
+            for name, (said, real) in claims.items()
+            if said != real
+        ]
+        if wrong:
+            raise EventRejected(f"{what} contradicts the registry on " + "; ".join(wrong) + "; not deployed")
+        return truth
+
     async def on_model_registered(self, event_id: str, data: ModelRegistered) -> Rollout | None:
-        """Remember the version; deploy it when its policy says so. Idempotent on ``event_id``."""
-        known = KnownVersion(
-            spec=ModelSpec.from_registered(data), quota=data.quota, deploy_policy=data.deploy_policy
-        )
+        """Confirm the version with the registry, remember it, and deploy it when its policy (the
+        registry's) says so. Idempotent on ``event_id``."""
+        known = await self.confirm_registered(event_id, data)
+        registered_by = known.registered_by or data.registered_by
         async with self._lock(data.model):
             async with self.store.transaction() as s:
                 if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
                     return None
                 await self.store.add_known(s, known, event_id=event_id)
-                if data.deploy_policy == "none":
+                if known.deploy_policy == "none":
                     return None
                 current = await self.store.route(s, data.model)
-                if data.deploy_policy == "direct":
+                if known.deploy_policy == "direct":
                     rollout = await self._begin(
                         s,
                         known,
                         None,
                         "direct",
                         "direct",
-                        data.registered_by,
+                        registered_by,
                         f"deploy policy 'direct' on registration of v{data.version}",
                         event_id,
                     )
@@ -233,7 +267,7 @@ class DeploymentController:
                         None,
                         "direct",
                         "direct",
-                        data.registered_by,
+                        registered_by,
                         "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
                         f"v{data.version} takes all traffic",
                         event_id,
@@ -252,7 +286,7 @@ class DeploymentController:
                         model=data.model,
                         version=data.version,
                         strategy="canary",
-                        requested_by=data.registered_by,
+                        requested_by=registered_by,
                         reason=f"deploy policy 'canary' on registration of v{data.version}",
                     )
                     rollout = await self._begin(
@@ -261,12 +295,30 @@ class DeploymentController:
                         None,
                         "canary",
                         "canary",
-                        data.registered_by,
+                        registered_by,
                         request.reason or "",
                         event_id,
                         request=request.model_dump(mode="json"),
                     )
             return await self._execute(rollout.id)
+
+    async def handled(self, event_id: str) -> bool:
+        """Whether the rollout an event asked for was already started (a redelivery)."""
+        async with self.store.transaction() as s:
+            return await self.store.rollout_by_event(s, event_id) is not None
+
+    async def on_rollout_event(
+        self, event_id: str, request: RolloutRequested, principal: Principal
+    ) -> Rollout:
+        """``rollout.requested`` from the broker, authorised by the token it carries exactly as
+        ``POST /v1/rollouts`` is: the deployer role on the model's team (the registry's team)."""
+        known = await self.resolve(request.model, request.version)
+        principal.require(Role.DEPLOYER, known.team)
+        # Who asked is the token's subject; a service acting for someone keeps the name it was given.
+        who = principal.subject
+        if request.requested_by != who:
+            who = f"{request.requested_by} via {principal.subject}"
+        return await self.on_rollout_requested(event_id, request.model_copy(update={"requested_by": who}))
 
     async def on_rollout_requested(self, event_id: str | None, request: RolloutRequested) -> Rollout:
         """Start a rollout: ``direct`` deploys and routes at once; ``canary``, ``ab``, ``shadow`` and

@@ -1,4 +1,5 @@
-"""Looks up a version in the registry when the deployer never saw its ``model.registered`` event.
+"""Looks up a version in the registry: the truth behind every ``model.registered`` event (which is
+only a notification), and versions the deployer never saw an event for.
 
 It authenticates with a short-lived viewer token for every team, minted with the shared JWT secret.
 """
@@ -62,6 +63,7 @@ class RegistryClient:
                 "quota": body.get("quota"),
                 "deploy_policy": body.get("deploy_policy", "none"),
                 "source": "registry",
+                "registered_by": body.get("created_by"),
             }
         )
 
