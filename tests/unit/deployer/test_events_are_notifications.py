@@ -169,3 +169,34 @@ async def test_the_token_is_never_echoed_in_the_rollout_or_its_announcement(
     rollouts = (await deployer.client.get("/v1/rollouts", headers=deployer.auth())).text
     announced = [e.to_bytes().decode() for e in await deployer.published()]
     assert secret not in rollouts and not any(secret in a for a in announced)
+
+
+async def test_the_real_registrys_own_event_is_confirmed_and_deploys(
+    deployer: DeployerHarness, tmp_path: Any
+) -> None:
+    """No false contradiction: the event the registry publishes matches what its API answers."""
+    from sqlalchemy import select
+
+    from fleet_deployer.registry_client import RegistryClient
+    from fleet_registry.models import MESSAGING
+    from support.registry import running_registry, upload_version
+
+    (tmp_path / "registry").mkdir()
+    async with running_registry(tmp_path / "registry") as registry:
+        await registry.client.post(
+            "/v1/models", json={"name": "churn", "team": "fraud"}, headers=registry.auth()
+        )
+        quota = {"num_cpus": 0.5, "min_replicas": 0, "max_replicas": 2}
+        r = await upload_version(registry, "churn", registry.auth(), deploy_policy="direct", quota=quota)
+        assert r.status_code == 201, r.text
+        t = MESSAGING.outbox
+        async with registry.app.state.db.sessions() as s:
+            rows = (
+                await s.execute(select(t.c.payload).where(t.c.topic == Topic.MODEL_REGISTERED.value))
+            ).all()
+        [event] = [parse_event(Topic.MODEL_REGISTERED, row.payload) for row in rows]
+        deployer.controller.registry = RegistryClient(
+            "http://registry", deployer.tokens, client=registry.client
+        )
+        await consume(deployer, Topic.MODEL_REGISTERED, event)
+    assert await arms(deployer) == [(1, 100.0)]
