@@ -21,6 +21,7 @@ from fleet_core.serving import ModelSpec
 from fleet_core.settings import FleetSettings
 from fleet_serving.errors import ArtifactIntegrityError
 from fleet_serving.runtimes import OnnxRuntime, PythonRuntime, Runtime, SklearnRuntime
+from fleet_serving.runtimes.python import ArchiveLimits
 from fleet_serving.settings import ServingSettings
 
 T = TypeVar("T")
@@ -64,7 +65,11 @@ def runtime_for(spec: ModelSpec, data: bytes, settings: FleetSettings) -> Runtim
             if serving.serving_python_dir
             else serving.home / "serving" / "python"
         )
-        return PythonRuntime(spec, data, allowed=serving.python_allowed, unpack_root=root)
+        limits = ArchiveLimits(
+            max_unpacked_bytes=serving.serving_python_max_unpacked_mb * 2**20,
+            max_members=serving.serving_python_max_members,
+        )
+        return PythonRuntime(spec, data, allowed=serving.python_allowed, unpack_root=root, limits=limits)
     raise ValueError(f"unknown flavor {spec.flavor!r}")
 
 

@@ -32,6 +32,10 @@ class ServingSettings(FleetSettings):
     skops may load beyond the built-in allowlist. Names outside those packages are refused."""
     serving_python_dir: str | None = None
     """Where python-flavor archives are unpacked; default ``FLEET_HOME/serving/python``."""
+    serving_python_max_unpacked_mb: int = Field(default=256, ge=1, le=65536)
+    """A python-flavor archive that inflates past this many MiB is refused (zip bombs)."""
+    serving_python_max_members: int = Field(default=10_000, ge=1, le=1_000_000)
+    """A python-flavor archive with more members than this is refused."""
 
     @field_validator("serving_trusted_types")
     @classmethod
