@@ -449,14 +449,14 @@ class DeploymentController:
                     elif arm.version in known:
                         found = await self.store.known(s, model, arm.version)
                         assert found is not None
-                        quota = dep.quota if dep is not None else found.quota
+                        quota = self._quota_of(dep, found)
                         hosts[arm.version] = placement_for(model, arm.version, quota).app
                         missing.append(found)
                 table = explicit_table(current, arms, known=known, deployed=hosts)
                 placed = []
                 for found in missing:
                     dep = existing.get(found.version)
-                    quota = dep.quota if dep is not None else found.quota
+                    quota = self._quota_of(dep, found)
                     placed.append(
                         await self.store.put_deployment(
                             s,
@@ -508,6 +508,11 @@ class DeploymentController:
                 await self._announce(s, rollout, table)
             return await self.model_route(model)
 
+    @staticmethod
+    def _quota_of(dep: Deployment | None, known: KnownVersion) -> ResourceQuota | None:
+        """The quota a version is (re)placed with: its deployment's, else its registered one."""
+        return effective_quota(dep.quota if dep is not None else None, known.quota, known.spec.flavor)
+
     async def retire(self, model: str, version: int, requested_by: str) -> None:
         """Remove a deployment that carries no traffic from the serving engine."""
         async with self._lock(model):
@@ -550,7 +555,7 @@ class DeploymentController:
     ) -> Rollout:
         """Record the rollout (progressing) and the deployment it needs, in the caller's transaction."""
         existing = await self.store.deployment(s, known.model, known.version)
-        quota = effective_quota(requested_quota, known.quota)
+        quota = effective_quota(requested_quota, known.quota, known.spec.flavor)
         placement = placement_for(known.model, known.version, quota)
         body = dict(request or {})
         body["action"] = action
