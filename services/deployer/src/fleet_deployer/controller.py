@@ -233,6 +233,13 @@ class DeploymentController:
             if said != real
         ]
         if wrong:
+            log.warning(
+                "model.registered contradicts the registry; not acted on",
+                event_id=event_id,
+                model=data.model,
+                version=data.version,
+                fields=[name for name, (said, real) in claims.items() if said != real],
+            )
             raise EventRejected(f"{what} contradicts the registry on " + "; ".join(wrong) + "; not deployed")
         return truth
 
