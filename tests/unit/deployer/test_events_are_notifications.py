@@ -200,3 +200,32 @@ async def test_the_real_registrys_own_event_is_confirmed_and_deploys(
         )
         await consume(deployer, Topic.MODEL_REGISTERED, event)
     assert await arms(deployer) == [(1, 100.0)]
+
+
+async def test_a_short_registry_outage_delays_the_confirmation_instead_of_losing_it(
+    deployer: DeployerHarness, registry: RegistryDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet_core.errors import Unavailable
+    from fleet_deployer import controller as controller_module
+
+    monkeypatch.setattr(controller_module, "REGISTRY_RETRY_S", (0.01, 0.01, 0.01))
+    truth = registered("churn", 1, deploy_policy="direct")
+    registry.add(truth)
+    answer, failures = registry.version, [Unavailable("registry restarting")] * 2
+
+    async def flaky(model: str, version: int) -> Any:
+        if failures:
+            raise failures.pop()
+        return await answer(model, version)
+
+    monkeypatch.setattr(registry, "version", flaky)
+    await consume(deployer, Topic.MODEL_REGISTERED, make_event(Topic.MODEL_REGISTERED, truth, source="/r"))
+    assert await arms(deployer) == [(1, 100.0)]
+
+    failures.extend([Unavailable("registry down")] * 4)
+    later = registered("churn", 2, deploy_policy="direct")
+    registry.add(later)
+    with pytest.raises(Unavailable):  # a longer outage: the consumer's retries, then the DLQ
+        await consume(
+            deployer, Topic.MODEL_REGISTERED, make_event(Topic.MODEL_REGISTERED, later, source="/r")
+        )

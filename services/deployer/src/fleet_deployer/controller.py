@@ -70,6 +70,8 @@ from fleet_deployer.store import DeployerStore
 log = get_logger(__name__)
 
 UNFINISHED: tuple[RolloutPhase, ...] = ("pending", "progressing")
+REGISTRY_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+"""Waits between lookups when the registry cannot be reached while confirming an event."""
 ROLLBACK_ANOMALIES = frozenset({"latency", "error_rate"})
 RolloutCommand = Literal["pause", "resume", "promote", "abort"]
 COMMAND_PAST = {"pause": "paused", "resume": "resumed", "promote": "promoted", "abort": "aborted"}
@@ -217,7 +219,7 @@ class DeploymentController:
         if self.registry is None:
             raise EventRejected(f"{what}: no registry is configured to confirm it; not acted on")
         try:
-            truth = await self.registry.version(data.model, data.version)
+            truth = await self._registry_version(data.model, data.version)
         except NotFound as exc:
             raise EventRejected(f"{what}: the registry has no such version; not deployed") from exc
         claims = {
@@ -242,6 +244,20 @@ class DeploymentController:
             )
             raise EventRejected(f"{what} contradicts the registry on " + "; ".join(wrong) + "; not deployed")
         return truth
+
+    async def _registry_version(self, model: str, version: int) -> KnownVersion:
+        """The registry's record, waiting out a short outage (a restart) before the consumer's own
+        few quick retries would dead-letter a registration the registry is about to confirm."""
+        assert self.registry is not None
+        for delay in (*REGISTRY_RETRY_S, None):
+            try:
+                return await self.registry.version(model, version)
+            except Unavailable as exc:
+                if delay is None:
+                    raise
+                log.warning("registry unavailable; retrying", model=model, version=version, error=str(exc))
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def on_model_registered(self, event_id: str, data: ModelRegistered) -> Rollout | None:
         """Confirm the version with the registry, remember it, and deploy it when its policy (the
