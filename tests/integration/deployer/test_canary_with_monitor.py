@@ -16,6 +16,7 @@ from fleet_core.events import Topic
 from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
 from support.deployer import DeployerHarness, FakeServingControl, running_deployer
 from support.monitor import MonitorHarness, Population, Publisher, inference, registered, running_monitor
+from support.registry_double import RegistryDouble
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,10 +68,12 @@ async def _stack(kafka: EmbeddedBroker, tmp_path: Path) -> tuple[Any, Any]:
 
 
 async def _ready(d: DeployerHarness, m: MonitorHarness, pub: Publisher) -> None:
-    await pub.send(
-        Topic.MODEL_REGISTERED,
-        [registered(MODEL, 1, deploy_policy="direct"), registered(MODEL, 2), registered(MODEL, 3)],
-    )
+    versions = [registered(MODEL, 1, deploy_policy="direct"), registered(MODEL, 2), registered(MODEL, 3)]
+    registry = RegistryDouble()  # what the deployer confirms each model.registered with
+    for version in versions:
+        registry.add(version)
+    d.controller.registry = registry
+    await pub.send(Topic.MODEL_REGISTERED, versions)
     await m.wait_for(lambda: (MODEL, 3) in m.engine.versions, what="the monitor to know the versions")
 
     async def served() -> bool:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from support.deployer import FakeServingControl, running_deployer
+from support.registry_double import confirming
 
 
 async def test_routes_rollouts_and_activity_survive_a_restart_on_postgres(
@@ -13,6 +14,7 @@ async def test_routes_rollouts_and_activity_survive_a_restart_on_postgres(
 ) -> None:
     serving = FakeServingControl()
     async with running_deployer(tmp_path, serving=serving, database_url=postgres_url) as d:
+        confirming(d)
         await d.register("churn", 1, deploy_policy="direct")
         await d.register("churn", 2, deploy_policy="direct", quota={"num_cpus": 1})
         split = {

@@ -11,6 +11,7 @@ import pytest
 from fleet_core.serving import dedicated_app_name
 from support.deployer import running_deployer
 from support.registry import SIGNATURE, skops_model
+from support.registry_double import confirming
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,6 +22,7 @@ async def test_a_dedicated_deploy_creates_a_running_serve_app(ray_cluster: str, 
     artifact.write_bytes(skops_model())
     app = dedicated_app_name(model, 1)
     async with running_deployer(tmp_path, ray_address=ray_cluster) as d:
+        confirming(d)
         try:
             await d.register(
                 model,

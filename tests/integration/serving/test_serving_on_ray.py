@@ -107,14 +107,51 @@ def test_pool_unloads_an_idle_model_and_reloads_it_on_the_next_call(pool: Pool) 
 
 def test_pool_reconfigure_adds_a_model_without_restarting_replicas(pool: Pool, serving_dir: Path) -> None:
     before = pool.stats()
+    extra = logistic_model(serving_dir, model=f"extra-{SUFFIX}", seed=1)
     rules = python_model(serving_dir, model=f"rules-{SUFFIX}", threshold=10.0)
-    config = pool.config.model_copy(update={"models": {**pool.config.models, rules.key: rules}})
+    models = {**pool.config.models, extra.spec.key: extra.spec, rules.key: rules}
+    config = pool.config.model_copy(update={"models": models})
     view = pool.control.apply_pool(config, pool.sizing, pool.env, app_name=pool.app)
-    assert pool.predict(rules.key, [{"amount": 3}, {"amount": 30}]) == ["low", "high"]
+    assert pool.predict(extra.spec.key, extra.rows(3)) == extra.expected(3)
     after = pool.stats()
     assert (after.replica_id, after.actor_id) == (before.replica_id, before.actor_id)
-    assert rules.key in after.configured
+    assert extra.spec.key in after.configured
     assert [r.actor_id for r in view.deployments[POOL_DEPLOYMENT].replicas] == [before.actor_id]
+    # Publisher code never runs in the process other teams' models share, even if configured there.
+    with pytest.raises(Exception, match="own deployment"):
+        pool.predict(rules.key, [{"amount": 3}])
+
+
+ENV_PROBE = """
+import os
+
+
+class Model:
+    def predict(self, rows):
+        return [os.environ.get(row["name"], "<unset>") for row in rows]
+"""
+
+
+async def test_a_python_deployment_runs_without_store_credentials_from_the_handed_archive(
+    control: ServingControl, serving_dir: Path
+) -> None:
+    from fleet_core.schemas import FieldSpec, Signature
+    from support.serving import make_spec, python_archive
+
+    signature = Signature(inputs=[FieldSpec(name="name", type="string")])
+    spec = make_spec(
+        serving_dir, f"probe-{SUFFIX}", "python", python_archive(model_py=ENV_PROBE), signature, task="other"
+    )
+    env = replica_env(serving_dir) | {"FLEET_S3_ACCESS_KEY": "fleet", "FLEET_S3_SECRET_KEY": "s3-secret"}
+    app = f"test-python-{SUFFIX}"
+    try:
+        control.apply_dedicated(spec, ResourceQuota(num_cpus=0.25), 30.0, env, app_name=app)
+        handle = control.handle(Placement(kind="dedicated", app=app, deployment=DEDICATED_DEPLOYMENT))
+        names = ["FLEET_S3_ACCESS_KEY", "FLEET_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "FLEET_JWT_SECRET"]
+        seen = await handle.predict.remote([{"name": n} for n in names])
+        assert seen == ["", "", "", ""], "the publisher's code sees no credentials"
+    finally:
+        control.remove(app)
 
 
 async def test_dedicated_deployment_applies_its_quota_and_batches_requests(

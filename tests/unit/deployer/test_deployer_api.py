@@ -8,6 +8,7 @@ from fleet_core.auth import Role
 from fleet_core.events import Topic
 from fleet_core.serving import POOL_APP
 from support.deployer import DeployerHarness, FakeServingControl
+from support.registry_double import RegistryDouble
 
 
 async def test_direct_deploy_places_the_version_in_the_pool_and_routes_all_traffic(
@@ -161,11 +162,14 @@ async def test_a_failed_ray_deploy_is_recorded_and_leaves_the_routes_alone(
     assert states == {1: "ready", 2: "failed"}
 
 
-async def test_model_registered_is_applied_once_per_event_id(deployer: DeployerHarness) -> None:
+async def test_model_registered_is_applied_once_per_event_id(
+    deployer: DeployerHarness, registry: RegistryDouble
+) -> None:
     from fleet_core.events import make_event
     from support.deployer import registered
 
     event = make_event(Topic.MODEL_REGISTERED, registered("churn", 1, deploy_policy="direct"), source="/t")
+    registry.add(event.data)
     await deployer.controller.on_model_registered(event.id, event.data)
     await deployer.controller.on_model_registered(event.id, event.data)
     assert len(await deployer.published()) == 1

@@ -8,8 +8,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fleet_core.events import AnomalyDetected, ArmMetrics, RolloutAnalysis
 from support.deployer import DeployerHarness, FakeServingControl, running_deployer
+from support.registry_double import confirming
 
 FAST = {"step_interval_s": 0.05}
 
@@ -220,6 +223,7 @@ async def test_blue_green_smoke_tests_switches_and_retires_blue_after_the_window
 async def test_a_restarted_deployer_resumes_the_canary_at_the_same_step(tmp_path: Path) -> None:
     serving = FakeServingControl()
     async with running_deployer(tmp_path, serving=serving) as d:
+        confirming(d)
         await serving_v1(d, 2)
         r = await start(d, "canary", steps=[10, 40, 100], **FAST)
         await asyncio.sleep(0.1)
@@ -227,9 +231,81 @@ async def test_a_restarted_deployer_resumes_the_canary_at_the_same_step(tmp_path
         assert await arms(d) == [(1, 60, "primary"), (2, 40, "primary")]
 
     async with running_deployer(tmp_path, serving=serving) as d:
+        confirming(d)
         again = await rollout(d, r["id"])
         assert (again["phase"], again["step"]) == ("progressing", 40)
         assert await arms(d) == [(1, 60, "primary"), (2, 40, "primary")]
         await asyncio.sleep(0.1)
         await d.controller.on_rollout_analysis(verdict(r, 40, "pass"))
         assert (await rollout(d, r["id"]))["phase"] == "promoted"
+
+
+# A person's rollback or explicit route table ends the progressive rollout under way: the candidate
+# never gets traffic again from a later tick or verdict, and the rollout says why it ended.
+async def advance_everything(d: DeployerHarness, r: dict[str, object]) -> None:
+    """Every tick and every passing verdict that used to re-promote the candidate."""
+    for step in (5, 25, 50):
+        await asyncio.sleep(0.06)
+        await d.controller.on_rollout_analysis(verdict(r, step, "pass"))  # type: ignore[arg-type]
+        await d.controller.progress_tick()
+
+
+async def test_a_rollback_ends_the_canary_and_later_ticks_leave_the_candidate_out(
+    deployer: DeployerHarness,
+) -> None:
+    await serving_v1(deployer, 2)
+    r = await start(deployer, "canary", **FAST)
+    assert await arms(deployer) == [(1, 95, "primary"), (2, 5, "primary")]
+
+    back = await deployer.client.post(
+        "/v1/models/churn/rollback", json={"reason": "bad numbers"}, headers=deployer.auth()
+    )
+    assert back.status_code == 201, back.text
+    assert await arms(deployer) == [(1, 100, "primary")]
+
+    ended = await rollout(deployer, r["id"])
+    assert ended["phase"] == "rolled_back"
+    assert (
+        "rollback" in ended["reason"]
+        and "admin-user" in ended["reason"]
+        and back.json()["id"] in ended["reason"]
+    )
+    await advance_everything(deployer, r)
+    assert await arms(deployer) == [(1, 100, "primary")]
+    assert (await rollout(deployer, r["id"]))["phase"] == "rolled_back"
+    last = [e.data for e in await deployer.published() if e.data.rollout_id == r["id"]][-1]
+    assert last.phase == "rolled_back", "the gateway and monitor hear that the canary ended"
+
+
+@pytest.mark.parametrize("strategy", ["canary", "ab", "shadow"])
+async def test_an_explicit_route_table_aborts_the_progressive_rollout(
+    deployer: DeployerHarness, strategy: str
+) -> None:
+    await serving_v1(deployer, 2)
+    r = await start(deployer, strategy, **FAST)
+    put = await deployer.client.put(
+        "/v1/routes/churn", json={"arms": [{"version": 1, "weight": 100}]}, headers=deployer.auth()
+    )
+    assert put.status_code == 200, put.text
+
+    ended = await rollout(deployer, r["id"])
+    assert ended["phase"] == "aborted"
+    assert "explicit route table" in ended["reason"]
+    await advance_everything(deployer, r)
+    assert await arms(deployer) == [(1, 100, "primary")]
+    promote = await deployer.client.post(f"/v1/rollouts/{r['id']}/promote", headers=deployer.auth())
+    assert promote.status_code == 409, "an ended rollout cannot be promoted any more"
+    assert await arms(deployer) == [(1, 100, "primary")]
+
+
+async def test_a_paused_canary_is_ended_by_a_rollback_too(deployer: DeployerHarness) -> None:
+    await serving_v1(deployer, 2)
+    r = await start(deployer, "canary", **FAST)
+    await deployer.client.post(f"/v1/rollouts/{r['id']}/pause", headers=deployer.auth())
+    back = await deployer.client.post("/v1/models/churn/rollback", headers=deployer.auth())
+    assert back.status_code == 201, back.text
+    assert (await rollout(deployer, r["id"]))["phase"] == "rolled_back"
+    resumed = await deployer.client.post(f"/v1/rollouts/{r['id']}/resume", headers=deployer.auth())
+    assert resumed.status_code == 409
+    await advance_everything(deployer, r)
+    assert await arms(deployer) == [(1, 100, "primary")]

@@ -9,11 +9,13 @@ from pathlib import Path
 from fleet_core.auth import Role
 from fleet_core.serving import POOL_APP
 from support.deployer import FakeServingControl, running_deployer
+from support.registry_double import confirming
 
 
 async def test_restart_resumes_state_from_the_database_and_reconciles_ray(tmp_path: Path) -> None:
     first = FakeServingControl()
     async with running_deployer(tmp_path, serving=first) as d:
+        confirming(d)
         await d.register("churn", 1, deploy_policy="direct")
         await d.register("churn", 2, deploy_policy="direct", quota={"num_cpus": 1})
         await d.client.put(
@@ -27,6 +29,7 @@ async def test_restart_resumes_state_from_the_database_and_reconciles_ray(tmp_pa
     # Ray lost everything while the deployer was down.
     lost = FakeServingControl()
     async with running_deployer(tmp_path, serving=lost) as d:
+        confirming(d)
         assert (
             await d.client.get("/v1/routes/churn", headers=d.auth(Role.VIEWER, ["fraud"]))
         ).json() == before
@@ -50,6 +53,7 @@ async def test_a_direct_rollout_interrupted_before_routing_is_finished_after_a_r
 ) -> None:
     serving = FakeServingControl()
     async with running_deployer(tmp_path, serving=serving) as d:
+        confirming(d)
         await d.register("churn", 1)
         controller = d.controller
         known = await controller.resolve("churn", 1)
@@ -57,6 +61,7 @@ async def test_a_direct_rollout_interrupted_before_routing_is_finished_after_a_r
             rollout = await controller._begin(s, known, None, "direct", "direct", "alice", "deploy", None)
 
     async with running_deployer(tmp_path, serving=serving) as d:
+        confirming(d)
         done = (await d.client.get(f"/v1/rollouts/{rollout.id}", headers=d.auth())).json()
         assert done["phase"] == "promoted"
         route = (await d.client.get("/v1/routes/churn", headers=d.auth())).json()

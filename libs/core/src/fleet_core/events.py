@@ -326,8 +326,13 @@ PAYLOADS: dict[Topic, type[Contract]] = {
 P = TypeVar("P", bound=BaseModel)
 
 
+AUTH_EXTENSION = "fleetauth"
+"""CloudEvents extension attribute carrying a bearer token (the same JWT the REST APIs take): an
+event that asks a service to act (``rollout.requested``) is authorised by it, not by its source."""
+
+
 class CloudEvent(BaseModel, Generic[P]):
-    """CloudEvents 1.0 structured-mode JSON envelope, with a ``requestid`` extension."""
+    """CloudEvents 1.0 structured-mode JSON envelope, with ``requestid`` and ``fleetauth`` extensions."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -340,14 +345,19 @@ class CloudEvent(BaseModel, Generic[P]):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
     requestid: str | None = None
+    fleetauth: str | None = Field(default=None, repr=False, max_length=8192)
+    """Bearer token of whoever asks for the action (a service's own token or its caller's)."""
     data: P
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
 
 
-def make_event(topic: Topic, data: Contract, *, source: str, subject: str | None = None) -> CloudEvent[Any]:
-    """A new envelope for ``data`` on ``topic``; picks up the current request id."""
+def make_event(
+    topic: Topic, data: Contract, *, source: str, subject: str | None = None, auth: str | None = None
+) -> CloudEvent[Any]:
+    """A new envelope for ``data`` on ``topic``; picks up the current request id. ``auth`` is a
+    bearer token for the ``fleetauth`` extension (required on ``rollout.requested``)."""
     expected = PAYLOADS[topic]
     if not isinstance(data, expected):
         raise TypeError(f"{topic} carries {expected.__name__}, not {type(data).__name__}")
@@ -359,6 +369,7 @@ def make_event(topic: Topic, data: Contract, *, source: str, subject: str | None
         subject=subject if subject is not None else getattr(data, "model", None),
         dataschema=f"{SCHEMA_BASE}/{topic.value}/v1",
         requestid=current_request_id(),
+        fleetauth=auth,
         data=data,
     )
 

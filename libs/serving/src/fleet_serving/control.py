@@ -28,8 +28,9 @@ from fleet_core.serving import (
     PoolSizing,
     dedicated_app_name,
 )
-from fleet_serving.deployments import SPOT_RESOURCE, dedicated_application, pool_application
+from fleet_serving.deployments import ISOLATED_FLAVORS, SPOT_RESOURCE, dedicated_application, pool_application
 from fleet_serving.errors import ServingControlError, UnknownAppError
+from fleet_serving.loading import fetch_for_replica
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,12 @@ class ServingControl:
         spot = quota.capacity_class == "spot" and self.cluster_has_spot()
         if quota.capacity_class == "spot" and not spot:
             log.warning("%s: spot capacity requested but the cluster has no %r resource", name, SPOT_RESOURCE)
+        # Publisher code gets no store credentials: the archive is fetched and verified here, by
+        # the deployer, and handed to the replicas.
+        artifact = fetch_for_replica(spec, env or {}) if spec.flavor in ISOLATED_FLAVORS else None
         return self._apply(
-            name, dedicated_application(spec, quota, idle_s=idle_s, env=env, spot_resource=spot)
+            name,
+            dedicated_application(spec, quota, idle_s=idle_s, env=env, spot_resource=spot, artifact=artifact),
         )
 
     def cluster_has_spot(self) -> bool:

@@ -5,7 +5,8 @@
   has called for ``idle_unload_s``. Which versions it may load arrives as ``user_config`` (a
   ``PoolConfig``), so adding a version reconfigures live replicas instead of restarting them.
 - ``DedicatedModel``: one version with its own resources and autoscaling; concurrent requests are
-  micro-batched into one model call.
+  micro-batched into one model call. A ``python``-flavor version (publisher code) only ever runs
+  here, with no store credentials in its environment and its archive handed over by the deployer.
 
 Both honour the calling convention in ``fleet_core.serving``.
 """
@@ -29,8 +30,8 @@ from ray.serve.deployment import Application
 
 from fleet_core.schemas import JsonValue, ResourceQuota
 from fleet_core.serving import DEDICATED_DEPLOYMENT, POOL_DEPLOYMENT, ModelSpec, PoolConfig, PoolSizing
-from fleet_serving.errors import UnknownModelError
-from fleet_serving.loading import aload_model, load_model
+from fleet_serving.errors import UnknownModelError, UntrustedArtifactError
+from fleet_serving.loading import aload_model, load_model, load_verified
 from fleet_serving.runtimes import Runtime
 from fleet_serving.settings import ServingSettings
 
@@ -57,6 +58,41 @@ BATCH_WAIT_S = 0.005
 def replica_env(env: Mapping[str, str] | None) -> dict[str, str]:
     """Environment of a replica: the serving defaults, then what the deployer passes (FLEET_*)."""
     return {**DEFAULT_REPLICA_ENV, **(env or {})}
+
+
+ISOLATED_ENV_PREFIXES = ("FLEET_HOME", "FLEET_MODE", "FLEET_LOG_", "FLEET_SERVING_", "RAY_")
+"""All a replica running publisher code (``python`` flavor) is handed of the deployer's env."""
+BLANKED_SECRETS = (
+    "FLEET_S3_ACCESS_KEY",
+    "FLEET_S3_SECRET_KEY",
+    "FLEET_JWT_SECRET",
+    "FLEET_JWT_PREVIOUS_SECRETS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+"""Set empty for such a replica: Ray workers inherit their node's environment, and
+``runtime_env`` can override a variable but not remove it."""
+
+
+def isolated_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment of a replica that runs publisher code: no object-store (or any other)
+    credentials. It needs none: the deployer hands it the verified archive."""
+    kept = {k: v for k, v in (env or {}).items() if k.startswith(ISOLATED_ENV_PREFIXES)}
+    return {**kept, **dict.fromkeys(BLANKED_SECRETS, "")}
+
+
+ISOLATED_FLAVORS = frozenset({"python"})
+"""Flavors that run publisher code: never in the shared pool, never with store credentials."""
+
+
+def require_shareable(spec: ModelSpec) -> None:
+    """Refuse to load publisher code into a process other teams' models share."""
+    if spec.flavor in ISOLATED_FLAVORS:
+        raise UntrustedArtifactError(
+            f"{spec.key}: python-flavor models run only in their own deployment, never in the shared pool",
+            field="flavor",
+        )
 
 
 class LoadedModelStats(BaseModel):
@@ -122,6 +158,7 @@ class ModelPool:
         spec = self._config.models.get(key)
         if spec is None:
             raise UnknownModelError(f"model {key!r} is not served by this pool", field="model")
+        require_shareable(spec)
         return await aload_model(spec, self._settings)
 
     async def predict(self, rows: list[dict[str, JsonValue]]) -> list[JsonValue]:
@@ -230,10 +267,22 @@ class ModelPool:
 class DedicatedModel:
     """One version, loaded when the replica starts; concurrent requests share one model call."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], artifact: bytes | None = None) -> None:
         self.spec = ModelSpec.model_validate(spec)
-        # Loaded before the replica reports ready, so a broken artifact fails the deployment.
-        self.runtime = load_model(self.spec, ServingSettings())
+        # Loaded before the replica reports ready, so a broken artifact fails the deployment. A
+        # python-flavor replica gets its archive from the deployer (it holds no store credentials);
+        # it is verified against the sha256 here all the same.
+        settings = ServingSettings()
+        if artifact is not None:
+            self.runtime = load_verified(self.spec, artifact, settings)
+        elif self.spec.flavor in ISOLATED_FLAVORS:
+            raise UntrustedArtifactError(
+                f"{self.spec.key}: a python-flavor replica is handed its archive by the deployer; "
+                "it does not fetch from the artifact store",
+                field="flavor",
+            )
+        else:
+            self.runtime = load_model(self.spec, settings)
 
     async def predict(self, rows: list[dict[str, JsonValue]]) -> list[JsonValue]:
         """Predict; the ``multiplexed_model_id`` a caller may pass is ignored."""
@@ -360,11 +409,20 @@ def dedicated_application(
     idle_s: float,
     env: Mapping[str, str] | None = None,
     spot_resource: bool = False,
+    artifact: bytes | None = None,
 ) -> Application:
     """One version's own deployment under ``quota``. ``idle_s`` is how long it stays up without
     traffic before scaling to ``quota.min_replicas`` (zero by default). ``spot_resource``: the
-    cluster advertises ``SPOT_RESOURCE``, so spot-class replicas request it."""
-    actor_options = quota_actor_options(quota, env, spot_resource=spot_resource)
+    cluster advertises ``SPOT_RESOURCE``, so spot-class replicas request it.
+
+    A python-flavor version runs publisher code: its replicas get ``isolated_env`` (no store
+    credentials) and ``artifact``, the archive the caller fetched and verified for them."""
+    isolated = spec.flavor in ISOLATED_FLAVORS
+    if isolated and artifact is None:
+        raise ValueError(f"{spec.key}: a python-flavor deployment needs its archive from the deployer")
+    actor_options = quota_actor_options(
+        quota, isolated_env(env) if isolated else env, spot_resource=spot_resource
+    )
     payload = spec.model_dump(mode="json")
     version = deployment_version(
         "dedicated", sorted(payload.items()), sorted(actor_options["runtime_env"]["env_vars"].items())
@@ -375,4 +433,4 @@ def dedicated_application(
         ray_actor_options=actor_options,
         autoscaling_config=quota_autoscaling(quota, idle_s=idle_s),
         **GRACEFUL_SHUTDOWN,
-    ).bind(payload)
+    ).bind(payload, artifact if isolated else None)

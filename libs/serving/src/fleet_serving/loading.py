@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -19,8 +19,9 @@ from fleet_core.artifacts import artifact_store
 from fleet_core.errors import NotFound
 from fleet_core.serving import ModelSpec
 from fleet_core.settings import FleetSettings
-from fleet_serving.errors import ArtifactIntegrityError
+from fleet_serving.errors import ArtifactIntegrityError, ModelLoadError
 from fleet_serving.runtimes import OnnxRuntime, PythonRuntime, Runtime, SklearnRuntime
+from fleet_serving.runtimes.python import ArchiveLimits
 from fleet_serving.settings import ServingSettings
 
 T = TypeVar("T")
@@ -64,8 +65,42 @@ def runtime_for(spec: ModelSpec, data: bytes, settings: FleetSettings) -> Runtim
             if serving.serving_python_dir
             else serving.home / "serving" / "python"
         )
-        return PythonRuntime(spec, data, allowed=serving.python_allowed, unpack_root=root)
+        limits = ArchiveLimits(
+            max_unpacked_bytes=serving.serving_python_max_unpacked_mb * 2**20,
+            max_members=serving.serving_python_max_members,
+        )
+        return PythonRuntime(spec, data, allowed=serving.python_allowed, unpack_root=root, limits=limits)
     raise ValueError(f"unknown flavor {spec.flavor!r}")
+
+
+def load_verified(spec: ModelSpec, data: bytes, settings: FleetSettings) -> Runtime:
+    """Verify bytes someone else fetched against ``spec.sha256``, then load them."""
+    verify_artifact(spec, data)
+    runtime = runtime_for(spec, data, settings)
+    runtime.load()
+    return runtime
+
+
+MAX_HANDED_ARTIFACT_BYTES = 256 * 2**20
+"""An archive the deployer hands to a replica travels in the deployment's init arguments."""
+
+
+def fetch_for_replica(spec: ModelSpec, env: Mapping[str, str]) -> bytes:
+    """The verified artifact of ``spec``, fetched with the store settings in ``env`` (the ``FLEET_*``
+    variables the deployer would otherwise hand to replicas), for a replica that gets none."""
+    settings = ServingSettings(
+        **{k.removeprefix("FLEET_").lower(): v for k, v in env.items() if k.startswith("FLEET_S3_")},
+        **({"home": env["FLEET_HOME"]} if "FLEET_HOME" in env else {}),
+    )
+    if spec.size_bytes > MAX_HANDED_ARTIFACT_BYTES:
+        raise ModelLoadError(
+            f"{spec.key}: a {spec.size_bytes}-byte archive is too large to hand to a replica "
+            f"(at most {MAX_HANDED_ARTIFACT_BYTES})",
+            field="artifact",
+        )
+    data = _run(fetch_artifact(spec.artifact_uri, settings))
+    verify_artifact(spec, data)
+    return data
 
 
 async def aload_model(spec: ModelSpec, settings: FleetSettings) -> Runtime:

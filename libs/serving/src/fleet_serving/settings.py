@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, field_validator
 
 from fleet_core.settings import FleetSettings
+
+if TYPE_CHECKING:
+    from fleet_core.auth import TokenAuthority
 
 TRUSTED_ROOTS = ("sklearn.", "numpy.", "scipy.")
 
@@ -14,6 +19,8 @@ class ServingSettings(FleetSettings):
 
     Ray workers do not inherit the driver's environment: the deployer passes the ``FLEET_*``
     variables below (and the artifact store's) to replicas through ``runtime_env.env_vars``.
+    A replica never signs or verifies a token, so it needs no JWT secret, even in production
+    (the Ray image sets ``FLEET_MODE=production`` and nothing hands replicas the secret).
     """
 
     serving_allow_python: bool | None = None
@@ -25,6 +32,10 @@ class ServingSettings(FleetSettings):
     skops may load beyond the built-in allowlist. Names outside those packages are refused."""
     serving_python_dir: str | None = None
     """Where python-flavor archives are unpacked; default ``FLEET_HOME/serving/python``."""
+    serving_python_max_unpacked_mb: int = Field(default=256, ge=1, le=65536)
+    """A python-flavor archive that inflates past this many MiB is refused (zip bombs)."""
+    serving_python_max_members: int = Field(default=10_000, ge=1, le=1_000_000)
+    """A python-flavor archive with more members than this is refused."""
 
     @field_validator("serving_trusted_types")
     @classmethod
@@ -33,6 +44,13 @@ class ServingSettings(FleetSettings):
         if bad:
             raise ValueError(f"only sklearn/numpy/scipy types may be trusted, not {bad}")
         return names
+
+    def _refuse_placeholder_secret(self) -> ServingSettings:  # type: ignore[override]
+        """Replaces the shared check (same name, so pydantic runs this one): no secret is needed."""
+        return self
+
+    def token_authority(self) -> TokenAuthority:
+        raise RuntimeError("a serving replica holds no JWT secret and cannot sign or verify tokens")
 
     @property
     def python_allowed(self) -> bool:

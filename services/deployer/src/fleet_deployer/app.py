@@ -126,6 +126,7 @@ def create_app(
             lambda: deployer_consumer(
                 settings.kafka_servers,
                 controller,
+                app.state.tokens,
                 max_attempts=settings.dlq_max_attempts,
                 metrics=consumer_metrics,
             ),

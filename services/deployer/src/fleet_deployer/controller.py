@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleet_core.auth import Principal, Role
 from fleet_core.errors import Conflict, FleetError, InvalidInput, NotFound, Unavailable
 from fleet_core.events import (
     AnomalyDetected,
@@ -69,6 +70,8 @@ from fleet_deployer.store import DeployerStore
 log = get_logger(__name__)
 
 UNFINISHED: tuple[RolloutPhase, ...] = ("pending", "progressing")
+REGISTRY_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+"""Waits between lookups when the registry cannot be reached while confirming an event."""
 ROLLBACK_ANOMALIES = frozenset({"latency", "error_rate"})
 RolloutCommand = Literal["pause", "resume", "promote", "abort"]
 COMMAND_PAST = {"pause": "paused", "resume": "resumed", "promote": "promoted", "abort": "aborted"}
@@ -88,6 +91,12 @@ class DeployFailed(FleetError):
     """The serving engine refused to run a version."""
 
     status, kind, title = 502, "deploy-failed", "Deploy failed"
+
+
+class EventRejected(FleetError):
+    """An event the deployer will not act on (its claims contradict the registry); dead-lettered."""
+
+    status, kind, title = 409, "event-rejected", "Event rejected"
 
 
 class VersionSource(Protocol):
@@ -202,27 +211,75 @@ class DeploymentController:
 
     # ------------------------------------------------------------------ events
 
+    async def confirm_registered(self, event_id: str, data: ModelRegistered) -> KnownVersion:
+        """The registry's record of the version an event announces, or ``EventRejected`` naming what
+        the event got wrong. The event is a notification: team, artifact, sha256, deploy policy and
+        quota all come from the registry, so a forged or stale event deploys nothing."""
+        what = f"model.registered {event_id} for {data.model} v{data.version}"
+        if self.registry is None:
+            raise EventRejected(f"{what}: no registry is configured to confirm it; not acted on")
+        try:
+            truth = await self._registry_version(data.model, data.version)
+        except NotFound as exc:
+            raise EventRejected(f"{what}: the registry has no such version; not deployed") from exc
+        claims = {
+            "team": (data.team, truth.team),
+            "artifact_uri": (data.artifact_uri, truth.spec.artifact_uri),
+            "sha256": (data.sha256, truth.spec.sha256),
+            "deploy_policy": (data.deploy_policy, truth.deploy_policy),
+            "quota": (data.quota, truth.quota),
+        }
+        wrong = [
+            f"{name} (event {said!r}, registry {real!r})"
+            for name, (said, real) in claims.items()
+            if said != real
+        ]
+        if wrong:
+            log.warning(
+                "model.registered contradicts the registry; not acted on",
+                event_id=event_id,
+                model=data.model,
+                version=data.version,
+                fields=[name for name, (said, real) in claims.items() if said != real],
+            )
+            raise EventRejected(f"{what} contradicts the registry on " + "; ".join(wrong) + "; not deployed")
+        return truth
+
+    async def _registry_version(self, model: str, version: int) -> KnownVersion:
+        """The registry's record, waiting out a short outage (a restart) before the consumer's own
+        few quick retries would dead-letter a registration the registry is about to confirm."""
+        assert self.registry is not None
+        for delay in (*REGISTRY_RETRY_S, None):
+            try:
+                return await self.registry.version(model, version)
+            except Unavailable as exc:
+                if delay is None:
+                    raise
+                log.warning("registry unavailable; retrying", model=model, version=version, error=str(exc))
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def on_model_registered(self, event_id: str, data: ModelRegistered) -> Rollout | None:
-        """Remember the version; deploy it when its policy says so. Idempotent on ``event_id``."""
-        known = KnownVersion(
-            spec=ModelSpec.from_registered(data), quota=data.quota, deploy_policy=data.deploy_policy
-        )
+        """Confirm the version with the registry, remember it, and deploy it when its policy (the
+        registry's) says so. Idempotent on ``event_id``."""
+        known = await self.confirm_registered(event_id, data)
+        registered_by = known.registered_by or data.registered_by
         async with self._lock(data.model):
             async with self.store.transaction() as s:
                 if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
                     return None
                 await self.store.add_known(s, known, event_id=event_id)
-                if data.deploy_policy == "none":
+                if known.deploy_policy == "none":
                     return None
                 current = await self.store.route(s, data.model)
-                if data.deploy_policy == "direct":
+                if known.deploy_policy == "direct":
                     rollout = await self._begin(
                         s,
                         known,
                         None,
                         "direct",
                         "direct",
-                        data.registered_by,
+                        registered_by,
                         f"deploy policy 'direct' on registration of v{data.version}",
                         event_id,
                     )
@@ -233,7 +290,7 @@ class DeploymentController:
                         None,
                         "direct",
                         "direct",
-                        data.registered_by,
+                        registered_by,
                         "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
                         f"v{data.version} takes all traffic",
                         event_id,
@@ -252,7 +309,7 @@ class DeploymentController:
                         model=data.model,
                         version=data.version,
                         strategy="canary",
-                        requested_by=data.registered_by,
+                        requested_by=registered_by,
                         reason=f"deploy policy 'canary' on registration of v{data.version}",
                     )
                     rollout = await self._begin(
@@ -261,12 +318,30 @@ class DeploymentController:
                         None,
                         "canary",
                         "canary",
-                        data.registered_by,
+                        registered_by,
                         request.reason or "",
                         event_id,
                         request=request.model_dump(mode="json"),
                     )
             return await self._execute(rollout.id)
+
+    async def handled(self, event_id: str) -> bool:
+        """Whether the rollout an event asked for was already started (a redelivery)."""
+        async with self.store.transaction() as s:
+            return await self.store.rollout_by_event(s, event_id) is not None
+
+    async def on_rollout_event(
+        self, event_id: str, request: RolloutRequested, principal: Principal
+    ) -> Rollout:
+        """``rollout.requested`` from the broker, authorised by the token it carries exactly as
+        ``POST /v1/rollouts`` is: the deployer role on the model's team (the registry's team)."""
+        known = await self.resolve(request.model, request.version)
+        principal.require(Role.DEPLOYER, known.team)
+        # Who asked is the token's subject; a service acting for someone keeps the name it was given.
+        who = principal.subject
+        if request.requested_by != who:
+            who = f"{request.requested_by} via {principal.subject}"
+        return await self.on_rollout_requested(event_id, request.model_copy(update={"requested_by": who}))
 
     async def on_rollout_requested(self, event_id: str | None, request: RolloutRequested) -> Rollout:
         """Start a rollout: ``direct`` deploys and routes at once; ``canary``, ``ab``, ``shadow`` and
@@ -352,6 +427,13 @@ class DeploymentController:
                     + (f": {reason}" if reason else ""),
                     None,
                 )
+                await self._end_active(
+                    s,
+                    model,
+                    "rolled_back",
+                    f"ended by rollback {rollout.id} to v{target} requested by {requested_by}",
+                    current,
+                )
             return await self._execute(rollout.id)
 
     async def set_routes(
@@ -390,14 +472,14 @@ class DeploymentController:
                     elif arm.version in known:
                         found = await self.store.known(s, model, arm.version)
                         assert found is not None
-                        quota = dep.quota if dep is not None else found.quota
+                        quota = self._quota_of(dep, found)
                         hosts[arm.version] = placement_for(model, arm.version, quota).app
                         missing.append(found)
                 table = explicit_table(current, arms, known=known, deployed=hosts)
                 placed = []
                 for found in missing:
                     dep = existing.get(found.version)
-                    quota = dep.quota if dep is not None else found.quota
+                    quota = self._quota_of(dep, found)
                     placed.append(
                         await self.store.put_deployment(
                             s,
@@ -438,8 +520,21 @@ class DeploymentController:
                 await self.store.save_route(
                     s, table, team=team, cause="explicit", rollout_id=rollout_id, by=requested_by
                 )
+                await self._end_active(
+                    s,
+                    model,
+                    "aborted",
+                    f"aborted: an explicit route table ({_describe_arms(table)}) was set by {requested_by} "
+                    f"(rollout {rollout_id})",
+                    table,
+                )
                 await self._announce(s, rollout, table)
             return await self.model_route(model)
+
+    @staticmethod
+    def _quota_of(dep: Deployment | None, known: KnownVersion) -> ResourceQuota | None:
+        """The quota a version is (re)placed with: its deployment's, else its registered one."""
+        return effective_quota(dep.quota if dep is not None else None, known.quota, known.spec.flavor)
 
     async def retire(self, model: str, version: int, requested_by: str) -> None:
         """Remove a deployment that carries no traffic from the serving engine."""
@@ -483,7 +578,7 @@ class DeploymentController:
     ) -> Rollout:
         """Record the rollout (progressing) and the deployment it needs, in the caller's transaction."""
         existing = await self.store.deployment(s, known.model, known.version)
-        quota = effective_quota(requested_quota, known.quota)
+        quota = effective_quota(requested_quota, known.quota, known.spec.flavor)
         placement = placement_for(known.model, known.version, quota)
         body = dict(request or {})
         body["action"] = action
@@ -519,6 +614,20 @@ class DeploymentController:
             request=body,
             event_id=event_id,
         )
+
+    async def _end_active(
+        self, s: AsyncSession, model: str, phase: RolloutPhase, reason: str, table: RouteTable
+    ) -> Rollout | None:
+        """A person changed the routes by hand: the progressive rollout under way (progressing or
+        paused) ends here, so no later tick, verdict or command puts its candidate back."""
+        active = await self.store.active_rollout(s, model)
+        if active is None:
+            return None
+        done = await self.store.set_rollout_phase(s, active.id, phase, reason=reason)
+        progress = Progress.model_validate(active.progress)
+        await self._announce(s, done, table, kpi=progress.kpi)
+        log.info("progressive rollout ended by hand", model=model, rollout_id=active.id, phase=phase)
+        return done
 
     async def _announce(
         self, s: AsyncSession, rollout: Rollout, table: RouteTable, *, kpi: str | None = None

@@ -25,6 +25,7 @@ class KnownVersion(BaseModel):
     deploy_policy: DeployPolicy = "none"
     source: str = Field(default="event", description="'event' (model.registered) or 'registry' (looked up)")
     created_at: datetime | None = None
+    registered_by: str | None = Field(default=None, description="Who registered it, per the registry")
 
     @property
     def model(self) -> str:

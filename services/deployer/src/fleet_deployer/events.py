@@ -1,6 +1,13 @@
 """The deployer's consumer (group ``deployer``): one batch consumer for its five topics, each
 handler delegating event by event to the controller (one group member, so a start is one join).
 
+Events are notifications, the registry is the truth: ``model.registered`` is acted on only once the
+registry confirms that version (its team, artifact, sha256, deploy policy and quota, not the
+event's); one the registry contradicts or does not know is dead-lettered with the reason.
+``rollout.requested`` must carry a bearer token in the ``fleetauth`` extension attribute, checked
+like the REST API's (deployer role on the model's team); without one, or with a bad one, it is
+dead-lettered with the reason, whatever its ``source``.
+
 ``model.registered`` and ``rollout.requested`` are idempotent on the event id (inbox claim in the
 controller). ``inference.logged`` arrives for every request, so it only moves a timestamp in
 memory (applying it twice changes nothing, so it needs no inbox row). ``rollout.analysis`` and
@@ -12,16 +19,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet_core.auth import Principal, TokenAuthority
 from fleet_core.broker import BatchConsumer, ConsumerMetrics
-from fleet_core.events import CloudEvent, Topic
+from fleet_core.errors import Unauthorized
+from fleet_core.events import AUTH_EXTENSION, CloudEvent, Topic
 from fleet_deployer.controller import DeploymentController
 
 CONSUMER = "deployer"
 
 
+def event_principal(event: CloudEvent[Any], tokens: TokenAuthority) -> Principal:
+    """Who an event speaks for: the bearer token in its ``fleetauth`` extension, verified."""
+    token = event.fleetauth
+    if not token:
+        raise Unauthorized(
+            f"{event.type} {event.id} from {event.source} carries no bearer token in its "
+            f"'{AUTH_EXTENSION}' extension attribute; not acted on"
+        )
+    try:
+        return tokens.verify(token)
+    except Unauthorized as exc:
+        raise Unauthorized(
+            f"{event.type} {event.id} from {event.source}: {exc.detail}; not acted on"
+        ) from exc
+
+
 def deployer_consumer(
     bootstrap_servers: list[str] | str,
     controller: DeploymentController,
+    tokens: TokenAuthority,
     *,
     max_attempts: int = 3,
     metrics: ConsumerMetrics | None = None,
@@ -34,7 +60,9 @@ def deployer_consumer(
 
     async def rollout_requested(events: list[CloudEvent[Any]]) -> None:
         for event in events:
-            await controller.on_rollout_requested(event.id, event.data)
+            if await controller.handled(event.id):
+                continue  # a redelivery: its token may have expired since, and nothing is left to do
+            await controller.on_rollout_event(event.id, event.data, event_principal(event, tokens))
 
     async def inference_logged(events: list[CloudEvent[Any]]) -> None:
         for event in events:

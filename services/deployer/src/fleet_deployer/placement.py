@@ -1,4 +1,8 @@
-"""Where a version runs: its own deployment when it carries a quota, otherwise the shared pool."""
+"""Where a version runs: its own deployment when it carries a quota, otherwise the shared pool.
+
+A ``python``-flavor version runs its publisher's code, so it never shares a process with other
+teams' models: without a quota of its own it gets a dedicated deployment with the default quota.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,18 @@ from collections.abc import Iterable
 from fleet_core.schemas import ResourceQuota
 from fleet_core.serving import ModelSpec, Placement, PoolConfig
 
+ISOLATED_FLAVORS = frozenset({"python"})
+
 
 def effective_quota(
-    requested: ResourceQuota | None, registered: ResourceQuota | None
+    requested: ResourceQuota | None, registered: ResourceQuota | None, flavor: str
 ) -> ResourceQuota | None:
-    """A deploy request's quota wins over the one the version was registered with."""
-    return requested if requested is not None else registered
+    """A deploy request's quota wins over the one the version was registered with; a version whose
+    flavor runs publisher code always gets one (and so its own deployment)."""
+    quota = requested if requested is not None else registered
+    if quota is None and flavor in ISOLATED_FLAVORS:
+        return ResourceQuota()
+    return quota
 
 
 def placement_for(model: str, version: int, quota: ResourceQuota | None) -> Placement:

@@ -1,4 +1,5 @@
-"""Looks up a version in the registry when the deployer never saw its ``model.registered`` event.
+"""Looks up a version in the registry: the truth behind every ``model.registered`` event (which is
+only a notification), and versions the deployer never saw an event for.
 
 It authenticates with a short-lived viewer token for every team, minted with the shared JWT secret.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -16,6 +18,11 @@ from fleet_core.serving import ModelSpec
 from fleet_deployer.entities import KnownVersion
 
 SERVICE_SUBJECT = "service:deployer"
+
+
+def _segment(name: str) -> str:
+    """A model name as one URL path segment: a name from an event cannot reach another route."""
+    return quote(name, safe="")
 
 
 class RegistryClient:
@@ -53,7 +60,9 @@ class RegistryClient:
 
     async def version(self, model: str, version: int) -> KnownVersion:
         body = await self._get(
-            f"/v1/models/{model}/versions/{version}", f"model '{model}' version {version}", "version"
+            f"/v1/models/{_segment(model)}/versions/{int(version)}",
+            f"model '{model}' version {version}",
+            "version",
         )
         spec = ModelSpec.model_validate({k: body.get(k) for k in ModelSpec.model_fields if k in body})
         return KnownVersion.model_validate(
@@ -62,11 +71,12 @@ class RegistryClient:
                 "quota": body.get("quota"),
                 "deploy_policy": body.get("deploy_policy", "none"),
                 "source": "registry",
+                "registered_by": body.get("created_by"),
             }
         )
 
     async def latest_version(self, model: str) -> int:
-        body = await self._get(f"/v1/models/{model}", f"model '{model}'", "model")
+        body = await self._get(f"/v1/models/{_segment(model)}", f"model '{model}'", "model")
         latest = body.get("latest_version")
         if latest is None:
             raise NotFound(f"model '{model}' has no versions", field="version")

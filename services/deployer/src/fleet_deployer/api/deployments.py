@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 
 from fleet_core.auth import Role
-from fleet_deployer.api.deps import ControllerDep, CurrentPrincipal, PublishedDep, visible_teams
+from fleet_deployer.api.deps import (
+    ControllerDep,
+    CurrentPrincipal,
+    ModelPath,
+    PublishedDep,
+    VersionPath,
+    visible_teams,
+)
 from fleet_deployer.api.schemas import (
     DeploymentCreate,
     DeploymentCreated,
@@ -32,7 +39,7 @@ async def list_deployments(
 
 @router.get("/{model}", summary="One model's deployments with Ray Serve's view of each application")
 async def get_model_deployments(
-    model: str,
+    model: ModelPath,
     controller: ControllerDep,
     principal: CurrentPrincipal,
     include_retired: bool = Query(default=False, description="Also list retired deployments"),
@@ -72,7 +79,7 @@ async def create_deployment(
     description="409 while any arm of the route table (primary or shadow) points at it.",
 )
 async def delete_deployment(
-    model: str, version: int, controller: ControllerDep, principal: CurrentPrincipal
+    model: ModelPath, version: VersionPath, controller: ControllerDep, principal: CurrentPrincipal
 ) -> Response:
     principal.require(Role.DEPLOYER, await controller.team_of(model))
     await controller.retire(model, version, principal.subject)

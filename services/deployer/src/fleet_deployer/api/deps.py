@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from fleet_core.auth import ALL_TEAMS, CurrentPrincipal, Principal
+from fleet_deployer.api.schemas import MAX_VERSION, MODEL_NAME_PATTERN
 from fleet_deployer.controller import DeploymentController
 
-__all__ = ["ControllerDep", "CurrentPrincipal", "Limit", "Offset", "PublishedDep", "visible_teams"]
+__all__ = [
+    "ControllerDep",
+    "CurrentPrincipal",
+    "Limit",
+    "ModelPath",
+    "ModelQuery",
+    "Offset",
+    "PublishedDep",
+    "RolloutIdPath",
+    "VersionPath",
+    "visible_teams",
+]
 
 # A route change answers once its rollout.updated event is on the broker (acks=all), so gateways
 # see it within their consumer's poll, not the relay's; never longer than this, never an error.
@@ -39,5 +51,11 @@ def visible_teams(principal: Principal) -> list[str] | None:
 
 ControllerDep = Annotated[DeploymentController, Depends(_controller)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+Offset = Annotated[int, Query(ge=0, le=2**62, description="Items to skip")]
+ModelPath = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, max_length=100, description="Model name")]
+ModelQuery = Annotated[
+    str | None, Query(pattern=MODEL_NAME_PATTERN, max_length=100, description="Only this model")
+]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="Version number")]
+RolloutIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 PublishedDep = Annotated[Published, Depends(Published)]

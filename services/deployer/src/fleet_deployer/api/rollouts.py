@@ -10,8 +10,11 @@ from fleet_deployer.api.deps import (
     ControllerDep,
     CurrentPrincipal,
     Limit,
+    ModelPath,
+    ModelQuery,
     Offset,
     PublishedDep,
+    RolloutIdPath,
     visible_teams,
 )
 from fleet_deployer.api.schemas import RollbackRequest, RolloutCreate, RolloutPage
@@ -54,7 +57,7 @@ async def list_rollouts(
     principal: CurrentPrincipal,
     limit: Limit = 100,
     offset: Offset = 0,
-    model: str | None = Query(default=None),
+    model: ModelQuery = None,
     phase: RolloutPhase | None = Query(default=None),
 ) -> RolloutPage:
     items, total = await controller.rollouts(
@@ -64,7 +67,9 @@ async def list_rollouts(
 
 
 @router.get("/v1/rollouts/{rollout_id}", summary="One rollout")
-async def get_rollout(rollout_id: str, controller: ControllerDep, principal: CurrentPrincipal) -> Rollout:
+async def get_rollout(
+    rollout_id: RolloutIdPath, controller: ControllerDep, principal: CurrentPrincipal
+) -> Rollout:
     rollout = await controller.rollout(rollout_id)
     principal.require(Role.VIEWER, rollout.team)
     return rollout
@@ -78,7 +83,7 @@ async def get_rollout(rollout_id: str, controller: ControllerDep, principal: Cur
     "back from; takes effect on the gateway's next request. 409 when there is none.",
 )
 async def rollback(
-    model: str,
+    model: ModelPath,
     controller: ControllerDep,
     principal: CurrentPrincipal,
     published: PublishedDep,
@@ -98,7 +103,7 @@ async def rollback(
     "back to the baseline. 409 when the rollout is not a progressive one under way.",
 )
 async def command_rollout(
-    rollout_id: str,
+    rollout_id: RolloutIdPath,
     command: RolloutCommand,
     controller: ControllerDep,
     principal: CurrentPrincipal,

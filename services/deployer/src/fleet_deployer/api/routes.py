@@ -6,7 +6,13 @@ from fastapi import APIRouter
 
 from fleet_core.auth import Role
 from fleet_core.serving import ModelRoute, RoutesSnapshot
-from fleet_deployer.api.deps import ControllerDep, CurrentPrincipal, PublishedDep, visible_teams
+from fleet_deployer.api.deps import (
+    ControllerDep,
+    CurrentPrincipal,
+    ModelPath,
+    PublishedDep,
+    visible_teams,
+)
 from fleet_deployer.api.schemas import RouteTableUpdate
 
 router = APIRouter(prefix="/v1/routes", tags=["routes"])
@@ -22,7 +28,7 @@ async def list_routes(controller: ControllerDep, principal: CurrentPrincipal) ->
 
 
 @router.get("/{model}", summary="One model's route table and the versions it references")
-async def get_route(model: str, controller: ControllerDep, principal: CurrentPrincipal) -> ModelRoute:
+async def get_route(model: ModelPath, controller: ControllerDep, principal: CurrentPrincipal) -> ModelRoute:
     principal.require(Role.VIEWER, await controller.team_of(model))
     return await controller.model_route(model)
 
@@ -36,7 +42,7 @@ async def get_route(model: str, controller: ControllerDep, principal: CurrentPri
     "it). The revision increases and `rollout.updated` carries the whole table.",
 )
 async def put_route(
-    model: str,
+    model: ModelPath,
     body: RouteTableUpdate,
     controller: ControllerDep,
     principal: CurrentPrincipal,
