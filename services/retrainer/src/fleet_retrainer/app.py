@@ -80,6 +80,7 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
             default_policy=settings.default_policy(),
             canary_steps=settings.steps,
             canary_step_interval_s=settings.canary_step_interval_s,
+            max_concurrent_jobs=settings.max_concurrent_jobs,
         )
         app.state.controller = controller
         consumer_metrics = ConsumerMetrics(prometheus)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fleet_core.errors import NotFound
+from pydantic import ValidationError
+
+from fleet_core.errors import NotFound, Unavailable
 from fleet_core.events import (
     DatasetRef,
     RetrainCompleted,
@@ -37,6 +40,8 @@ log = get_logger(__name__)
 FINISHED = ("registered", "rejected", "failed")
 WAIT_FOR_LABELS_S = 1800.0
 """How long a drift or dataset trigger waits for enough labelled traffic before it lapses."""
+TEAM_TTL_S = 60.0
+"""How long the registry's answer to "which team is this model in" is reused."""
 
 
 class JobFailed(Exception):
@@ -48,6 +53,12 @@ def _now() -> datetime:
 
 
 class RetrainController:
+    """Triggers, the job pipeline and the reads behind the API.
+
+    ``max_concurrent_jobs`` is box-wide and comes from the service's settings, never from a
+    model's policy (one team must not raise it for everyone).
+    """
+
     def __init__(
         self,
         store: RetrainerStore,
@@ -57,6 +68,7 @@ class RetrainController:
         default_policy: RetrainPolicy,
         canary_steps: list[int],
         canary_step_interval_s: float,
+        max_concurrent_jobs: int = 1,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -64,6 +76,8 @@ class RetrainController:
         self.default_policy = default_policy
         self.canary_steps = canary_steps
         self.canary_step_interval_s = canary_step_interval_s
+        self.max_concurrent_jobs = max_concurrent_jobs
+        self._teams: dict[str, tuple[str, float]] = {}
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Automatic triggers that found too few labels yet: retried by the timer until they expire.
@@ -72,7 +86,34 @@ class RetrainController:
     async def policy(self, model: str) -> RetrainPolicy:
         async with self.store.transaction() as s:
             own = await self.store.policy(s, model)
-        return self.default_policy.model_copy(update=own) if own else self.default_policy
+        if not own:
+            return self.default_policy
+        # A policy stored by an older release may hold fields that are no longer per model
+        # (max_concurrent_jobs is box-wide now): they are ignored, never applied.
+        known = {k: v for k, v in own.items() if k in RetrainPolicy.model_fields}
+        try:
+            return RetrainPolicy.model_validate({**self.default_policy.model_dump(), **known})
+        except ValidationError as exc:
+            log.warning(
+                "a stored retraining policy is invalid; the defaults apply", model=model, error=str(exc)
+            )
+            return self.default_policy
+
+    async def team_of(self, model: str) -> str | None:
+        """The team ``model`` belongs to, from the registry (None: the registry has no such model).
+        An unreachable registry is ``Unavailable``: access is never decided without the team."""
+        cached = self._teams.get(model)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            team = await self.fleet.model_team(model)
+        except Exception as exc:
+            raise Unavailable(
+                f"cannot ask the registry which team {model!r} belongs to: {type(exc).__name__}: {exc}"
+            ) from exc
+        if team is not None:
+            self._teams[model] = (team, time.monotonic() + TEAM_TTL_S)
+        return team
 
     # ----------------------------------------------------------------- triggers
 
@@ -90,6 +131,7 @@ class RetrainController:
         """Apply the policy to a trigger; start or queue a job, or say why not. ``event_id`` is
         claimed (idempotency); ``cause`` only names the event on the job (a retried trigger)."""
         policy = await self.policy(model)
+        team = await self.team_of(model)
         labelled = 0
         if trigger != "manual":  # enough labels? Ask for no more rows than the policy needs.
             labelled = len(await self.fleet.labelled_rows(model, limit=max(policy.min_new_labelled_rows, 1)))
@@ -100,7 +142,15 @@ class RetrainController:
             if not fresh:
                 return Admission("skip", f"event {event_id} was handled already"), None
             jobs = await self.store.summaries(s)
-            decision = admit(model, trigger, policy, jobs, labelled_rows=labelled, now=_now())
+            decision = admit(
+                model,
+                trigger,
+                policy,
+                jobs,
+                labelled_rows=labelled,
+                now=_now(),
+                max_concurrent_jobs=self.max_concurrent_jobs,
+            )
             if decision.action == "skip":
                 log.info("retrain trigger skipped", model=model, trigger=trigger, reason=decision.reason)
                 if "labelled rows" in decision.reason:
@@ -111,6 +161,7 @@ class RetrainController:
             job = await self.store.add_job(
                 s,
                 model=model,
+                team=team,
                 trigger=trigger,
                 trigger_event_id=event_id or cause,
                 requested_by=requested_by,
@@ -128,8 +179,7 @@ class RetrainController:
                 queued = list(reversed(await self.store.jobs(s, state="queued", limit=1000)))
                 running = len(await self.store.jobs(s, state="running", limit=1000))
             for job in queued:
-                policy = await self.policy(job.model)
-                if running >= policy.max_concurrent_jobs:
+                if running >= self.max_concurrent_jobs:
                     break
                 async with self.store.transaction() as s:
                     await self.store.update_job(s, job.id, state="running", started_at=_now())
@@ -189,7 +239,14 @@ class RetrainController:
             champion = await self.fleet.version(job.model, number)
         except Exception as exc:
             raise JobFailed(f"cannot read {job.model} v{number} from the registry: {exc}") from exc
-        recipe = Recipe.model_validate(champion["recipe"]) if champion.get("recipe") else None
+        try:
+            recipe = Recipe.model_validate(champion["recipe"]) if champion.get("recipe") else None
+        except ValidationError as exc:  # stored before the recipe allow-list, or never allowed
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "recipe"
+            raise JobFailed(
+                f"{job.model} v{number}'s recipe is refused ({where}: {first['msg']}); nothing was run"
+            ) from exc
         if recipe is None or not recipe.target:
             raise JobFailed(f"{job.model} v{number} has no recipe with a target: it cannot be rebuilt")
         if champion["task"] not in ("classification", "regression"):
@@ -346,6 +403,7 @@ class RetrainController:
     # ----------------------------------------------------------------- reads and policies
 
     async def job(self, job_id: str) -> Job:
+        """One job (access is checked by the caller against ``job.team``)."""
         async with self.store.transaction() as s:
             job = await self.store.job(s, job_id)
         if job is None:
