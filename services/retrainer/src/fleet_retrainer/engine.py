@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from fleet_core.errors import NotFound, Unavailable
+from fleet_core.errors import FleetError, NotFound, Unavailable
 from fleet_core.events import (
     DatasetRef,
     RetrainCompleted,
@@ -27,7 +28,8 @@ from fleet_core.events import (
     Topic,
 )
 from fleet_core.log import get_logger
-from fleet_core.schemas import Recipe
+from fleet_core.schemas import Recipe, Signature
+from fleet_core.serving import ModelSpec
 from fleet_retrainer.dataset import Assembled, assemble, labelled_frame
 from fleet_retrainer.entities import Job
 from fleet_retrainer.gate import GateResult, judge
@@ -56,7 +58,8 @@ class RetrainController:
     """Triggers, the job pipeline and the reads behind the API.
 
     ``max_concurrent_jobs`` is box-wide and comes from the service's settings, never from a
-    model's policy (one team must not raise it for everyone).
+    model's policy (one team must not raise it for everyone). ``trusted_types`` are the serving
+    engine's extra skops types (``FLEET_SERVING_TRUSTED_TYPES``): a champion loads as it is served.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class RetrainController:
         canary_steps: list[int],
         canary_step_interval_s: float,
         max_concurrent_jobs: int = 1,
+        trusted_types: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -77,6 +81,7 @@ class RetrainController:
         self.canary_steps = canary_steps
         self.canary_step_interval_s = canary_step_interval_s
         self.max_concurrent_jobs = max_concurrent_jobs
+        self.trusted_types = tuple(trusted_types)
         self._teams: dict[str, tuple[str, float]] = {}
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -256,6 +261,15 @@ class RetrainController:
         source = champion.get("dataset_version")
         if not source:
             raise JobFailed(f"{job.model} v{number} records no training dataset")
+        team = champion["team"]
+        owner = await self.fleet.dataset_team(source["dataset"])
+        if owner != team:
+            # The job reads the dataset and writes a new version of it with a token that sees every
+            # team: it must never carry one team's data into another's model, nor write to it.
+            raise JobFailed(
+                f"dataset {source['dataset']!r} belongs to team {owner!r}, not to {job.model}'s team "
+                f"{team!r}: the retrainer reads and writes only datasets of the model's team"
+            )
         async with self.store.transaction() as s:
             await self.store.update_job(s, job.id, champion_version=number)
         await self._log(
@@ -283,9 +297,10 @@ class RetrainController:
             f"{len(data.holdout)} held out (the newest traffic)",
         )
 
+        # The champion first: a champion that fails its integrity or trust check costs no training.
+        champion_model = await self._load(job.model, number, champion)
         candidate = await self.trainer.train(recipe, data.train[features], data.train[recipe.target])
         await self._log(job.id, "candidate trained")
-        champion_model = await self._load(job.model, number, champion)
         verdict = judge(
             champion_model,
             candidate,
@@ -306,7 +321,11 @@ class RetrainController:
             candidate,
             data.train[features],
             data.train[recipe.target],
-            team=champion["team"],
+            # The new version inherits what the champion was registered with: its team, its
+            # signature (PII flags, ranges, categories) and its quota.
+            team=team,
+            signature=Signature.model_validate(champion["signature"]),
+            quota=champion.get("quota"),
             X_test=data.holdout[features],
             y_test=data.holdout[recipe.target],
             dataset=source["dataset"],
@@ -349,11 +368,36 @@ class RetrainController:
             )
 
     async def _load(self, model: str, version: int, champion: dict[str, Any]) -> Any:
-        import skops.io as sio
+        """The champion, loaded exactly as a serving replica loads it: its bytes must hash to the
+        sha256 it was registered with, and skops trusts only the serving allow-list (never the
+        types the registry merely recorded at upload)."""
+        from fleet_serving.loading import verify_artifact
+        from fleet_serving.runtimes.sklearn import SklearnRuntime
 
+        if champion.get("flavor") != "sklearn":
+            raise JobFailed(
+                f"{model} v{version} is a {champion.get('flavor')!r} model; only sklearn retrains"
+            )
+        spec = ModelSpec(
+            model=model,
+            version=version,
+            team=champion["team"],
+            flavor="sklearn",
+            task=champion["task"],
+            artifact_uri=champion["artifact_uri"],
+            sha256=champion["sha256"],
+            size_bytes=champion["size_bytes"],
+            signature=champion["signature"],
+            example_input=champion.get("example_input"),
+        )
         blob = await self.fleet.artifact(model, version)
-        # The registry recorded the types skops would not trust at registration and accepted them.
-        return sio.loads(blob, trusted=list(champion.get("untrusted_types") or []))
+        try:
+            await asyncio.to_thread(verify_artifact, spec, blob)
+            runtime = SklearnRuntime(spec, blob, extra_trusted=self.trusted_types)
+            await asyncio.to_thread(runtime.load)
+        except FleetError as exc:
+            raise JobFailed(f"the champion {model} v{version} is refused: {exc.detail}") from exc
+        return runtime.model
 
     async def _finish(
         self,

@@ -59,6 +59,16 @@ class Fleet:
             raise
         return found.get("team")
 
+    async def dataset_team(self, name: str) -> str | None:
+        """The team that owns dataset ``name``; None if the registry has no such dataset."""
+        try:
+            found = await self._call("get_dataset", name)
+        except FleetAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found.get("team")
+
     async def latest_version(self, model: str) -> int | None:
         try:
             found = await self._call("get_model", model)
