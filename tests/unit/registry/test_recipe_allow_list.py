@@ -92,7 +92,7 @@ async def test_registration_from_a_uri_refuses_the_recipe_the_same_way(registry:
         "sha256": "0" * 64,
     }
     r = await registry.client.post("/v1/models/credit/versions/from-uri", json=body, headers=registry.auth())
-    assert_refused(r, "recipe.estimator")
+    assert assert_refused(r, "recipe.estimator")["field"] == "recipe.estimator"
     assert await versions(registry) == []
 
 

@@ -141,10 +141,13 @@ async def test_no_policy_raises_the_box_wide_job_limit(fleet: Any) -> None:
         ("POST", "/v1/jobs", {"model": "credit", "version": 10**30}, "version"),
         ("POST", "/v1/jobs", {"model": "credit", "version": -137161971302120718336}, "version"),
         ("POST", "/v1/jobs", {"model": "Bad Name\u00e9" * 20}, "model"),
+        ("POST", "/v1/jobs", b'{"model": "credit\\ud800"}', "model"),  # an unpaired surrogate
+        ("POST", "/v1/jobs", {"model": "credit", "version": "1e400"}, "version"),
         ("GET", "/v1/jobs?limit=236967761860626644992", None, "limit"),
         ("GET", "/v1/jobs?state=exploded", None, "state"),
         ("GET", "/v1/jobs?model=" + "x" * 5000, None, "model"),
         ("GET", "/v1/jobs/" + "j" * 5000, None, "job_id"),
+        ("GET", "/v1/jobs/%00/logs", None, "job_id"),
         ("GET", "/v1/policies/Not%20A%20Model", None, "model"),
         ("PUT", "/v1/policies/credit", {"cooldown_s": 1e308}, "cooldown_s"),
         ("PUT", "/v1/policies/credit", {"schedule_every_s": 10**40}, "schedule_every_s"),
@@ -156,7 +159,11 @@ async def test_bad_input_is_a_422_naming_the_field(
     fleet: Any, method: str, path: str, body: Any, field: str
 ) -> None:
     before = await fleet.all_jobs()
-    r = await fleet.client.request(method, path, json=body, headers=fleet.auth())
+    if isinstance(body, bytes):  # JSON that httpx would not encode
+        headers = {**fleet.auth(), "content-type": "application/json"}
+        r = await fleet.client.request(method, path, content=body, headers=headers)
+    else:
+        r = await fleet.client.request(method, path, json=body, headers=fleet.auth())
     assert_invalid(r, field)
     assert await fleet.all_jobs() == before
     assert (await fleet.client.get("/v1/policies/credit", headers=fleet.auth())).json()["cooldown_s"] == 3600

@@ -20,7 +20,11 @@ from fleet_retrainer.policy import JobState, RetrainPolicy
 MODEL_NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 """The registry's model names (lowercase, digits, . _ -)."""
 ModelName = Annotated[str, Path(pattern=MODEL_NAME, description="A model name")]
-JobId = Annotated[str, Path(min_length=1, max_length=64)]
+JobId = Annotated[
+    str,
+    # Job ids are UUIDs: anything else (a NUL byte PostgreSQL refuses, a 5 kB string) is a 422.
+    Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description="A job id"),
+]
 
 
 def _controller(request: Request) -> RetrainController:
