@@ -257,12 +257,12 @@ class RetrainerHarness:
 
 
 @asynccontextmanager
-async def running_retrainer(tmp: Path) -> AsyncIterator[RetrainerHarness]:
-    """The retrainer in-process on the test backend's database, with no broker (events stay in
-    the outbox), training in a worker thread, over a fresh ``FakeRegistry``."""
+async def running_retrainer(tmp: Path, *, database_url: str | None = None) -> AsyncIterator[RetrainerHarness]:
+    """The retrainer in-process on ``database_url`` (default: the test backend's), with no broker
+    (events stay in the outbox), training in a worker thread, over a fresh ``FakeRegistry``."""
     settings = RetrainerSettings(
         home=tmp,
-        database_url=backend.database_url(tmp, "retrainer"),
+        database_url=database_url or backend.database_url(tmp, "retrainer"),
         kafka_bootstrap="127.0.0.1:1",
         jwt_secret=SECRET,
         consume_events=False,
