@@ -20,7 +20,13 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fleet_core.recipes import training_function, unregister_training_function
+from fleet_core.recipes import (
+    TRAINING_FUNCTIONS_GROUP,
+    _entry_points,
+    training_function,
+    training_function_names,
+    unregister_training_function,
+)
 from fleet_core.schemas import Recipe
 from fleet_retrainer.training import RecipeError, build_estimator, train
 
@@ -101,3 +107,33 @@ def test_a_registered_training_function_trains_by_its_name(scaled_logistic: str)
     recipe = Recipe(kind="function", function=scaled_logistic, params={"C": 0.5})
     model = train(recipe, X, Y)
     assert model.predict(X).tolist() == Y.tolist()
+
+
+def test_a_training_function_from_an_installed_package_is_found_by_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How platform packages register functions for every process: the registry sees the name in
+    the package's metadata, and the retrainer loads the function only when a job needs it."""
+    (tmp_path / "acme_training.py").write_text(
+        "from sklearn.linear_model import LogisticRegression\n"
+        "def fit(X, y, *, C=1.0):\n"
+        "    return LogisticRegression(C=C).fit(X, y)\n"
+    )
+    dist = tmp_path / "acme_training-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-training\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{TRAINING_FUNCTIONS_GROUP}]\nacme.logistic = acme_training:fit\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _entry_points.cache_clear()
+    try:
+        assert "acme.logistic" in training_function_names()
+        recipe = Recipe(kind="function", function="acme.logistic", params={"C": 3.0})
+        model = train(recipe, X, Y)
+        assert isinstance(model, LogisticRegression) and model.C == 3.0
+    finally:
+        monkeypatch.undo()
+        _entry_points.cache_clear()
+    with pytest.raises(ValidationError):
+        Recipe(kind="function", function="acme.logistic")  # the package is gone again
