@@ -6,6 +6,7 @@ signature (PII flags, ranges) and quota."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Any
 
@@ -96,3 +97,16 @@ async def test_a_stored_recipe_outside_the_allow_list_fails_the_job_and_runs_not
     assert job["state"] == "failed" and "recipe is refused" in job["reason"], job
     assert "estimator" in job["reason"]
     assert not marker.exists() and retrainer.registry.registered == []
+
+
+async def test_hashed_pii_from_the_lake_is_never_trained_on_nor_copied_into_a_dataset(
+    retrainer: RetrainerHarness,
+) -> None:
+    # The gateway logs a PII input only as "sha256:<hmac>": those rows cannot be trained on.
+    retrainer.registry.add_champion("credit", "alpha")
+    for i, row in enumerate(retrainer.registry.labelled["credit"]):
+        row["inputs"] = json.dumps({**json.loads(row["inputs"]), "income": f"sha256:{i:064x}"})
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "failed", job
+    assert "PII" in job["reason"] and "income" in job["reason"] and "200" in job["reason"], job["reason"]
+    assert retrainer.registry.dataset_writes == [] and retrainer.registry.registered == []

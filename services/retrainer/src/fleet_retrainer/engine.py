@@ -30,7 +30,7 @@ from fleet_core.events import (
 from fleet_core.log import get_logger
 from fleet_core.schemas import Recipe, Signature
 from fleet_core.serving import ModelSpec
-from fleet_retrainer.dataset import Assembled, assemble, labelled_frame
+from fleet_retrainer.dataset import Assembled, assemble, labelled_frame, without_hashed_pii
 from fleet_retrainer.entities import Job
 from fleet_retrainer.gate import GateResult, judge
 from fleet_retrainer.platform import Fleet
@@ -279,7 +279,17 @@ class RetrainController:
 
         base = await self.fleet.dataset(source["dataset"], source["version"])
         features = [f["name"] for f in champion["signature"]["inputs"]]
-        traffic = labelled_frame(await self.fleet.labelled_rows(job.model), features, recipe.target)
+        pii = [f["name"] for f in champion["signature"]["inputs"] if f.get("pii")]
+        rows, hashed = without_hashed_pii(await self.fleet.labelled_rows(job.model), pii)
+        if hashed:
+            await self._log(job.id, f"{hashed} labelled rows dropped: their PII inputs {pii} are hashes")
+            if not rows:
+                raise JobFailed(
+                    f"all {hashed} labelled rows of {job.model} hold only hashes of its PII inputs {pii} "
+                    "(the gateway never logs them in the clear): there is no traffic to retrain on, and "
+                    "no hash is copied into a dataset"
+                )
+        traffic = labelled_frame(rows, features, recipe.target)
         await self._log(
             job.id,
             f"data: {len(base)} training rows of {source['dataset']} v{source['version']}, "
