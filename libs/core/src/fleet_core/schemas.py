@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fleet_core.recipes import check_estimator, check_training_function
 
 Flavor = Literal["sklearn", "onnx", "python"]
 DeployPolicy = Literal["none", "direct", "canary"]
@@ -121,11 +123,17 @@ class ReferenceProfile(Contract):
 
 
 class Recipe(Contract):
-    """How to rebuild a model from a dataset: an estimator and its parameters, or a function."""
+    """How to rebuild a model from a dataset: an allow-listed scikit-learn estimator and its
+    parameters, or a registered training function (``fleet_core.recipes``). The retrainer runs a
+    recipe, so one that names anything else is refused wherever it is validated: at registration
+    (a 422 naming ``recipe.estimator`` or ``recipe.function``), in events, in the retrainer."""
 
     kind: Literal["sklearn", "function"] = "sklearn"
     estimator: str | None = Field(
-        default=None, description="Import path of the estimator class, e.g. sklearn.pipeline.Pipeline"
+        default=None,
+        max_length=300,
+        description="The scikit-learn estimator class, e.g. sklearn.linear_model.LogisticRegression "
+        "(for estimator_b64: the class of the serialised estimator)",
     )
     params: dict[str, JsonValue] = Field(default_factory=dict)
     estimator_b64: str | None = Field(
@@ -133,15 +141,30 @@ class Recipe(Contract):
         description="The unfitted estimator serialised with skops (base64), for composite estimators",
     )
     function: str | None = Field(
-        default=None, description="Import path 'package.module:train' for kind=function"
+        default=None,
+        max_length=100,
+        description="The registered name of a training function, for kind=function",
     )
     target: str | None = Field(default=None, description="Name of the target column")
     task: Task = "other"
 
+    @field_validator("estimator")
+    @classmethod
+    def _allowed_estimator(cls, path: str | None) -> str | None:
+        return None if path is None else check_estimator(path)
+
+    @field_validator("function")
+    @classmethod
+    def _registered_function(cls, name: str | None) -> str | None:
+        return None if name is None else check_training_function(name)
+
     @model_validator(mode="after")
     def _complete(self) -> Recipe:
-        if self.kind == "sklearn" and not (self.estimator or self.estimator_b64):
-            raise ValueError("recipe: kind 'sklearn' needs 'estimator' or 'estimator_b64'")
+        if self.kind == "sklearn" and not self.estimator:
+            # Also with estimator_b64: the blob's class must be named (and allowed) up front.
+            raise ValueError(
+                "recipe: kind 'sklearn' needs 'estimator' (the class, also with 'estimator_b64')"
+            )
         if self.kind == "function" and not self.function:
             raise ValueError("recipe: kind 'function' needs 'function'")
         return self

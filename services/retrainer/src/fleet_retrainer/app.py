@@ -31,6 +31,7 @@ from fleet_retrainer.platform import Fleet
 from fleet_retrainer.settings import RetrainerSettings
 from fleet_retrainer.store import RetrainerStore
 from fleet_retrainer.trainer import LocalTrainer, RayTrainer, Trainer
+from fleet_serving.settings import ServingSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = get_logger(__name__)
@@ -80,6 +81,8 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
             default_policy=settings.default_policy(),
             canary_steps=settings.steps,
             canary_step_interval_s=settings.canary_step_interval_s,
+            max_concurrent_jobs=settings.max_concurrent_jobs,
+            trusted_types=ServingSettings.of(settings).serving_trusted_types,
         )
         app.state.controller = controller
         app.state.audit_sink = controller.store.record_audit

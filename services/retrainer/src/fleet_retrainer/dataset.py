@@ -10,7 +10,7 @@ twice yields one dataset version).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,28 @@ def labelled_frame(rows: Iterable[Mapping[str, Any]], features: list[str], targe
             label = label[0]
         records.append({**{f: inputs[f] for f in features}, target: label})
     return pd.DataFrame.from_records(records, columns=[*features, target])
+
+
+PII_HASH_PREFIX = "sha256:"
+"""How the gateway logs a PII input (``sha256:<hmac>``): joinable, not readable, not a feature."""
+
+
+def without_hashed_pii(
+    rows: Iterable[Mapping[str, Any]], pii: Collection[str]
+) -> tuple[list[Mapping[str, Any]], int]:
+    """The labelled rows whose PII inputs are not the gateway's hashes, and how many were dropped.
+    A hash is neither trained on nor copied into a dataset version."""
+    kept: list[Mapping[str, Any]] = []
+    dropped = 0
+    for row in rows:
+        inputs = _json(row.get("inputs")) if pii else None
+        if isinstance(inputs, dict) and any(
+            isinstance(inputs.get(f), str) and inputs[f].startswith(PII_HASH_PREFIX) for f in pii
+        ):
+            dropped += 1
+        else:
+            kept.append(row)
+    return kept, dropped
 
 
 def _json(value: Any) -> Any:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fleet_core.errors import NotFound
+from pydantic import ValidationError
+
+from fleet_core.errors import FleetError, NotFound, Unavailable
 from fleet_core.events import (
     DatasetRef,
     RetrainCompleted,
@@ -24,8 +28,9 @@ from fleet_core.events import (
     Topic,
 )
 from fleet_core.log import get_logger
-from fleet_core.schemas import Recipe
-from fleet_retrainer.dataset import Assembled, assemble, labelled_frame
+from fleet_core.schemas import Recipe, Signature
+from fleet_core.serving import ModelSpec
+from fleet_retrainer.dataset import Assembled, assemble, labelled_frame, without_hashed_pii
 from fleet_retrainer.entities import Job
 from fleet_retrainer.gate import GateResult, judge
 from fleet_retrainer.platform import Fleet
@@ -37,6 +42,8 @@ log = get_logger(__name__)
 FINISHED = ("registered", "rejected", "failed")
 WAIT_FOR_LABELS_S = 1800.0
 """How long a drift or dataset trigger waits for enough labelled traffic before it lapses."""
+TEAM_TTL_S = 60.0
+"""How long the registry's answer to "which team is this model in" is reused."""
 
 
 class JobFailed(Exception):
@@ -48,6 +55,13 @@ def _now() -> datetime:
 
 
 class RetrainController:
+    """Triggers, the job pipeline and the reads behind the API.
+
+    ``max_concurrent_jobs`` is box-wide and comes from the service's settings, never from a
+    model's policy (one team must not raise it for everyone). ``trusted_types`` are the serving
+    engine's extra skops types (``FLEET_SERVING_TRUSTED_TYPES``): a champion loads as it is served.
+    """
+
     def __init__(
         self,
         store: RetrainerStore,
@@ -57,6 +71,8 @@ class RetrainController:
         default_policy: RetrainPolicy,
         canary_steps: list[int],
         canary_step_interval_s: float,
+        max_concurrent_jobs: int = 1,
+        trusted_types: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -64,6 +80,9 @@ class RetrainController:
         self.default_policy = default_policy
         self.canary_steps = canary_steps
         self.canary_step_interval_s = canary_step_interval_s
+        self.max_concurrent_jobs = max_concurrent_jobs
+        self.trusted_types = tuple(trusted_types)
+        self._teams: dict[str, tuple[str, float]] = {}
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Automatic triggers that found too few labels yet: retried by the timer until they expire.
@@ -72,7 +91,34 @@ class RetrainController:
     async def policy(self, model: str) -> RetrainPolicy:
         async with self.store.transaction() as s:
             own = await self.store.policy(s, model)
-        return self.default_policy.model_copy(update=own) if own else self.default_policy
+        if not own:
+            return self.default_policy
+        # A policy stored by an older release may hold fields that are no longer per model
+        # (max_concurrent_jobs is box-wide now): they are ignored, never applied.
+        known = {k: v for k, v in own.items() if k in RetrainPolicy.model_fields}
+        try:
+            return RetrainPolicy.model_validate({**self.default_policy.model_dump(), **known})
+        except ValidationError as exc:
+            log.warning(
+                "a stored retraining policy is invalid; the defaults apply", model=model, error=str(exc)
+            )
+            return self.default_policy
+
+    async def team_of(self, model: str) -> str | None:
+        """The team ``model`` belongs to, from the registry (None: the registry has no such model).
+        An unreachable registry is ``Unavailable``: access is never decided without the team."""
+        cached = self._teams.get(model)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            team = await self.fleet.model_team(model)
+        except Exception as exc:
+            raise Unavailable(
+                f"cannot ask the registry which team {model!r} belongs to: {type(exc).__name__}: {exc}"
+            ) from exc
+        if team is not None:
+            self._teams[model] = (team, time.monotonic() + TEAM_TTL_S)
+        return team
 
     # ----------------------------------------------------------------- triggers
 
@@ -90,6 +136,7 @@ class RetrainController:
         """Apply the policy to a trigger; start or queue a job, or say why not. ``event_id`` is
         claimed (idempotency); ``cause`` only names the event on the job (a retried trigger)."""
         policy = await self.policy(model)
+        team = await self.team_of(model)
         labelled = 0
         if trigger != "manual":  # enough labels? Ask for no more rows than the policy needs.
             labelled = len(await self.fleet.labelled_rows(model, limit=max(policy.min_new_labelled_rows, 1)))
@@ -100,7 +147,15 @@ class RetrainController:
             if not fresh:
                 return Admission("skip", f"event {event_id} was handled already"), None
             jobs = await self.store.summaries(s)
-            decision = admit(model, trigger, policy, jobs, labelled_rows=labelled, now=_now())
+            decision = admit(
+                model,
+                trigger,
+                policy,
+                jobs,
+                labelled_rows=labelled,
+                now=_now(),
+                max_concurrent_jobs=self.max_concurrent_jobs,
+            )
             if decision.action == "skip":
                 log.info("retrain trigger skipped", model=model, trigger=trigger, reason=decision.reason)
                 if "labelled rows" in decision.reason:
@@ -111,6 +166,7 @@ class RetrainController:
             job = await self.store.add_job(
                 s,
                 model=model,
+                team=team,
                 trigger=trigger,
                 trigger_event_id=event_id or cause,
                 requested_by=requested_by,
@@ -128,8 +184,7 @@ class RetrainController:
                 queued = list(reversed(await self.store.jobs(s, state="queued", limit=1000)))
                 running = len(await self.store.jobs(s, state="running", limit=1000))
             for job in queued:
-                policy = await self.policy(job.model)
-                if running >= policy.max_concurrent_jobs:
+                if running >= self.max_concurrent_jobs:
                     break
                 async with self.store.transaction() as s:
                     await self.store.update_job(s, job.id, state="running", started_at=_now())
@@ -189,7 +244,14 @@ class RetrainController:
             champion = await self.fleet.version(job.model, number)
         except Exception as exc:
             raise JobFailed(f"cannot read {job.model} v{number} from the registry: {exc}") from exc
-        recipe = Recipe.model_validate(champion["recipe"]) if champion.get("recipe") else None
+        try:
+            recipe = Recipe.model_validate(champion["recipe"]) if champion.get("recipe") else None
+        except ValidationError as exc:  # stored before the recipe allow-list, or never allowed
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "recipe"
+            raise JobFailed(
+                f"{job.model} v{number}'s recipe is refused ({where}: {first['msg']}); nothing was run"
+            ) from exc
         if recipe is None or not recipe.target:
             raise JobFailed(f"{job.model} v{number} has no recipe with a target: it cannot be rebuilt")
         if champion["task"] not in ("classification", "regression"):
@@ -199,6 +261,15 @@ class RetrainController:
         source = champion.get("dataset_version")
         if not source:
             raise JobFailed(f"{job.model} v{number} records no training dataset")
+        team = champion["team"]
+        owner = await self.fleet.dataset_team(source["dataset"])
+        if owner != team:
+            # The job reads the dataset and writes a new version of it with a token that sees every
+            # team: it must never carry one team's data into another's model, nor write to it.
+            raise JobFailed(
+                f"dataset {source['dataset']!r} belongs to team {owner!r}, not to {job.model}'s team "
+                f"{team!r}: the retrainer reads and writes only datasets of the model's team"
+            )
         async with self.store.transaction() as s:
             await self.store.update_job(s, job.id, champion_version=number)
         await self._log(
@@ -208,7 +279,17 @@ class RetrainController:
 
         base = await self.fleet.dataset(source["dataset"], source["version"])
         features = [f["name"] for f in champion["signature"]["inputs"]]
-        traffic = labelled_frame(await self.fleet.labelled_rows(job.model), features, recipe.target)
+        pii = [f["name"] for f in champion["signature"]["inputs"] if f.get("pii")]
+        rows, hashed = without_hashed_pii(await self.fleet.labelled_rows(job.model), pii)
+        if hashed:
+            await self._log(job.id, f"{hashed} labelled rows dropped: their PII inputs {pii} are hashes")
+            if not rows:
+                raise JobFailed(
+                    f"all {hashed} labelled rows of {job.model} hold only hashes of its PII inputs {pii} "
+                    "(the gateway never logs them in the clear): there is no traffic to retrain on, and "
+                    "no hash is copied into a dataset"
+                )
+        traffic = labelled_frame(rows, features, recipe.target)
         await self._log(
             job.id,
             f"data: {len(base)} training rows of {source['dataset']} v{source['version']}, "
@@ -226,9 +307,10 @@ class RetrainController:
             f"{len(data.holdout)} held out (the newest traffic)",
         )
 
+        # The champion first: a champion that fails its integrity or trust check costs no training.
+        champion_model = await self._load(job.model, number, champion)
         candidate = await self.trainer.train(recipe, data.train[features], data.train[recipe.target])
         await self._log(job.id, "candidate trained")
-        champion_model = await self._load(job.model, number, champion)
         verdict = judge(
             champion_model,
             candidate,
@@ -249,7 +331,11 @@ class RetrainController:
             candidate,
             data.train[features],
             data.train[recipe.target],
-            team=champion["team"],
+            # The new version inherits what the champion was registered with: its team, its
+            # signature (PII flags, ranges, categories) and its quota.
+            team=team,
+            signature=Signature.model_validate(champion["signature"]),
+            quota=champion.get("quota"),
             X_test=data.holdout[features],
             y_test=data.holdout[recipe.target],
             dataset=source["dataset"],
@@ -292,11 +378,36 @@ class RetrainController:
             )
 
     async def _load(self, model: str, version: int, champion: dict[str, Any]) -> Any:
-        import skops.io as sio
+        """The champion, loaded exactly as a serving replica loads it: its bytes must hash to the
+        sha256 it was registered with, and skops trusts only the serving allow-list (never the
+        types the registry merely recorded at upload)."""
+        from fleet_serving.loading import verify_artifact
+        from fleet_serving.runtimes.sklearn import SklearnRuntime
 
+        if champion.get("flavor") != "sklearn":
+            raise JobFailed(
+                f"{model} v{version} is a {champion.get('flavor')!r} model; only sklearn retrains"
+            )
+        spec = ModelSpec(
+            model=model,
+            version=version,
+            team=champion["team"],
+            flavor="sklearn",
+            task=champion["task"],
+            artifact_uri=champion["artifact_uri"],
+            sha256=champion["sha256"],
+            size_bytes=champion["size_bytes"],
+            signature=champion["signature"],
+            example_input=champion.get("example_input"),
+        )
         blob = await self.fleet.artifact(model, version)
-        # The registry recorded the types skops would not trust at registration and accepted them.
-        return sio.loads(blob, trusted=list(champion.get("untrusted_types") or []))
+        try:
+            await asyncio.to_thread(verify_artifact, spec, blob)
+            runtime = SklearnRuntime(spec, blob, extra_trusted=self.trusted_types)
+            await asyncio.to_thread(runtime.load)
+        except FleetError as exc:
+            raise JobFailed(f"the champion {model} v{version} is refused: {exc.detail}") from exc
+        return runtime.model
 
     async def _finish(
         self,
@@ -346,6 +457,7 @@ class RetrainController:
     # ----------------------------------------------------------------- reads and policies
 
     async def job(self, job_id: str) -> Job:
+        """One job (access is checked by the caller against ``job.team``)."""
         async with self.store.transaction() as s:
             job = await self.store.job(s, job_id)
         if job is None:

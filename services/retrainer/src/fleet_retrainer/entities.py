@@ -13,6 +13,7 @@ class Job(BaseModel):
 
     id: str
     model: str
+    team: str | None = Field(description="The model's team; None for jobs from before teams were recorded")
     trigger: str = Field(description="drift, schedule, manual or dataset")
     trigger_event_id: str | None
     requested_by: str

@@ -39,6 +39,8 @@ class JobRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     model: Mapped[str] = mapped_column(String(100), index=True)
+    team: Mapped[str | None] = mapped_column(String(100), index=True)
+    """The model's team when the job was created (None: unknown, seen only by all-teams principals)."""
     trigger: Mapped[str] = mapped_column(String(20))
     trigger_event_id: Mapped[str | None] = mapped_column(String(64))
     requested_by: Mapped[str] = mapped_column(String(200))

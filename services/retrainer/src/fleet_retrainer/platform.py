@@ -49,6 +49,26 @@ class Fleet:
     async def version(self, model: str, version: int | str) -> dict[str, Any]:
         return await self._call("get_version", model, version)  # type: ignore[no-any-return]
 
+    async def model_team(self, model: str) -> str | None:
+        """The team the registry says ``model`` belongs to; None if the registry has no such model."""
+        try:
+            found = await self._call("get_model", model)
+        except FleetAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found.get("team")
+
+    async def dataset_team(self, name: str) -> str | None:
+        """The team that owns dataset ``name``; None if the registry has no such dataset."""
+        try:
+            found = await self._call("get_dataset", name)
+        except FleetAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found.get("team")
+
     async def latest_version(self, model: str) -> int | None:
         try:
             found = await self._call("get_model", model)

@@ -6,35 +6,40 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from fleet_core.schemas import Contract
 
 Trigger = Literal["drift", "schedule", "manual", "dataset"]
 JobState = Literal["queued", "running", "registered", "rejected", "failed"]
 ACTIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
+YEAR_S = 365 * 24 * 3600.0
+MAX_LABELLED_ROWS = 1_000_000
+"""The most labelled rows a job reads from the lake (and so the largest minimum a policy may ask)."""
 
 
 class RetrainPolicy(Contract):
-    """Per model; defaults suit a model that retrains at most hourly on real traffic."""
+    """Per model; defaults suit a model that retrains at most hourly on real traffic.
+
+    Only what concerns the model itself: how many jobs run at once on the box is the service's
+    ``FLEET_MAX_CONCURRENT_JOBS``, which only the operator sets (a team must not raise it)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     auto_retrain: bool = Field(default=True, description="Retrain on drift, schedules and new datasets")
-    cooldown_s: Annotated[float, Field(ge=0)] = Field(
+    cooldown_s: Annotated[float, Field(ge=0, le=YEAR_S)] = Field(
         default=3600.0, description="Least time between the end of one job and the start of the next"
     )
-    min_new_labelled_rows: Annotated[int, Field(ge=0)] = Field(
+    min_new_labelled_rows: Annotated[int, Field(ge=0, le=MAX_LABELLED_ROWS)] = Field(
         default=100, description="Labelled rows from traffic a job needs (manual requests excepted)"
     )
-    max_concurrent_jobs: Annotated[int, Field(ge=1)] = Field(
-        default=1, description="Jobs running at once across all models (a box-wide limit)"
-    )
-    min_improvement: Annotated[float, Field(ge=0)] = Field(
+    min_improvement: Annotated[float, Field(ge=0, le=1e9)] = Field(
         default=0.0, description="How much the candidate must beat the champion on the holdout"
     )
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
         default=0.3, description="Share of the newest labelled rows kept out of training for the gate"
     )
-    schedule_every_s: Annotated[float, Field(gt=0)] | None = Field(
+    schedule_every_s: Annotated[float, Field(gt=0, le=YEAR_S)] | None = Field(
         default=None, description="Retrain on a schedule as well (None: only on triggers)"
     )
 
@@ -61,8 +66,10 @@ def admit(
     *,
     labelled_rows: int,
     now: datetime,
+    max_concurrent_jobs: int,
 ) -> Admission:
-    """Decide what a trigger does. ``jobs`` are every model's recent jobs (for the box-wide limit)."""
+    """Decide what a trigger does. ``jobs`` are every model's recent jobs; ``max_concurrent_jobs``
+    is the box-wide limit (a service setting, not part of any model's policy)."""
     mine = [j for j in jobs if j.model == model]
     active = next((j for j in mine if j.state in ACTIVE_STATES), None)
     if active is not None:
@@ -86,6 +93,8 @@ def admit(
                 f"{labelled_rows} labelled rows from traffic; {policy.min_new_labelled_rows} needed",
             )
     running = sum(1 for j in jobs if j.state == "running")
-    if running >= policy.max_concurrent_jobs:
-        return Admission("queue", f"{running} job(s) running; at most {policy.max_concurrent_jobs} at once")
+    if running >= max_concurrent_jobs:
+        return Admission(
+            "queue", f"{running} job(s) running; at most {max_concurrent_jobs} at once on this box"
+        )
     return Admission("start", f"{trigger} trigger admitted")

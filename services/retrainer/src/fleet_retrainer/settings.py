@@ -32,7 +32,9 @@ class RetrainerSettings(ServiceSettings):
     auto_retrain: bool = True
     cooldown_s: float = Field(default=3600.0, ge=0)
     min_new_labelled_rows: int = Field(default=100, ge=0)
-    max_concurrent_jobs: int = Field(default=1, ge=1)
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=1000)
+    """Jobs running at once across all models: box-wide, set by the operator only (no model's
+    policy can change it)."""
     min_improvement: float = Field(default=0.0, ge=0)
     holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
 
@@ -41,7 +43,6 @@ class RetrainerSettings(ServiceSettings):
             auto_retrain=self.auto_retrain,
             cooldown_s=self.cooldown_s,
             min_new_labelled_rows=self.min_new_labelled_rows,
-            max_concurrent_jobs=self.max_concurrent_jobs,
             min_improvement=self.min_improvement,
             holdout_fraction=self.holdout_fraction,
         )

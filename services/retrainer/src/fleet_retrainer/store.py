@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ def _job(row: JobRow) -> Job:
     return Job(
         id=row.id,
         model=row.model,
+        team=row.team,
         trigger=row.trigger,
         trigger_event_id=row.trigger_event_id,
         requested_by=row.requested_by,
@@ -54,6 +55,7 @@ class RetrainerStore(MessagingStore):
         s: AsyncSession,
         *,
         model: str,
+        team: str | None,
         trigger: str,
         trigger_event_id: str | None,
         requested_by: str,
@@ -64,6 +66,7 @@ class RetrainerStore(MessagingStore):
         row = JobRow(
             id=str(uuid.uuid4()),
             model=model,
+            team=team,
             trigger=trigger,
             trigger_event_id=trigger_event_id,
             requested_by=requested_by,
@@ -83,9 +86,19 @@ class RetrainerStore(MessagingStore):
         return _job(row) if row else None
 
     async def jobs(
-        self, s: AsyncSession, *, model: str | None = None, state: str | None = None, limit: int = 100
+        self,
+        s: AsyncSession,
+        *,
+        model: str | None = None,
+        state: str | None = None,
+        teams: Collection[str] | None = None,
+        limit: int = 100,
     ) -> list[Job]:
+        """Newest first; ``teams`` (None: every team) keeps only jobs of those teams, never a job
+        whose team is unknown."""
         query = select(JobRow).order_by(JobRow.created_at.desc())
+        if teams is not None:
+            query = query.where(JobRow.team.in_(list(teams)))
         if model:
             query = query.where(JobRow.model == model)
         if state:

@@ -1,0 +1,112 @@
+"""A job loads its champion as serving does (sha256 verified first, only the serving allow-list of
+skops types trusted, whatever the registry recorded at upload), never reads or writes a dataset of
+another team than the model's, and registers a winner that inherits the champion's team,
+signature (PII flags, ranges) and quota."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+
+from fleet_core.auth import Role
+from fleet_core.schemas import Signature
+from support.retrainer import FEATURES, QUOTA, SIGNATURE, RetrainerHarness, population
+
+
+async def run_job(h: RetrainerHarness, model: str) -> dict[str, Any]:
+    r = await h.client.post("/v1/jobs", json={"model": model}, headers=h.auth(Role.SCIENTIST, ["alpha"]))
+    assert r.status_code == 202, r.text
+    assert r.json()["action"] == "start", r.json()
+    return await h.finished(r.json()["job"]["id"])
+
+
+async def test_a_winner_inherits_the_champions_team_signature_and_quota(retrainer: RetrainerHarness) -> None:
+    retrainer.registry.add_champion("credit", "alpha")
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "registered", job
+    [meta] = retrainer.registry.registered
+    assert meta["team"] == "alpha"
+    assert Signature.model_validate(meta["signature"]) == Signature.model_validate(SIGNATURE)
+    income, age = meta["signature"]["inputs"]
+    assert income["pii"] is True and (income["minimum"], income["maximum"]) == (0.0, 500.0)
+    assert (age["minimum"], age["maximum"]) == (18.0, 99.0)
+    assert meta["quota"] == QUOTA
+    assert (meta["origin"], meta["parent_version"]) == ("retrain", 1)
+    assert retrainer.registry.dataset_writes == [("credit-training", "upload")]
+
+
+async def test_a_champion_whose_bytes_do_not_match_its_sha256_is_not_loaded(
+    retrainer: RetrainerHarness,
+) -> None:
+    retrainer.registry.add_champion("credit", "alpha", sha256=hashlib.sha256(b"other bytes").hexdigest())
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "failed"
+    assert "integrity" in job["reason"] and "sha256" in job["reason"], job["reason"]
+    assert retrainer.registry.registered == [] and retrainer.registry.dataset_writes == []
+
+
+async def test_a_champion_is_loaded_with_the_serving_allow_list_not_the_types_recorded_at_upload(
+    retrainer: RetrainerHarness,
+) -> None:
+    base = population(300, shift=0, seed=1)
+    fitted = LogisticRegression().fit(base[FEATURES], base["label"])
+    fitted.on_load_ = os.system  # a type skops reports as untrusted, and serving never trusts
+    blob = sio.dumps(fitted)
+    recorded = sio.get_untrusted_types(data=blob)
+    assert recorded, "the artifact must need a type beyond skops' defaults"
+    retrainer.registry.add_champion("credit", "alpha", untrusted_types=recorded)
+    retrainer.registry.artifacts[("credit", 1)] = blob
+    retrainer.registry.versions[("credit", 1)] |= {
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size_bytes": len(blob),
+    }
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "failed"
+    assert "not trusted for serving" in job["reason"] and recorded[0] in job["reason"], job["reason"]
+    assert retrainer.registry.registered == []
+
+
+async def test_a_job_never_reads_or_writes_another_teams_dataset(retrainer: RetrainerHarness) -> None:
+    # Alpha's champion was registered on a dataset that belongs to team beta.
+    retrainer.registry.add_champion("credit", "alpha", dataset="beta-events", dataset_team="beta")
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "failed"
+    assert "belongs to team 'beta'" in job["reason"] and "'alpha'" in job["reason"], job["reason"]
+    assert retrainer.registry.dataset_writes == [] and retrainer.registry.registered == []
+    logs = (await retrainer.client.get(f"/v1/jobs/{job['id']}/logs", headers=retrainer.auth())).json()
+    assert not any("training rows of beta-events" in line for line in logs["lines"]), logs
+
+
+async def test_a_stored_recipe_outside_the_allow_list_fails_the_job_and_runs_nothing(
+    retrainer: RetrainerHarness, tmp_path: RetrainerHarness
+) -> None:
+    marker = tmp_path / "owned"
+    recipe = {
+        "kind": "sklearn",
+        "estimator": "subprocess.Popen",
+        "params": {"args": ["touch", str(marker)]},
+        "target": "label",
+    }
+    retrainer.registry.add_champion("credit", "alpha", recipe=recipe)
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "failed" and "recipe is refused" in job["reason"], job
+    assert "estimator" in job["reason"]
+    assert not marker.exists() and retrainer.registry.registered == []
+
+
+async def test_hashed_pii_from_the_lake_is_never_trained_on_nor_copied_into_a_dataset(
+    retrainer: RetrainerHarness,
+) -> None:
+    # The gateway logs a PII input only as "sha256:<hmac>": those rows cannot be trained on.
+    retrainer.registry.add_champion("credit", "alpha")
+    for i, row in enumerate(retrainer.registry.labelled["credit"]):
+        row["inputs"] = json.dumps({**json.loads(row["inputs"]), "income": f"sha256:{i:064x}"})
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "failed", job
+    assert "PII" in job["reason"] and "income" in job["reason"] and "200" in job["reason"], job["reason"]
+    assert retrainer.registry.dataset_writes == [] and retrainer.registry.registered == []
