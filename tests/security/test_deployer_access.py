@@ -7,6 +7,7 @@ from pathlib import Path
 from fleet_core.auth import Role
 from security.matrix import SERVICE_ROUTES, TEAM, Access, MatrixRun, listing, team
 from support.deployer import FakeServingControl, running_deployer
+from support.registry_double import confirming
 
 MODEL = f"{TEAM}-churn"
 
@@ -39,6 +40,7 @@ def table(rollout_id: str) -> dict[tuple[str, str], Access]:
 
 async def test_every_deployer_route_checks_role_and_team(tmp_path: Path) -> None:
     async with running_deployer(tmp_path, serving=FakeServingControl()) as deployer:
+        confirming(deployer)
         for version in (1, 2, 3):
             await deployer.register(MODEL, version, team=TEAM)
         root = deployer.auth()

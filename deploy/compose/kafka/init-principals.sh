@@ -58,13 +58,14 @@ user monitor "$FLEET_MONITOR_KAFKA_PASSWORD"
 user retrainer "$FLEET_RETRAINER_KAFKA_PASSWORD"
 
 produce registry model.registered dataset.updated
-produce deployer rollout.updated
+consume registry registry audit.recorded
+produce deployer rollout.updated audit.recorded
 consume deployer deployer model.registered rollout.requested inference.logged rollout.analysis anomaly.detected
 produce gateway inference.logged inference.feedback
 consume gateway - rollout.updated
-produce monitor rollout.analysis drift.detected anomaly.detected
+produce monitor rollout.analysis drift.detected anomaly.detected audit.recorded
 consume monitor monitor inference.logged inference.feedback model.registered rollout.updated retrain.completed
-produce retrainer rollout.requested retrain.completed
+produce retrainer rollout.requested retrain.completed audit.recorded
 consume retrainer retrainer drift.detected retrain.requested dataset.updated
 
 echo "kafka-principals: 5 service principals and their ACLs are in place"

@@ -11,6 +11,7 @@ from fleet_core.auth import Role
 from fleet_sdk.embedded_broker import EmbeddedBroker
 from support.deployer import FakeServingControl, running_deployer
 from support.registry import running_registry
+from support.registry_double import confirming
 
 
 async def _audit_until(registry: Any, count: int, **filters: str) -> list[dict[str, Any]]:
@@ -35,6 +36,7 @@ async def test_a_deployers_writes_and_refusals_join_the_registrys_audit_log(
             tmp_path / "deployer", serving=FakeServingControl(), kafka_bootstrap=kafka.bootstrap
         ) as d,
     ):
+        confirming(d)
         await d.register("churn", 1, team="growth")
         dev = d.auth(Role.DEPLOYER, ["growth"], subject="dev")
         r = await d.client.post("/v1/deployments", json={"model": "churn", "version": 1}, headers=dev)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from fleet_core.topics import ACCESS
 
 REPO = Path(__file__).resolve().parents[3]
 CONSUMERS = {
+    "registry": "audit_consumer",
     "deployer": "deployer_consumer",
     "monitor": "monitor_consumer",
     "retrainer": "retrainer_consumer",
@@ -26,7 +28,13 @@ CONSUMERS = {
 @pytest.mark.parametrize("service", sorted(CONSUMERS))
 def test_each_consumer_reads_exactly_the_topics_and_group_of_its_principal(service: str) -> None:
     build: Any = getattr(importlib.import_module(f"fleet_{service}.events"), CONSUMERS[service])
-    consumer = build("127.0.0.1:9", None)  # built, not started: its handlers' topics and group
+    required = [
+        p
+        for p in inspect.signature(build).parameters.values()
+        if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty
+    ]
+    # Built, not started: its handlers' topics and group; collaborators are not called.
+    consumer = build("127.0.0.1:9", *[None] * (len(required) - 1))
     assert set(consumer.handlers) == set(ACCESS[service].consumes)
     assert consumer.consumer_group == ACCESS[service].group
 
@@ -51,6 +59,9 @@ def _published_topics(service: str) -> set[Topic]:
                         text = ast.unparse(arg)
                         if text.startswith("Topic."):
                             found.add(Topic[text.removeprefix("Topic.")])
+            # The audit sink of a service with an outbox stages audit.recorded (fleet_core.outbox).
+            if isinstance(node, ast.Attribute) and node.attr == "record_audit":
+                found.add(Topic.AUDIT_RECORDED)
     return found
 
 

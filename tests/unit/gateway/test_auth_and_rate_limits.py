@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fleet_core.auth import Role, TokenAuthority
+from fleet_core.errors import Unauthorized
 from fleet_core.events import RouteArm
 from fleet_gateway.access import RateLimiter, TokenCache
 from support.gateway import SECRET, GatewayHarness, route, running_gateway, snapshot
@@ -105,3 +106,16 @@ def test_verified_tokens_are_cached_but_not_past_their_ttl() -> None:
     now[0] += 11
     cache.principal(header)
     assert len(calls) == 2
+
+
+async def test_a_cached_token_is_refused_as_soon_as_it_is_revoked() -> None:
+    authority = TokenAuthority(SECRET)
+    cache = TokenCache(authority, ttl_s=3600)
+    token, token_id, _ = authority.issue("ann", Role.VIEWER, ["risk"])
+    header = f"Bearer {token}"
+    assert cache.principal(header).subject == "ann"  # verified and cached for an hour
+    authority.set_revoked({token_id})  # what the revocation follower does on its next refresh
+    with pytest.raises(Unauthorized, match="revoked"):
+        cache.principal(header)
+    other, _, _ = authority.issue("bob", Role.VIEWER, ["risk"])
+    assert cache.principal(f"Bearer {other}").subject == "bob"

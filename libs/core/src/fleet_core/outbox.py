@@ -501,8 +501,11 @@ class MessagingStore:
         async with self.transaction() as s:
             await self.publish(s, Topic.AUDIT_RECORDED, entry)
 
-    async def publish(self, s: AsyncSession, topic: Topic, data: BaseModel) -> str:
-        """Stage ``data`` on ``topic`` in the caller's transaction; returns the event id."""
-        event = make_event(topic, data, source=self.source)  # type: ignore[arg-type]
+    async def publish(
+        self, s: AsyncSession, topic: Topic, data: BaseModel, *, auth: str | None = None
+    ) -> str:
+        """Stage ``data`` on ``topic`` in the caller's transaction; returns the event id. ``auth``
+        is the bearer token the event carries (``fleetauth``) when its consumer acts on it."""
+        event = make_event(topic, data, source=self.source, auth=auth)  # type: ignore[arg-type]
         await enqueue(s, self.messaging.outbox, topic, event)
         return event.id

@@ -40,9 +40,14 @@ def _topics(*topics: Topic) -> frozenset[Topic]:
 
 
 ACCESS: dict[str, Access] = {
-    "registry": Access(produces=_topics(Topic.MODEL_REGISTERED, Topic.DATASET_UPDATED)),
+    # The registry keeps the platform's audit log: it reads every service's audit.recorded.
+    "registry": Access(
+        produces=_topics(Topic.MODEL_REGISTERED, Topic.DATASET_UPDATED),
+        consumes=_topics(Topic.AUDIT_RECORDED),
+        group="registry",
+    ),
     "deployer": Access(
-        produces=_topics(Topic.ROLLOUT_UPDATED),
+        produces=_topics(Topic.ROLLOUT_UPDATED, Topic.AUDIT_RECORDED),
         consumes=_topics(
             Topic.MODEL_REGISTERED,
             Topic.ROLLOUT_REQUESTED,
@@ -58,7 +63,9 @@ ACCESS: dict[str, Access] = {
         consumes=_topics(Topic.ROLLOUT_UPDATED),
     ),
     "monitor": Access(
-        produces=_topics(Topic.ROLLOUT_ANALYSIS, Topic.DRIFT_DETECTED, Topic.ANOMALY_DETECTED),
+        produces=_topics(
+            Topic.ROLLOUT_ANALYSIS, Topic.DRIFT_DETECTED, Topic.ANOMALY_DETECTED, Topic.AUDIT_RECORDED
+        ),
         consumes=_topics(
             Topic.INFERENCE_LOGGED,
             Topic.INFERENCE_FEEDBACK,
@@ -69,7 +76,7 @@ ACCESS: dict[str, Access] = {
         group="monitor",
     ),
     "retrainer": Access(
-        produces=_topics(Topic.ROLLOUT_REQUESTED, Topic.RETRAIN_COMPLETED),
+        produces=_topics(Topic.ROLLOUT_REQUESTED, Topic.RETRAIN_COMPLETED, Topic.AUDIT_RECORDED),
         consumes=_topics(Topic.DRIFT_DETECTED, Topic.RETRAIN_REQUESTED, Topic.DATASET_UPDATED),
         group="retrainer",
     ),

@@ -42,6 +42,11 @@ class TokenCache:
         now = self._clock()
         hit = self._cache.get(token)
         if hit is not None and hit[1] > now:
+            # A token revoked since it was cached is refused at once (the list is refreshed from
+            # the registry every FLEET_REVOCATION_REFRESH_S).
+            if self._authority.is_revoked(hit[0].token_id):
+                del self._cache[token]
+                raise Unauthorized("the bearer token has been revoked")
             return hit[0]
         principal = self._authority.verify(token)
         if self._ttl_s > 0:

@@ -59,7 +59,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         store: RegistryStore = app.state.store
 
         async def audit_refusal(entry: AuditRecorded) -> None:
-            await store.record_audit(entry)
+            await store.add_audit_entry(entry)
 
         app.state.audit_sink = audit_refusal
         consumer = BackgroundConsumer(

@@ -19,7 +19,7 @@ def audit_consumer(
 ) -> BatchConsumer:
     async def audit_recorded(events: list[CloudEvent[Any]]) -> None:
         for event in events:
-            await store.record_audit(event.data, event_id=event.id)
+            await store.add_audit_entry(event.data, event_id=event.id)
 
     return BatchConsumer(
         bootstrap_servers,

@@ -818,7 +818,7 @@ class RegistryStore:
 
     # ------------------------------------------------------------------ audit and tokens
 
-    async def record_audit(self, entry: AuditRecorded, *, event_id: str | None = None) -> bool:
+    async def add_audit_entry(self, entry: AuditRecorded, *, event_id: str | None = None) -> bool:
         """Add another service's audit entry (or the registry's own refusal) to the platform's log;
         idempotent on ``event_id``. False when the event was already recorded."""
         async with self.db.transaction() as s:

@@ -202,9 +202,11 @@ class RetrainController:
         return len(stale)
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
+        # A copy: a job that ends while we wait removes itself from _tasks.
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
@@ -360,7 +362,7 @@ class RetrainController:
                 requested_by="service:retrainer",
                 reason=f"retrained by job {job.id}: {verdict.reasons[0]}",
             )
-            await self.store.publish(s, Topic.ROLLOUT_REQUESTED, rollout)
+            await self.store.publish(s, Topic.ROLLOUT_REQUESTED, rollout, auth=self.fleet.rollout_token(team))
             await self.store.log(
                 s,
                 job.id,

@@ -20,6 +20,7 @@ from fleet_sdk.config import ClientConfig
 from fleet_sdk.errors import FleetAPIError
 
 SERVICE_SUBJECT = "service:retrainer"
+ROLLOUT_TOKEN_TTL = timedelta(hours=6)
 
 
 class Fleet:
@@ -27,6 +28,12 @@ class Fleet:
         self.registry_url = registry_url
         self.monitor_url = monitor_url
         self.tokens = tokens
+
+    def rollout_token(self, team: str) -> str:
+        """The bearer token a ``rollout.requested`` of this team's model carries (``fleetauth``): the
+        deployer acts on the event only with it. It must outlive the event's wait in the outbox."""
+        token, _, _ = self.tokens.issue(SERVICE_SUBJECT, Role.DEPLOYER, [team], ttl=ROLLOUT_TOKEN_TTL)
+        return token
 
     def _client(self) -> Client:
         token, _, _ = self.tokens.issue(

@@ -1,7 +1,7 @@
 """jobs record the team of their model
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002_outbox_parking
 Create Date: 2026-12-01
 """
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0002'
-down_revision: str | None = '0001'
+revision: str = '0003'
+down_revision: str | None = '0002_outbox_parking'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
