@@ -398,5 +398,13 @@ def test_zz_gateway_keeps_answering_with_the_broker_down(fleet: Fleet) -> None:
         fleet.infer("outage-churn", ROW)
         time.sleep(0.2)
     assert shed() > before, "log records that could not be sent are shed and counted"
-    with pytest.raises(FleetAPIError):
-        fleet.client.feedback("req-1", "outage-churn", [1])
+    # Feedback for a request the gateway served cannot be published either: a 503 to retry.
+    answered = fleet.infer("outage-churn", ROW)
+    with pytest.raises(FleetAPIError) as refused:
+        fleet.client.feedback(
+            answered.headers["x-request-id"],
+            "outage-churn",
+            [1],
+            receipt=answered.headers["x-fleet-feedback-receipt"],
+        )
+    assert refused.value.status == 503

@@ -89,6 +89,15 @@ class Client:
     # ------------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, *, via: httpx.Client | None = None, **kwargs: Any) -> Any:
+        response = self._send(method, path, via=via, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _send(
+        self, method: str, path: str, *, via: httpx.Client | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """The response of a successful call; a FleetAPIError with the problem otherwise."""
         http = via or self._http
         try:
             response = http.request(method, path, **kwargs)
@@ -102,9 +111,7 @@ class Client:
             except ValueError:
                 problem = {"title": response.reason_phrase, "detail": response.text[:500]}
             raise FleetAPIError(response.status_code, problem)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
 
     def _pages(self, path: str, params: dict[str, Any], page_size: int = 200) -> Iterator[dict[str, Any]]:
         offset = 0
@@ -407,19 +414,32 @@ class Client:
         routing_key: str | None = None,
     ) -> dict[str, Any]:
         """Predict through the gateway. ``rows``: one ``{feature: value}`` dict, a list of them, or a
-        pandas DataFrame. Returns ``{"model", "version", "predictions", "request_id"}``."""
+        pandas DataFrame. Returns ``{"model", "version", "predictions", "request_id", "receipt"}``;
+        pass ``request_id`` and ``receipt`` to :meth:`feedback` (any gateway instance accepts it)."""
         if hasattr(rows, "to_dict"):
             rows = rows.to_dict("records")
         path = f"/v2/models/{name}/versions/{version}/infer" if version else f"/v2/models/{name}/infer"
         headers = {"X-Fleet-Routing-Key": routing_key} if routing_key else {}
         payload = json.loads(json.dumps({"inputs": rows}, default=_json_default))
-        return self._request("POST", path, json=payload, headers=headers, via=self._gateway)  # type: ignore[no-any-return]
+        response = self._send("POST", path, json=payload, headers=headers, via=self._gateway)
+        answer: dict[str, Any] = response.json()
+        answer["receipt"] = response.headers.get("X-Fleet-Feedback-Receipt")
+        return answer
 
     def feedback(
-        self, request_id: str, model: str, labels: list[Any], *, version: int | None = None
+        self,
+        request_id: str,
+        model: str,
+        labels: list[Any],
+        *,
+        version: int | None = None,
+        receipt: str | None = None,
     ) -> dict[str, Any]:
-        """Send ground truth for an earlier prediction (one label per row)."""
+        """Send ground truth for an earlier prediction (one label per row). ``receipt`` (from
+        :meth:`predict`) proves the prediction to any gateway instance, after restarts too."""
         body = {"request_id": request_id, "model": model, "labels": labels, "version": version}
+        if receipt:
+            body["receipt"] = receipt
         return self._request("POST", "/v1/feedback", json=body, via=self._gateway)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ monitoring (monitor)

@@ -304,7 +304,12 @@ def _close_the_loop(console: Console, client: Client) -> None:
             batch = _credit_population(10, rng, shifted=True)
             try:
                 answer = client.predict(LOOP_MODEL, batch[["income", "savings"]].to_dict("records"))
-                client.feedback(answer["request_id"], LOOP_MODEL, [int(v) for v in batch["approved"]])
+                client.feedback(
+                    answer["request_id"],
+                    LOOP_MODEL,
+                    [int(v) for v in batch["approved"]],
+                    receipt=answer.get("receipt"),
+                )
             except (FleetAPIError, FleetUnavailable):
                 failed += 1
             sent += 1
