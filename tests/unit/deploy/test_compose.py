@@ -213,9 +213,11 @@ def test_the_monitor_allows_no_anonymous_reads(monkeypatch: pytest.MonkeyPatch) 
     assert settings_type("monitor")().anonymous_read is False  # type: ignore[attr-defined]
 
 
-def test_the_monitor_hashes_pii_with_the_gateways_salt() -> None:
-    """Drift on a PII category compares the gateway's hashes with reference categories hashed alike."""
+def test_the_monitor_and_the_registry_hash_pii_with_the_gateways_salt() -> None:
+    """Drift on a PII category compares the gateway's hashes with reference categories hashed alike,
+    and the registry hashes them so at registration."""
     assert environment("monitor")["FLEET_PII_SALT"] == environment("gateway")["FLEET_PII_SALT"]
+    assert environment("registry")["FLEET_PII_SALT"] == environment("gateway")["FLEET_PII_SALT"]
 
 
 def test_postgres_init_creates_exactly_the_service_databases() -> None:

@@ -269,7 +269,7 @@ def test_the_monitor_allows_no_anonymous_reads(objects: tuple[Manifest, ...]) ->
             assert setting is None or setting.get("value") == "false", f"{name}/{container['name']}"
 
 
-def test_the_monitor_hashes_pii_with_the_gateways_salt(objects: tuple[Manifest, ...]) -> None:
+def test_the_monitor_and_the_registry_hash_pii_with_the_gateways_salt(objects: tuple[Manifest, ...]) -> None:
     templates = dict(pod_templates(objects))
 
     def salt(deployment: str) -> Manifest:
@@ -277,6 +277,7 @@ def test_the_monitor_hashes_pii_with_the_gateways_salt(objects: tuple[Manifest, 
         return env_of(container)["FLEET_PII_SALT"]["valueFrom"]["secretKeyRef"]  # type: ignore[no-any-return]
 
     assert salt("monitor") == salt("gateway")
+    assert salt("registry") == salt("gateway")
 
 
 def test_services_with_a_database_migrate_in_an_init_container(objects: tuple[Manifest, ...]) -> None:

@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from fleet_core.db import Database
-from fleet_core.schemas import FieldSpec, Signature
-from fleet_gateway.inference_log import PiiHasher as GatewayHasher
+from fleet_core.privacy import PiiHasher
+from fleet_core.schemas import CategoricalProfile, FieldSpec, ReferenceProfile, Signature
+from fleet_gateway.inference_log import InferenceLogSink
+from fleet_gateway.metrics import GatewayMetrics
 from fleet_monitor.app import MIGRATIONS
 from fleet_monitor.config import ModelConfig
 from fleet_monitor.engine import EngineSettings, MonitorEngine
-from fleet_monitor.privacy import PiiHasher
+from fleet_monitor.privacy import drift_profile
 from fleet_monitor.settings import MonitorSettings
 from fleet_monitor.store import MonitorStore
 from support.monitor import CHANNELS, FEATURES, Population, inference, registered
@@ -50,7 +53,7 @@ async def _engine(store: MonitorStore, salt: str | None) -> MonitorEngine:
 
 def _logged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows as the gateway logs them: PII fields replaced by its keyed hash."""
-    return GatewayHasher(SALT).filter_rows(rows, PII)
+    return PiiHasher(SALT).filter_rows(rows, PII)
 
 
 async def _windows(engine: MonitorEngine, population: Population, windows: int, **shift: Any) -> None:
@@ -88,11 +91,31 @@ async def test_without_the_salt_pii_fields_are_left_out_not_drifting(store: Moni
 
 
 @pytest.mark.parametrize("value", ["web", "jane@example.com", 12345, 1.5, True, False])
-def test_reference_categories_are_hashed_exactly_as_the_gateway_logs_the_value(value: Any) -> None:
-    spec = FieldSpec(name="f", type="bool" if isinstance(value, bool) else "string")
-    as_profiled = str(value)  # reference profiles store each category as str(value)
-    assert PiiHasher(SALT).category(spec, as_profiled) == GatewayHasher(SALT).hash(value)
-    assert PiiHasher(SALT).hash(value) == GatewayHasher(SALT).hash(value)
+def test_reference_categories_are_rekeyed_exactly_as_the_gateway_logs_the_value(value: Any) -> None:
+    spec = FieldSpec(name="f", type="bool" if isinstance(value, bool) else "string", pii=True)
+    profile = ReferenceProfile(
+        row_count=3, features={"f": CategoricalProfile(count=3, frequencies={str(value): 3})}
+    )  # reference profiles store each category as str(value)
+    rekeyed = drift_profile(profile, [spec], PiiHasher(SALT))
+    assert rekeyed is not None
+    sink = InferenceLogSink(
+        _NoTransport(),
+        GatewayMetrics(CollectorRegistry()),
+        queue_size=1,
+        batch_size=1,
+        linger_ms=0,
+        pii_salt=SALT,
+    )
+    (logged,) = sink.hasher.filter_rows([{"f": value}], ["f"])
+    assert rekeyed.features["f"].frequencies == {logged["f"]: 3}  # type: ignore[union-attr]
+
+
+class _NoTransport:
+    async def start(self) -> None: ...
+
+    async def send_batch(self, messages: list[tuple[bytes, bytes]]) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def test_production_refuses_the_embedded_salt_and_runs_without_one(tmp_path: Path) -> None:

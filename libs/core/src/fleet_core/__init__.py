@@ -7,7 +7,8 @@ topic catalogue, payloads), ``schemas`` (signatures, profiles, recipes, quotas),
 Alembic), ``auth`` (JWT roles scoped to teams), ``errors`` (problem+json),
 ``log`` (structlog + request ids), ``metrics`` (Prometheus), ``artifacts``
 (local and S3 stores), ``profile`` (reference profiles), ``validation``
-(rows against a signature), ``service`` (shared FastAPI wiring).
+(rows against a signature), ``privacy`` (the keyed hash of PII values), ``service``
+(shared FastAPI wiring).
 """
 
 __version__ = "0.1.0"

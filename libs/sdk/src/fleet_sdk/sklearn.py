@@ -152,6 +152,21 @@ def _native(value: Any) -> Any:
     return value
 
 
+def _mark_pii(signature: Signature, pii: Sequence[str]) -> Signature:
+    """``signature`` with the ``pii`` inputs flagged; a ValueError naming any input it does not have."""
+    if isinstance(pii, str):
+        pii = [pii]  # pii="email" means one column, not five letters
+    unknown = [name for name in pii if signature.input(name) is None]
+    if unknown:
+        raise ValueError(
+            f"pii names {', '.join(map(repr, unknown))}, not an input of the signature "
+            f"(inputs: {', '.join(f.name for f in signature.inputs)})"
+        )
+    marked = set(pii)
+    inputs = [f.model_copy(update={"pii": True}) if f.name in marked else f for f in signature.inputs]
+    return signature.model_copy(update={"inputs": inputs})
+
+
 def register_sklearn(
     client: Client,
     name: str,
@@ -171,11 +186,16 @@ def register_sklearn(
     quota: ResourceQuota | dict[str, Any] | None = None,
     range_margin: float | None = None,
     signature: Signature | None = None,
+    pii: Sequence[str] = (),
     example_rows: int = 3,
     progress: Callable[[int, int], None] | None = None,
     lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Register a fitted estimator as the next version of ``name`` (created in ``team`` if new).
+
+    ``pii`` names the input columns holding personal data: they are marked ``pii`` in the inferred
+    (or given) signature, so the gateway logs only a keyed hash of their values and the registry
+    hashes them in the reference profile and the example input; an unknown name is a ValueError.
 
     ``lineage`` sets ``origin``, ``parent_version`` and ``trigger_event_id`` (the retrainer's
     versions: ``{"origin": "retrain", "parent_version": 3, "trigger_event_id": ...}``).
@@ -188,7 +208,7 @@ def register_sklearn(
 
     X = as_frame(X_train)
     task = _task(estimator)
-    sig = signature or infer_signature(X, estimator, range_margin=range_margin)
+    sig = _mark_pii(signature or infer_signature(X, estimator, range_margin=range_margin), pii)
     categorical = {f.name for f in sig.inputs if f.type in {"category", "string"}}
     predictions = estimator.predict(X)
     profile = reference_profile(

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from fleet_core.broker import kafka_client_kwargs
 from fleet_core.events import InferenceLogged, Topic, make_event
 from fleet_core.log import get_logger
+from fleet_core.privacy import PiiHasher
 from fleet_gateway.metrics import GatewayMetrics
 
 log = get_logger(__name__)
@@ -50,30 +47,6 @@ class LogRecord:
     error: str | None = None
     caller: str | None = None
     routing_key: str | None = None
-
-
-class PiiHasher:
-    """Replaces a value by ``sha256:<hex>`` of an HMAC with the gateway's salt: joinable, not readable."""
-
-    def __init__(self, salt: str) -> None:
-        self._key = salt.encode()
-
-    def hash(self, value: Any) -> str:
-        raw = value.encode() if isinstance(value, str) else orjson.dumps(value)
-        return "sha256:" + hmac.new(self._key, raw, hashlib.sha256).hexdigest()
-
-    def filter_rows(self, rows: list[dict[str, Any]], pii: Iterable[str]) -> list[dict[str, Any]]:
-        fields = [f for f in pii]
-        if not fields:
-            return rows
-        out = []
-        for row in rows:
-            row = dict(row)
-            for name in fields:
-                if name in row and row[name] is not None:
-                    row[name] = self.hash(row[name])
-            out.append(row)
-        return out
 
 
 class LogTransport(Protocol):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from fleet_core.privacy import EMBEDDED_PII_SALT, check_pii_salt
 from fleet_core.settings import FleetSettings
-
-EMBEDDED_PII_SALT = "embedded-pii-salt"
 
 
 class GatewaySettings(FleetSettings):
@@ -53,9 +52,7 @@ class GatewaySettings(FleetSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_salt(self) -> GatewaySettings:
-        # A known salt makes hashed PII guessable by brute force over small value spaces.
-        if self.mode != "embedded" and (self.pii_salt == EMBEDDED_PII_SALT or len(self.pii_salt) < 16):
-            raise ValueError("FLEET_PII_SALT must be set to a random value of at least 16 characters")
+        check_pii_salt(self.pii_salt, self.mode)
         return self
 
     @property

@@ -31,6 +31,7 @@ from fleet_core.events import (
     Topic,
 )
 from fleet_core.log import get_logger
+from fleet_core.privacy import EMBEDDED_PII_SALT, PiiHasher
 from fleet_core.schemas import CategoricalProfile, NumericProfile, ReferenceProfile
 from fleet_monitor.analysis import KPIS, AnalysisPolicy, ArmSample, Finding, analyse_ab, analyse_canary
 from fleet_monitor.anomaly import AnomalyChange, AnomalyDetector, AnomalyThresholds
@@ -45,7 +46,7 @@ from fleet_monitor.performance import (
     concept_scores,
     scalar_output,
 )
-from fleet_monitor.privacy import EMBEDDED_PII_SALT, PiiHasher, drift_profile
+from fleet_monitor.privacy import drift_profile
 from fleet_monitor.store import MonitorStore
 from fleet_monitor.windows import MetricWindows, SeriesKey
 

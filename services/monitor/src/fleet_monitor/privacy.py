@@ -1,6 +1,7 @@
 """PII fields as the monitor sees them: the gateway replaces every value of a field marked ``pii``
-by ``sha256:<hex>`` of an HMAC keyed with ``FLEET_PII_SALT`` before it logs a request, so the
-monitor compares like with like only if it moves the reference profile into the same space.
+by ``sha256:<hex>`` of an HMAC keyed with ``FLEET_PII_SALT`` (``fleet_core.privacy.PiiHasher``)
+before it logs a request, so the monitor compares like with like only if it moves the reference
+profile into the same space.
 
 A PII category's reference frequencies are re-keyed by the same keyed hash (values already in that
 form, as a privacy-preserving registration stores them, are kept); a numeric PII field has no
@@ -12,39 +13,8 @@ row would count as out of range.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-from typing import Any
-
-import orjson
-
+from fleet_core.privacy import PiiHasher
 from fleet_core.schemas import CategoricalProfile, FieldSpec, NumericProfile, ReferenceProfile
-
-EMBEDDED_PII_SALT = "embedded-pii-salt"
-"""The embedded stack's salt, the same default as the gateway's (refused in production by both)."""
-OTHER = "__other__"
-_HASHED = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-class PiiHasher:
-    """The gateway's hash of a PII value (``fleet_gateway.inference_log.PiiHasher``; a unit test
-    holds the two to the same output)."""
-
-    def __init__(self, salt: str) -> None:
-        self._key = salt.encode()
-
-    def hash(self, value: Any) -> str:
-        raw = value.encode() if isinstance(value, str) else orjson.dumps(value)
-        return "sha256:" + hmac.new(self._key, raw, hashlib.sha256).hexdigest()
-
-    def category(self, spec: FieldSpec, category: str) -> str:
-        """A reference category (profiles store ``str(value)``) as the gateway logs that value."""
-        if category == OTHER or _HASHED.fullmatch(category):
-            return category
-        if spec.type == "bool" and category in ("True", "False"):
-            return self.hash(category == "True")  # the gateway hashes the JSON value: true / false
-        return self.hash(category)
 
 
 def drift_profile(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
+from fleet_core.privacy import EMBEDDED_PII_SALT, check_pii_salt
 from fleet_core.settings import ServiceSettings
 from fleet_monitor.anomaly import AnomalyThresholds
 from fleet_monitor.config import ModelConfig
 from fleet_monitor.engine import EngineSettings
 from fleet_monitor.lake import LakeSettings
-from fleet_monitor.privacy import EMBEDDED_PII_SALT
 
 
 class MonitorSettings(ServiceSettings):
@@ -84,12 +84,8 @@ class MonitorSettings(ServiceSettings):
             )
         if self.pii_salt is None and self.mode == "embedded":
             self.pii_salt = SecretStr(EMBEDDED_PII_SALT)
-        salt = self.pii_salt.get_secret_value() if self.pii_salt is not None else None
-        if salt is not None and self.mode != "embedded" and (salt == EMBEDDED_PII_SALT or len(salt) < 16):
-            raise ValueError(
-                "FLEET_PII_SALT must be the gateway's salt, a random value of at least 16 characters, "
-                "outside embedded mode"
-            )
+        if self.pii_salt is not None:
+            check_pii_salt(self.pii_salt.get_secret_value(), self.mode)
         return self
 
     def engine_settings(self) -> EngineSettings:

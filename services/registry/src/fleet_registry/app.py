@@ -36,6 +36,8 @@ Authenticate with `Authorization: Bearer <token>` (`fleet tokens issue`).
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
+    # Outside embedded mode a serving registry without the salt would have to store raw PII: refuse to start.
+    pii_hasher = settings.pii_hasher()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +53,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         )
         app.state.db = db
         app.state.relay = relay
-        app.state.store = RegistryStore(db, on_commit=relay.notify)
+        app.state.store = RegistryStore(db, on_commit=relay.notify, pii_hasher=pii_hasher)
         # The registry owns the token records: it follows its own revocation list, from its database.
         app.state.revocation_source = app.state.store.revoked_token_ids
         app.state.artifacts = artifact_store(settings.resolved_artifact_uri(), settings)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
+from fleet_core.privacy import EMBEDDED_PII_SALT, PiiHasher, check_pii_salt
 from fleet_core.settings import ServiceSettings
 
 
@@ -17,6 +18,29 @@ class RegistrySettings(ServiceSettings):
     """Largest dataset file accepted, in MiB (413 above)."""
     consume_events: bool = True
     """Consume `audit.recorded` from the other services into the platform's audit log."""
+    pii_salt: SecretStr | None = None
+    """The gateway's ``FLEET_PII_SALT`` (the same value): at registration the values of PII fields in
+    reference profiles and example inputs are replaced by the keyed hash the gateway logs, so the
+    registry stores no raw PII. The embedded salt by default in embedded mode; outside it a
+    placeholder or short salt is refused, and the serving registry does not start without one
+    (the migrate job and ``issue-token`` need none)."""
+
+    @model_validator(mode="after")
+    def _check_pii_salt(self) -> RegistrySettings:
+        if self.pii_salt is None and self.mode == "embedded":
+            self.pii_salt = SecretStr(EMBEDDED_PII_SALT)
+        if self.pii_salt is not None:
+            check_pii_salt(self.pii_salt.get_secret_value(), self.mode)
+        return self
+
+    def pii_hasher(self) -> PiiHasher:
+        """The hasher registrations use; a ValueError naming ``FLEET_PII_SALT`` when it is unset."""
+        if self.pii_salt is None:
+            raise ValueError(
+                "FLEET_PII_SALT must be set (the gateway's salt): the registry hashes the PII values of "
+                "reference profiles and example inputs at registration"
+            )
+        return PiiHasher(self.pii_salt.get_secret_value())
 
     def resolved_artifact_uri(self) -> str:
         if self.artifact_uri:

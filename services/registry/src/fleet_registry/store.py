@@ -22,7 +22,8 @@ from fleet_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from fleet_core.events import AuditRecorded, DatasetUpdated, ModelRegistered, Topic, make_event
 from fleet_core.log import current_request_id
 from fleet_core.outbox import claim, enqueue
-from fleet_core.schemas import DatasetRef, Signature
+from fleet_core.privacy import PiiHasher
+from fleet_core.schemas import DatasetRef, ReferenceProfile, Signature
 from fleet_core.validation import validate_rows
 from fleet_registry.api.schemas import (
     DatasetCreate,
@@ -53,6 +54,7 @@ from fleet_registry.models import (
     TokenRow,
     VersionRow,
 )
+from fleet_registry.privacy import private_example, private_profile
 
 SOURCE = "/fleet/registry"
 NEXT_NUMBER_ATTEMPTS = 10
@@ -75,9 +77,16 @@ AUDIT_CONSUMER = "registry"
 class RegistryStore:
     """Registry persistence and rules over one SQLAlchemy database."""
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_commit: Callable[[], None] | None = None,
+        pii_hasher: PiiHasher | None = None,
+    ) -> None:
         self.db = db
         self._on_commit = on_commit or (lambda: None)
+        self._pii = pii_hasher
 
     # ------------------------------------------------------------------ helpers
 
@@ -408,6 +417,21 @@ class RegistryStore:
         self._on_commit()
         return entity
 
+    def _without_raw_pii(
+        self, meta: VersionMetadata
+    ) -> tuple[ReferenceProfile | None, list[dict[str, Any]] | None]:
+        """The reference profile and example input as stored: PII values hashed or left out."""
+        if not any(spec.pii for spec in meta.signature.inputs):
+            return meta.reference_profile, meta.example_input
+        if self._pii is None:
+            raise RuntimeError(
+                "this registry store has no PII hasher (FLEET_PII_SALT) to register PII fields"
+            )
+        return (
+            private_profile(meta.reference_profile, meta.signature, self._pii),
+            private_example(meta.example_input, meta.signature, self._pii),
+        )
+
     async def _register_version(
         self,
         actor: Principal,
@@ -419,6 +443,8 @@ class RegistryStore:
         async with self.db.transaction() as s:
             model = await self._writable_model(s, actor, name)
             self._check_registration_rules(actor, model, meta)
+            # Validated raw (above), stored and announced hashed: the registry keeps no raw PII.
+            profile, example = self._without_raw_pii(meta)
             current = await s.scalar(
                 select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
             )
@@ -450,12 +476,12 @@ class RegistryStore:
                     metrics=meta.metrics,
                     hyperparameters=meta.hyperparameters,
                     dataset_version=dataset_ref,
-                    reference_profile=meta.reference_profile,
+                    reference_profile=profile,
                     recipe=meta.recipe,
                     deploy_policy=meta.deploy_policy,
                     quota=meta.quota,
                     image=meta.image,
-                    example_input=meta.example_input,
+                    example_input=example,
                     origin=meta.origin,
                     parent_version=meta.parent_version,
                     trigger_event_id=meta.trigger_event_id,
@@ -476,13 +502,11 @@ class RegistryStore:
                 hyperparameters=meta.hyperparameters,
                 dataset_version_id=dataset_version_id,
                 recipe=meta.recipe.model_dump(mode="json") if meta.recipe else None,
-                reference_profile=meta.reference_profile.model_dump(mode="json")
-                if meta.reference_profile
-                else None,
+                reference_profile=profile.model_dump(mode="json") if profile else None,
                 deploy_policy=meta.deploy_policy,
                 quota=meta.quota.model_dump(mode="json") if meta.quota else None,
                 image=meta.image,
-                example_input=meta.example_input,
+                example_input=example,
                 untrusted_types=untrusted_types or [],
                 origin=meta.origin,
                 parent_version=meta.parent_version,
