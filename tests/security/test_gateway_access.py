@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 from fleet_core.auth import Role
-from fleet_core.events import InferenceFeedback, RouteArm
+from fleet_core.events import RouteArm
 from security.matrix import PUBLIC, SERVICE_ROUTES, TEAM, Access, MatrixRun, team
-from support.gateway import route, running_gateway, snapshot
+from support.gateway import AcknowledgedFeedback, route, running_gateway, snapshot
 
 MODEL = f"{TEAM}-churn"
 ROW = {"age": 42, "income": 5100.5, "email": "ada@example.com"}
-
-
-class CollectingFeedback:
-    """Stands in for the broker's acknowledgement; the access checks all happen before it."""
-
-    def __init__(self) -> None:
-        self.published: list[InferenceFeedback] = []
-
-    async def publish(self, feedback: InferenceFeedback) -> str:
-        self.published.append(feedback)
-        return f"event-{len(self.published)}"
-
-    async def close(self) -> None:
-        """Nothing to release."""
 
 
 def table(request_id: str) -> dict[tuple[str, str], Access]:
@@ -51,7 +37,7 @@ def table(request_id: str) -> dict[tuple[str, str], Access]:
 
 async def test_every_gateway_route_checks_role_and_team() -> None:
     routes = snapshot(route(MODEL, [RouteArm(version=1, weight=100)], team=TEAM))
-    async with running_gateway(routes, feedback=CollectingFeedback()) as gw:
+    async with running_gateway(routes, feedback=AcknowledgedFeedback()) as gw:
         served = await gw.client.post(
             f"/v2/models/{MODEL}/infer", json={"inputs": ROW}, headers=gw.auth(Role.ADMIN, ["*"])
         )

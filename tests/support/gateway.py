@@ -13,7 +13,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from fleet_core.auth import Role, TokenAuthority
-from fleet_core.events import RouteArm, RouteTable
+from fleet_core.events import InferenceFeedback, RouteArm, RouteTable
 from fleet_core.schemas import FieldSpec, Signature
 from fleet_core.serving import ModelRoute, ModelSpec, Placement, RoutesSnapshot, ServedVersion
 from fleet_gateway.app import create_app
@@ -130,6 +130,21 @@ class CollectingTransport:
         return [m for b in self.batches for m in b]
 
 
+class AcknowledgedFeedback:
+    """Keeps what it is asked to publish, as an acknowledging broker would (the feedback
+    publisher's boundary; the real one is tested against the broker in tests/integration)."""
+
+    def __init__(self) -> None:
+        self.published: list[InferenceFeedback] = []
+
+    async def publish(self, feedback: InferenceFeedback) -> str:
+        self.published.append(feedback)
+        return f"event-{len(self.published)}"
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
 @dataclass
 class GatewayHarness:
     client: httpx.AsyncClient
@@ -188,6 +203,7 @@ __all__ = [
     "CLOSED_PORT",
     "SECRET",
     "SIGNATURE",
+    "AcknowledgedFeedback",
     "CollectingTransport",
     "FakeBackend",
     "GatewayHarness",

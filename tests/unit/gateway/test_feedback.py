@@ -7,25 +7,11 @@ import json
 from typing import Any
 
 from fleet_core.auth import Role
-from fleet_core.events import InferenceFeedback, RouteArm
+from fleet_core.events import RouteArm
 from fleet_gateway.served import FeedbackReceipts, ServedRequests
-from support.gateway import GatewayHarness, route, running_gateway, snapshot
+from support.gateway import AcknowledgedFeedback, GatewayHarness, route, running_gateway, snapshot
 
 ROW = {"age": 42, "income": 5100.5, "email": "ada@example.com"}
-
-
-class Publisher:
-    """Keeps what it is asked to publish, as an acknowledging broker would."""
-
-    def __init__(self) -> None:
-        self.published: list[InferenceFeedback] = []
-
-    async def publish(self, feedback: InferenceFeedback) -> str:
-        self.published.append(feedback)
-        return f"event-{len(self.published)}"
-
-    async def close(self) -> None:
-        """Nothing to release."""
 
 
 async def predict(gw: GatewayHarness, model: str, rows: list[dict[str, Any]], request_id: str) -> None:
@@ -58,7 +44,7 @@ async def test_feedback_is_503_when_the_broker_is_away() -> None:
 
 
 async def test_feedback_is_checked_before_publishing() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), feedback=publisher) as gw:
         await predict(gw, "churn", [ROW], "r")
         r = await gw.client.post(
@@ -77,7 +63,7 @@ async def test_feedback_is_checked_before_publishing() -> None:
 
 
 async def test_feedback_is_published_with_the_served_version_and_the_token_as_source() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), feedback=publisher) as gw:
         await predict(gw, "churn", [ROW, ROW], "rid-9")
         r = await gw.client.post(
@@ -91,7 +77,7 @@ async def test_feedback_is_published_with_the_served_version_and_the_token_as_so
 
 
 async def test_the_body_cannot_name_the_labeller() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), feedback=publisher) as gw:
         await predict(gw, "churn", [ROW], "rid-2")
         r = await gw.client.post(
@@ -104,7 +90,7 @@ async def test_the_body_cannot_name_the_labeller() -> None:
 
 
 async def test_feedback_only_labels_requests_the_model_answered() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), feedback=publisher) as gw:
         await predict(gw, "fraud", [ROW], "fraud-req")
         for body in (
@@ -124,7 +110,7 @@ async def test_feedback_only_labels_requests_the_model_answered() -> None:
 
 
 async def test_a_viewer_of_another_team_cannot_label_its_traffic() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), feedback=publisher) as gw:
         await predict(gw, "fraud", [ROW], "fraud-req")
         r = await gw.client.post(
@@ -144,7 +130,7 @@ async def test_a_viewer_of_another_team_cannot_label_its_traffic() -> None:
 
 
 async def test_feedback_is_bounded_one_label_per_row() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), feedback=publisher, max_body_mb=0.01) as gw:
         await predict(gw, "churn", [ROW, ROW], "two-rows")
         cases: list[tuple[dict[str, Any], int, str | None]] = [
@@ -186,7 +172,7 @@ def test_the_served_request_memory_is_bounded_per_model_and_in_time() -> None:
 
 
 async def test_a_receipt_lets_any_gateway_instance_accept_the_feedback() -> None:
-    publisher = Publisher()
+    publisher = AcknowledgedFeedback()
     async with running_gateway(routes(), pii_salt="shared-salt-of-the-fleet") as first:
         r = await first.client.post(
             "/v2/models/churn/infer",

@@ -74,6 +74,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             enabled=settings.consume_events,
             name="registry-consumer",
         )
+
         async def audit_consumer_check() -> tuple[bool, str]:
             # Reported, never gating: the registry serves (and stages its events) without Kafka;
             # other services' audit entries wait in their outboxes until the consumer runs.

@@ -56,34 +56,28 @@ class Fleet:
     async def version(self, model: str, version: int | str) -> dict[str, Any]:
         return await self._call("get_version", model, version)  # type: ignore[no-any-return]
 
-    async def model_team(self, model: str) -> str | None:
-        """The team the registry says ``model`` belongs to; None if the registry has no such model."""
+    async def _found(self, fn_name: str, name: str) -> dict[str, Any] | None:
+        """The registry's record of ``name``; None when it has none (404)."""
         try:
-            found = await self._call("get_model", model)
+            return await self._call(fn_name, name)  # type: ignore[no-any-return]
         except FleetAPIError as exc:
             if exc.status == 404:
                 return None
             raise
-        return found.get("team")
+
+    async def model_team(self, model: str) -> str | None:
+        """The team the registry says ``model`` belongs to; None if the registry has no such model."""
+        found = await self._found("get_model", model)
+        return found.get("team") if found else None
 
     async def dataset_team(self, name: str) -> str | None:
         """The team that owns dataset ``name``; None if the registry has no such dataset."""
-        try:
-            found = await self._call("get_dataset", name)
-        except FleetAPIError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found.get("team")
+        found = await self._found("get_dataset", name)
+        return found.get("team") if found else None
 
     async def latest_version(self, model: str) -> int | None:
-        try:
-            found = await self._call("get_model", model)
-        except FleetAPIError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found.get("latest_version")
+        found = await self._found("get_model", model)
+        return found.get("latest_version") if found else None
 
     async def artifact(self, model: str, version: int) -> bytes:
         return await self._call("download_artifact", model, version)  # type: ignore[no-any-return]
