@@ -117,3 +117,25 @@ async def test_allow_listed_estimators_and_registered_functions_are_registered(
     r = await upload_version(registry, "credit", registry.auth(), recipe=recipe)
     assert r.status_code == 201, r.text
     assert len(await versions(registry)) == 2
+
+
+async def test_a_version_stored_before_the_allow_list_still_reads_without_its_recipe(
+    registry: RegistryHarness,
+) -> None:
+    """A row written by an older release whose recipe the allow-list now refuses: the version
+    reads (no 500), its recipe is withheld, so it is never retrained by it."""
+    from sqlalchemy import update
+
+    from fleet_registry.models import VersionRow
+
+    r = await upload_version(registry, "credit", registry.auth())
+    assert r.status_code == 201, r.text
+    async with registry.app.state.db.transaction() as s:
+        await s.execute(
+            update(VersionRow).values(
+                recipe={"kind": "sklearn", "estimator": "subprocess.Popen", "params": {}}
+            )
+        )
+    got = await registry.client.get("/v1/models/credit/versions/1", headers=registry.auth())
+    assert got.status_code == 200, got.text
+    assert got.json()["recipe"] is None

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,10 +21,10 @@ from fleet_core.auth import ALL_TEAMS, Principal, Role
 from fleet_core.db import Database
 from fleet_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from fleet_core.events import AuditRecorded, DatasetUpdated, ModelRegistered, Topic, make_event
-from fleet_core.log import current_request_id
+from fleet_core.log import current_request_id, get_logger
 from fleet_core.outbox import claim, enqueue
 from fleet_core.privacy import PiiHasher
-from fleet_core.schemas import DatasetRef, ReferenceProfile, Signature
+from fleet_core.schemas import DatasetRef, Recipe, ReferenceProfile, Signature
 from fleet_core.validation import validate_rows
 from fleet_registry.api.schemas import (
     DatasetCreate,
@@ -56,6 +57,7 @@ from fleet_registry.models import (
 )
 from fleet_registry.privacy import private_example, private_profile
 
+log = get_logger(__name__)
 SOURCE = "/fleet/registry"
 NEXT_NUMBER_ATTEMPTS = 10
 """Registrations without an explicit number retry this often when a concurrent one takes it."""
@@ -173,7 +175,7 @@ class RegistryStore:
             metrics=row.metrics or {},
             hyperparameters=row.hyperparameters or {},
             dataset_version=await self._dataset_ref(s, row.dataset_version_id),
-            recipe=row.recipe,
+            recipe=_stored_recipe(model.name, row.version, row.recipe),
             reference_profile=row.reference_profile,  # type: ignore[arg-type]
             deploy_policy=row.deploy_policy,
             quota=row.quota,
@@ -955,6 +957,21 @@ class RegistryStore:
                 limit=limit,
                 offset=offset,
             )
+
+
+def _stored_recipe(model: str, version: int, raw: dict[str, Any] | None) -> Recipe | None:
+    """A stored recipe, or None when the recipe allow-list (newer than the row) refuses it: the
+    version still reads, it just cannot be retrained until a version with an allowed recipe is
+    registered."""
+    if raw is None:
+        return None
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        log.warning(
+            "stored recipe refused by the allow-list; withheld", model=model, version=version, error=str(exc)
+        )
+        return None
 
 
 def _dataset_version_entity(row: DatasetVersionRow, dataset: str) -> DatasetVersion:
