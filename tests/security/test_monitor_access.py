@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fleet_core.auth import Role
 from fleet_monitor.entities import AlertDraft
-from security.matrix import PUBLIC, SERVICE_ROUTES, TEAM, Access, MatrixRun, listing, team
+from security.matrix import PUBLIC, SERVICE_ROUTES, TEAM, Access, MatrixRun, admin, listing, team
 from support.monitor import Population, feedback, inference, registered, running_monitor
 
 MODEL = f"{TEAM}-churn"
@@ -29,6 +29,7 @@ def table(alert_id: int) -> dict[tuple[str, str], Access]:
         ("GET", "/v1/models/{name}/config"): team(Role.VIEWER, f"{m}/config"),
         ("GET", "/v1/lake/{model}"): team(Role.VIEWER, f"/v1/lake/{MODEL}"),
         ("GET", "/v1/lake/{model}/labelled"): team(Role.VIEWER, f"/v1/lake/{MODEL}/labelled"),
+        ("DELETE", "/v1/subjects/{subject:path}"): admin("/v1/subjects/user-42"),
         ("PUT", "/v1/models/{name}/config"): team(
             Role.DEPLOYER, f"{m}/config", lambda: {"json": {"drift_psi": 0.3}}
         ),

@@ -146,6 +146,7 @@ def inference(
     arm: str = "primary",
     caller: str | None = "caller-a",
     request_id: str | None = None,
+    routing_key: str | None = None,
 ) -> InferenceLogged:
     return InferenceLogged(
         request_id=request_id or uuid.uuid4().hex,
@@ -158,6 +159,7 @@ def inference(
         status=status,  # type: ignore[arg-type]
         status_code=200 if status == "ok" else 500,
         caller=caller,
+        routing_key=routing_key,
         timestamp=datetime.now(UTC),
     )
 

@@ -7,6 +7,9 @@ route, reads included, so probing is visible. The entry is handed to the service
 ``audit.recorded``; the registry, which keeps the platform's audit log, consumes those events and
 writes its own refusals directly. An audit failure is logged and never fails the request.
 
+A route whose path holds something that must not be logged (a raw data subject id) calls
+``annotate_audit`` with the resource to record instead, and may add detail (what it did).
+
 Why at the HTTP edge rather than inside each use case: one place covers every route of every
 service, the day a route is added, with the same vocabulary (``PUT /v1/routes/{model}``). The
 registry still audits its own writes inside their transaction, with domain action names.
@@ -29,6 +32,19 @@ log = get_logger(__name__)
 
 AuditSink = Callable[[AuditRecorded], Awaitable[None]]
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDIT_SCOPE_KEY = "fleet.audit"
+
+
+def annotate_audit(
+    scope: Scope, *, resource: str | None = None, detail: dict[str, Any] | None = None
+) -> None:
+    """Let the route shape its own audit entry: ``resource`` replaces the request path (which then
+    is never recorded), ``detail`` is merged into the entry's detail. Safe to call more than once."""
+    note = scope.setdefault(AUDIT_SCOPE_KEY, {})
+    if resource is not None:
+        note["resource"] = resource
+    if detail:
+        note.setdefault("detail", {}).update(detail)
 
 
 def outcome_of(status: int) -> str:
@@ -98,16 +114,18 @@ class AuditMiddleware:
         actor, role = _caller(headers.get("authorization"), getattr(app.state, "tokens", None))
         route = scope.get("route")
         template = getattr(route, "path", None) or scope.get("path", "")
+        note = scope.get(AUDIT_SCOPE_KEY) or {}
         return AuditRecorded(
             service=self.service,
             actor=actor,
             role=role,
             action=f"{method} {template}",
-            resource=scope.get("path", "")[:400],
+            resource=(note.get("resource") or scope.get("path", ""))[:400],
             outcome=outcome,  # type: ignore[arg-type]
             status=status,
             at=datetime.now(UTC),
             request_id=request_id or current_request_id() or headers.get(REQUEST_ID_HEADER.lower()),
+            detail=note.get("detail", {}),
         )
 
 

@@ -51,7 +51,8 @@ retraining reads. The ops dashboard is served at `/`; Prometheus metrics at `/me
 Every read needs a `viewer` token of the model's team and shows only the token's teams; a model
 with no known team is visible to admins only. The embedded stack (`FLEET_MODE=embedded`) also
 allows anonymous reads (`FLEET_ANONYMOUS_READ`, refused in production). Changing thresholds needs
-`deployer` on the model's team.
+`deployer` on the model's team. Erasing a data subject (`DELETE /v1/subjects/{subject}`) needs
+`admin`.
 Every error is RFC 9457 `application/problem+json` naming the field or reason.
 """
 
@@ -195,6 +196,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             {"name": "models", "description": "The fleet overview, one model in depth, thresholds"},
             {"name": "alerts", "description": "Alerts and their lifecycle"},
             {"name": "lake", "description": "The inference lake: served rows and labels"},
+            {"name": "privacy", "description": "Right to erasure: a data subject's rows out of the lake"},
             {"name": "dashboard", "description": "The ops dashboard and its live feed"},
         ],
     )

@@ -352,6 +352,7 @@ class MonitorEngine:
                     latency_ms=event.latency_ms,
                     status=event.status,
                     caller=event.caller,
+                    routing_key=event.routing_key,
                 )
             self.counters.events += 1
             self.counters.rows += len(rows)

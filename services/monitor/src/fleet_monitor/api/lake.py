@@ -23,7 +23,7 @@ MAX_PAGE_ROWS = 1_000_000
 more (or smaller responses) page with ``offset``."""
 
 
-def _need(lake: InferenceLake | None) -> InferenceLake:
+def need_lake(lake: InferenceLake | None) -> InferenceLake:
     if lake is None:
         raise Unavailable("the inference lake is disabled (FLEET_LAKE_ENABLED=false)")
     return lake
@@ -32,7 +32,7 @@ def _need(lake: InferenceLake | None) -> InferenceLake:
 @router.get("/{model}", summary="Days of served rows and labels stored for a model")
 async def lake_summary(model: str, lake: LakeDep, engine: EngineDep, reader: Reader) -> LakeSummary:
     reader.require(engine.team_of(model))
-    store = _need(lake)
+    store = need_lake(lake)
     partitions = {
         table: [day for m, day in store.partitions(table) if m == model] for table in (INFERENCE, FEEDBACK)
     }
@@ -76,7 +76,7 @@ async def labelled_rows(
     offset: Offset = 0,
 ) -> Response:
     reader.require(engine.team_of(model))
-    store = _need(lake)
+    store = need_lake(lake)
     table = store.labelled(model, since=since)
     if table.num_rows == 0 and not any(m == model for m, _ in store.partitions(INFERENCE)):
         raise NotFound(f"the lake holds no rows for {model!r}", field="model")
