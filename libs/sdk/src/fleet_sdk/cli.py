@@ -51,6 +51,8 @@ monitor_app = typer.Typer(
     help="Live health of the fleet: traffic, latency, drift, thresholds.", no_args_is_help=True
 )
 app.add_typer(monitor_app, name="monitor")
+privacy_app = typer.Typer(help="Privacy: erase a data subject (admins).", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 console = Console()
 err = Console(stderr=True)
@@ -588,6 +590,29 @@ def tokens_revoke(
     with _client() as c:
         record = c.revoke_token(token_id)
     console.print(f"revoked {record['token_id']} ({record['subject']}, {record['role']})")
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    subject: Annotated[
+        str, typer.Argument(help="The raw id (as sent in a PII field or as the routing key) or sha256:<hex>")
+    ],
+    model: Annotated[str | None, typer.Option(help="Erase from this model only")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Right to erasure: remove a data subject's served rows and their labels from the inference
+    lake. Registered datasets are immutable and are not touched (see docs/security.md)."""
+    with _client() as c:
+        result = c.erase_subject(subject, model=model)
+    if as_json:
+        _dump(result)
+        return
+    console.print(
+        f"erased {result['subject']}: {result['inference_rows']} served rows, "
+        f"{result['feedback_rows']} labels, {len(result['partitions'])} partitions rewritten"
+    )
+    for partition in result["partitions"]:
+        console.print(f"  {partition}")
 
 
 # ---------------------------------------------------------------------- demo

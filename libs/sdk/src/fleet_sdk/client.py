@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import httpx
 
@@ -474,6 +475,15 @@ class Client:
         """Served rows joined with their labels, from the inference lake."""
         params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
         return self._request("GET", f"/v1/lake/{name}/labelled", params=params, via=self._monitor)  # type: ignore[no-any-return]
+
+    def erase_subject(self, subject: str, *, model: str | None = None) -> dict[str, Any]:
+        """Right to erasure (admins): remove a data subject's served rows and their labels from the
+        inference lake, from every model or only ``model``. ``subject`` is the raw id the gateway saw
+        in a PII field or as the routing key, or its ``sha256:<hex>`` form. Returns the rows removed
+        and the partitions rewritten."""
+        params = {"model": model} if model else {}
+        path = f"/v1/subjects/{quote(subject, safe='')}"  # a raw id may hold '/', '?' or '#'
+        return self._request("DELETE", path, params=params, via=self._monitor)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ retraining (retrainer)
 
