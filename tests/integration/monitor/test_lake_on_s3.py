@@ -63,3 +63,65 @@ def test_the_lake_writes_reads_joins_and_expires_on_s3(s3_server: dict[str, str]
     deleted = lake.apply_retention(today=NOW.date())
     assert deleted == ["fleet-lake/prod/inference/model=credit/date=2026-11-16"]
     assert [day for _, day in lake.partitions(INFERENCE)] == ["2026-11-25"]
+
+
+def test_erasure_rewrites_only_the_files_holding_the_subject_on_s3(s3_server: dict[str, str]) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server["endpoint"],
+        aws_access_key_id=s3_server["access_key"],
+        aws_secret_access_key=s3_server["secret_key"],
+        region_name=s3_server["region"],
+    )
+    s3.create_bucket(Bucket="fleet-lake-erasure")
+    lake = InferenceLake(
+        LakeSettings(
+            uri="s3://fleet-lake-erasure/prod",
+            s3_endpoint=s3_server["endpoint"],
+            s3_access_key=s3_server["access_key"],
+            s3_secret_key=s3_server["secret_key"],
+            s3_region=s3_server["region"],
+        )
+    )
+    ana, bob = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    for request_id, when, user, key in (
+        ("ana-1", NOW, ana, None),
+        ("bob-1", NOW, bob, None),
+        ("ana-2", NOW - timedelta(days=1), None, ana),
+        ("bob-2", NOW - timedelta(days=2), bob, None),
+    ):
+        lake.add_inference(
+            model="credit",
+            request_id=request_id,
+            timestamp=when,
+            version=2,
+            arm="primary",
+            inputs=[{"email": user, "income": 50.0} if user else {"income": 50.0}],
+            outputs=[1],
+            latency_ms=4.0,
+            status="ok",
+            caller=None,
+            routing_key=key,
+        )
+        lake.add_feedback(
+            model="credit", request_id=request_id, timestamp=NOW, version=2, labels=[0], source="crm"
+        )
+    lake.flush()
+
+    def objects() -> set[str]:
+        return {o["Key"] for o in s3.list_objects_v2(Bucket="fleet-lake-erasure")["Contents"]}
+
+    before = objects()
+    erased = lake.erase(ana)
+    assert (erased.inference_rows, erased.feedback_rows) == (2, 2)
+    assert sorted(erased.partitions) == [
+        "feedback/model=credit/date=2026-11-25",
+        "inference/model=credit/date=2026-11-24",
+        "inference/model=credit/date=2026-11-25",
+    ]
+    after = objects()
+    untouched = [k for k in before if "inference/model=credit/date=2026-11-23/" in k]
+    assert untouched and set(untouched) <= after, "a file without the subject was rewritten"
+    assert sorted(lake.read(INFERENCE, "credit").column("request_id").to_pylist()) == ["bob-1", "bob-2"]
+    assert sorted(lake.labelled("credit").column("request_id").to_pylist()) == ["bob-1", "bob-2"]
+    assert lake.erase(ana).inference_rows == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -373,7 +374,7 @@ class InferenceLake:
         table: str,
         model: str,
         day: str,
-        matches: Any,
+        matches: Callable[[pa.Table], pa.Array],
         result: Erasure,
     ) -> set[tuple[str, int]]:
         """Rewrite each file of one partition that has rows ``matches`` selects; returns the

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from fleet_core.audit import annotate_audit
 from fleet_core.auth import BearerCredentials, Role, get_principal
-from fleet_core.errors import InvalidInput
+from fleet_core.errors import InvalidInput, Unavailable
 from fleet_core.privacy import HASHED
 from fleet_monitor.api.deps import EngineDep
 from fleet_monitor.api.lake import need_lake
@@ -72,7 +72,11 @@ async def erase_subject(
     if model is not None and not is_model_name(model):
         raise InvalidInput(f"{model!r} is not a valid model name", field="model")
     lake = need_lake(engine.lake)
-    erased = await asyncio.to_thread(lake.erase, hashed, model=model)
+    try:
+        erased = await asyncio.to_thread(lake.erase, hashed, model=model)
+    except OSError as exc:
+        # Each file is rewritten whole or not at all, so a retry finishes what this one began.
+        raise Unavailable(f"the lake's store failed during the erasure ({exc}); retry it") from exc
     annotate_audit(
         request.scope,
         detail={
