@@ -147,9 +147,13 @@ async def test_erasure_is_for_admins_and_validates_the_subject(tmp_path: Path) -
         refused = await m.client.delete(f"/v1/subjects/{ANA}", headers=deployer)
         assert refused.status_code == 403, refused.text
         assert len(await _labelled(m, CREDIT)) == 5
+        denied = [e.data for e in await m.published(Topic.AUDIT_RECORDED) if e.data.outcome == "denied"]
+        assert [a.resource for a in denied] == [f"/v1/subjects/{HASH(ANA)}"] * 2  # never the raw id
 
         long = await m.client.delete(f"/v1/subjects/{'x' * 513}", headers=m.auth())
         assert long.status_code == 422 and long.json()["field"] == "subject", long.text
+        nul = await m.client.delete("/v1/subjects/a%00b", headers=m.auth())
+        assert nul.status_code == 422 and nul.json()["field"] == "subject", nul.text
         bad_model = await m.client.delete(f"/v1/subjects/{ANA}", params={"model": "../x"}, headers=m.auth())
         assert bad_model.status_code == 422 and bad_model.json()["field"] == "model", bad_model.text
         # A raw id with a slash reaches the route (the SDK percent-encodes it) and matches nothing here.

@@ -35,6 +35,15 @@ class ErasureResult(BaseModel):
     partitions: list[str] = Field(description="Partitions rewritten, `<table>/model=<name>/date=<day>`")
 
 
+def _is_text(value: str) -> bool:
+    """Encodable as UTF-8 (the hash's input) and free of NUL."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 @router.delete(
     "/{subject:path}",
     summary="Erase a data subject's rows from the inference lake (right to erasure)",
@@ -56,13 +65,17 @@ async def erase_subject(
 ) -> ErasureResult:
     # Before anything can refuse the request: the audit entry must never hold the raw id that the
     # path carries, whatever the outcome.
+    valid = len(subject) <= MAX_SUBJECT_CHARS and _is_text(subject)
     hashed = subject if HASHED.fullmatch(subject) else None
-    if hashed is None and engine.pii is not None and len(subject) <= MAX_SUBJECT_CHARS:
+    if hashed is None and engine.pii is not None and valid:
         hashed = engine.pii.hash(subject)
     annotate_audit(request.scope, resource=f"/v1/subjects/{hashed or '<redacted>'}")
     get_principal(request, credentials).require_role(Role.ADMIN)
-    if len(subject) > MAX_SUBJECT_CHARS:
-        raise InvalidInput(f"a subject has at most {MAX_SUBJECT_CHARS} characters", field="subject")
+    if not valid:
+        raise InvalidInput(
+            f"a subject is text of at most {MAX_SUBJECT_CHARS} characters (no NUL, valid UTF-8)",
+            field="subject",
+        )
     if hashed is None:
         raise InvalidInput(
             "this monitor has no FLEET_PII_SALT, so it cannot hash a raw id: pass the id's "
