@@ -4,6 +4,7 @@ join and retention, through the same code as the local directory."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 25, 9, tzinfo=UTC)
 
 
-def test_the_lake_writes_reads_joins_and_expires_on_s3(s3_server: dict[str, str]) -> None:
+def s3_lake(s3_server: dict[str, str], bucket: str, **settings: Any) -> tuple[Any, InferenceLake]:
+    """A fresh bucket on the S3 server, a boto3 client to look into it, and a lake under its prefix."""
     s3 = boto3.client(
         "s3",
         endpoint_url=s3_server["endpoint"],
@@ -23,17 +25,22 @@ def test_the_lake_writes_reads_joins_and_expires_on_s3(s3_server: dict[str, str]
         aws_secret_access_key=s3_server["secret_key"],
         region_name=s3_server["region"],
     )
-    s3.create_bucket(Bucket="fleet-lake")
+    s3.create_bucket(Bucket=bucket)
     lake = InferenceLake(
         LakeSettings(
-            uri="s3://fleet-lake/prod",
-            retention_days=7,
+            uri=f"s3://{bucket}/prod",
             s3_endpoint=s3_server["endpoint"],
             s3_access_key=s3_server["access_key"],
             s3_secret_key=s3_server["secret_key"],
             s3_region=s3_server["region"],
+            **settings,
         )
     )
+    return s3, lake
+
+
+def test_the_lake_writes_reads_joins_and_expires_on_s3(s3_server: dict[str, str]) -> None:
+    s3, lake = s3_lake(s3_server, "fleet-lake", retention_days=7)
     for request_id, when in (("old", NOW - timedelta(days=9)), ("r1", NOW), ("r2", NOW)):
         lake.add_inference(
             model="credit",
@@ -66,23 +73,7 @@ def test_the_lake_writes_reads_joins_and_expires_on_s3(s3_server: dict[str, str]
 
 
 def test_erasure_rewrites_only_the_files_holding_the_subject_on_s3(s3_server: dict[str, str]) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint"],
-        aws_access_key_id=s3_server["access_key"],
-        aws_secret_access_key=s3_server["secret_key"],
-        region_name=s3_server["region"],
-    )
-    s3.create_bucket(Bucket="fleet-lake-erasure")
-    lake = InferenceLake(
-        LakeSettings(
-            uri="s3://fleet-lake-erasure/prod",
-            s3_endpoint=s3_server["endpoint"],
-            s3_access_key=s3_server["access_key"],
-            s3_secret_key=s3_server["secret_key"],
-            s3_region=s3_server["region"],
-        )
-    )
+    s3, lake = s3_lake(s3_server, "fleet-lake-erasure")
     ana, bob = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     for request_id, when, user, key in (
         ("ana-1", NOW, ana, None),
