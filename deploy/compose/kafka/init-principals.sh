@@ -61,7 +61,7 @@ produce registry model.registered dataset.updated
 consume registry registry audit.recorded
 produce deployer rollout.updated audit.recorded
 consume deployer deployer model.registered rollout.requested inference.logged rollout.analysis anomaly.detected
-produce gateway inference.logged inference.feedback
+produce gateway inference.logged inference.feedback audit.recorded
 consume gateway - rollout.updated
 produce monitor rollout.analysis drift.detected anomaly.detected audit.recorded
 consume monitor monitor inference.logged inference.feedback model.registered rollout.updated retrain.completed

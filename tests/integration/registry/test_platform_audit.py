@@ -73,3 +73,30 @@ async def test_a_deployers_writes_and_refusals_join_the_registrys_audit_log(
         assert (own[0]["actor"], own[0]["action"]) == ("ops", "GET /v1/audit")
         # Successful reads are not writes: nothing for the admin's audit queries themselves.
         assert not [e for e in entries if e["action"].startswith("GET") and e["outcome"] == "ok"]
+
+
+async def test_the_gateways_refused_calls_join_the_audit_log_and_its_traffic_does_not(
+    kafka: EmbeddedBroker, tmp_path: Path
+) -> None:
+    from fleet_core.events import RouteArm
+    from support.gateway import route, running_gateway, snapshot
+
+    (tmp_path / "registry").mkdir()
+    routes = snapshot(route("churn", [RouteArm(version=1, weight=100)], team="growth"))
+    row = {"age": 42, "income": 5100.5, "email": "ada@example.com"}
+    async with (
+        running_registry(tmp_path / "registry", kafka_bootstrap=kafka.bootstrap) as registry,
+        running_gateway(routes, kafka_bootstrap=kafka.bootstrap) as gw,
+    ):
+        served = await gw.client.post(
+            "/v2/models/churn/infer", json={"inputs": row}, headers=gw.auth(Role.VIEWER, ["growth"], "app")
+        )
+        assert served.status_code == 200, served.text
+        refused = await gw.client.post(
+            "/v2/models/churn/infer", json={"inputs": row}, headers=gw.auth(Role.VIEWER, ["risk"], "prober")
+        )
+        assert refused.status_code == 403
+        entries = await _audit_until(registry, 1, service="gateway")
+        assert [(e["actor"], e["action"], e["outcome"]) for e in entries] == [
+            ("prober", "POST /v2/models/{name}/infer", "denied")
+        ]

@@ -74,7 +74,7 @@ ROLES: dict[Topic, tuple[str, str, str]] = {
         "a job ended: a new version registered, or rejected by the gate and why, or failed",
     ),
     Topic.AUDIT_RECORDED: (
-        "deployer, monitor, retrainer",
+        "deployer, monitor, retrainer, gateway (refused attempts only)",
         "registry (the platform's audit log)",
         "a write or a refused attempt (401/403) in a service: who, what, when, outcome",
     ),

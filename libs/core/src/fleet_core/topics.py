@@ -59,7 +59,7 @@ ACCESS: dict[str, Access] = {
     ),
     # The gateway follows rollout.updated without a group (each instance reads every partition).
     "gateway": Access(
-        produces=_topics(Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK),
+        produces=_topics(Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK, Topic.AUDIT_RECORDED),
         consumes=_topics(Topic.ROLLOUT_UPDATED),
     ),
     "monitor": Access(

@@ -16,7 +16,7 @@ from fleet_gateway.api.inference import INFER_SCHEMAS
 from fleet_gateway.api.main import api_router
 from fleet_gateway.backend import RayBackend, ServingBackend
 from fleet_gateway.dataplane import DataPlane
-from fleet_gateway.events import FeedbackPublisher, RolloutFollower
+from fleet_gateway.events import AuditPublisher, FeedbackPublisher, RolloutFollower
 from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, LogTransport
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
@@ -126,6 +126,8 @@ def create_app(
             ("serving", serving.ready),
             ("inference_log", log_sink),
         ]
+        audit = AuditPublisher(settings.kafka_servers, metrics)
+        app.state.audit_sink = audit.record
         app.state.dataplane = plane
         app.state.feedback = publisher
         app.state.route_source = source
@@ -134,6 +136,7 @@ def create_app(
 
         await serving.start()
         sink.start()
+        audit.start()
         if follower is not None:
             follower.start()
         if source is not None:
@@ -147,6 +150,7 @@ def create_app(
                 await follower.stop()
             await plane.drain_shadows(timeout_s=2.0)
             await sink.stop()
+            await audit.stop()
             await publisher.close()
             await serving.close()
 
@@ -158,6 +162,9 @@ def create_app(
         settings=settings,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        # Inference and feedback POSTs are traffic (inference.logged, inference.feedback), not
+        # writes to audit; refused attempts are audited.
+        audit_writes=False,
         openapi_tags=[
             {"name": "inference", "description": "Open Inference Protocol v2 and the plain JSON form"},
             {"name": "health", "description": "Liveness and readiness"},

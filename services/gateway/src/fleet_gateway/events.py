@@ -1,4 +1,5 @@
-"""The gateway's Kafka traffic besides inference logs: ``inference.feedback`` out, ``rollout.updated`` in.
+"""The gateway's Kafka traffic besides inference logs: ``inference.feedback`` and ``audit.recorded``
+out, ``rollout.updated`` in.
 
 Feedback is ground truth: it is published with ``acks=all`` and a short deadline, and the caller
 is told 503 when the broker does not acknowledge, so nothing is lost silently.
@@ -23,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fleet_core.broker import kafka_client_kwargs
 from fleet_core.errors import Unavailable
 from fleet_core.events import (
+    AuditRecorded,
     EventDecodeError,
     InferenceFeedback,
     RolloutUpdated,
@@ -89,6 +91,62 @@ class FeedbackPublisher:
             producer, self._producer = self._producer, None
             with contextlib.suppress(Exception):
                 await producer.stop()
+
+
+class AuditPublisher:
+    """Sends the gateway's refused attempts (401/403) as ``audit.recorded``, for the platform's
+    audit log in the registry. Never in a request's way: entries wait in a bounded queue that a
+    background task drains; when the queue is full or the broker is away they are dropped and
+    counted (``fleet_gateway_audit_dropped_total``), as inference logs are shed."""
+
+    def __init__(self, servers: list[str], metrics: GatewayMetrics, *, max_queued: int = 10_000) -> None:
+        self._servers = servers
+        self._metrics = metrics
+        self._queue: asyncio.Queue[AuditRecorded] = asyncio.Queue(maxsize=max_queued)
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, entry: AuditRecorded) -> None:
+        """The audit sink (``app.state.audit_sink``): queue it, or drop it when full."""
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self._metrics.audit_dropped.inc()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-audit")
+
+    async def _run(self) -> None:
+        producer: AIOKafkaProducer | None = None
+        try:
+            while True:
+                entry = await self._queue.get()
+                event = make_event(Topic.AUDIT_RECORDED, entry, source=SOURCE, subject=entry.actor)
+                try:
+                    if producer is None:
+                        producer = AIOKafkaProducer(**kafka_client_kwargs(self._servers), acks="all")
+                        await producer.start()
+                    await producer.send_and_wait(
+                        Topic.AUDIT_RECORDED.value, event.to_bytes(), key=entry.actor.encode()
+                    )
+                except Exception as exc:  # broker away: drop this entry, retry the connection next time
+                    self._metrics.audit_dropped.inc()
+                    log.warning("audit entry dropped", error=f"{type(exc).__name__}: {exc}")
+                    if producer is not None:
+                        with contextlib.suppress(Exception):
+                            await producer.stop()
+                        producer = None
+                    await asyncio.sleep(1.0)
+        finally:
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def feedback_now(

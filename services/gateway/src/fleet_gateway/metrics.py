@@ -34,6 +34,11 @@ class GatewayMetrics:
         self.logs_sent = Counter(
             "fleet_gateway_inference_logs_sent", "Inference log records acknowledged", registry=registry
         )
+        self.audit_dropped = Counter(
+            "fleet_gateway_audit_dropped",
+            "Audit entries of refused attempts dropped: queue full, or the broker away",
+            registry=registry,
+        )
         self.log_queue = Gauge(
             "fleet_gateway_inference_log_queue", "Inference log records waiting", registry=registry
         )
