@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.artifacts import StoredArtifact
-from fleet_core.auth import ALL_TEAMS, Principal, Role
+from fleet_core.auth import Principal, Role
 from fleet_core.db import Database
 from fleet_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from fleet_core.events import AuditRecorded, DatasetUpdated, ModelRegistered, Topic, make_event
@@ -68,7 +68,7 @@ def _now() -> datetime:
 
 
 def _visible(principal: Principal, team_column: Any) -> Any:
-    if principal.is_admin or ALL_TEAMS in principal.teams:
+    if principal.sees_all_teams:
         return True
     return team_column.in_(principal.teams)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
-from fleet_core.auth import ALL_TEAMS, CurrentPrincipal, Principal
+from fleet_core.auth import CurrentPrincipal, Principal
 from fleet_deployer.api.schemas import MAX_VERSION, MODEL_NAME_PATTERN
 from fleet_deployer.controller import DeploymentController
 
@@ -44,7 +44,7 @@ def _controller(request: Request) -> DeploymentController:
 
 def visible_teams(principal: Principal) -> list[str] | None:
     """The teams whose resources ``principal`` may read; None means every team."""
-    if principal.is_admin or ALL_TEAMS in principal.teams:
+    if principal.sees_all_teams:
         return None
     return list(principal.teams)
 
