@@ -29,6 +29,7 @@ from fleet_deployer.api.main import api_router
 from fleet_deployer.controller import DeploymentController, ServingPolicy
 from fleet_deployer.events import deployer_consumer
 from fleet_deployer.models import MESSAGING
+from fleet_deployer.pool_apply import PoolMetrics
 from fleet_deployer.registry_client import RegistryClient
 from fleet_deployer.serving_control import ServingControlPort, ServingDriver
 from fleet_deployer.settings import DeployerSettings
@@ -94,6 +95,7 @@ def create_app(
                 sizing=settings.pool_sizing, idle_unload_s=settings.idle_unload_s, env=settings.replica_env()
             ),
             registry=registry,
+            pool_metrics=PoolMetrics(app.state.metrics.registry),
         )
         app.state.db = db
         app.state.relay = relay

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from fleet_deployer.entities import (
     RolloutAction,
 )
 from fleet_deployer.placement import effective_quota, placement_for, pool_config
+from fleet_deployer.pool_apply import PoolApplier, PoolMetrics
 from fleet_deployer.progressive import (
     PROGRESSIVE,
     Decision,
@@ -85,6 +87,10 @@ ACTION_CAUSE: dict[RolloutAction, RouteCause] = {
     "shadow": "progressive",
     "blue_green": "direct",
 }
+
+
+CONFIRM_CONCURRENCY = 16
+"""Registry look-ups in flight at once while a batch of registrations is confirmed."""
 
 
 class DeployFailed(FleetError):
@@ -145,6 +151,7 @@ class DeploymentController:
         policy: ServingPolicy | None = None,
         registry: VersionSource | None = None,
         activity: ActivityTracker | None = None,
+        pool_metrics: PoolMetrics | None = None,
     ) -> None:
         self.store = store
         self.serving = serving
@@ -153,6 +160,7 @@ class DeploymentController:
         self.activity = activity or ActivityTracker()
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight: set[str] = set()
+        self.pool = PoolApplier(self._apply_pool_now, metrics=pool_metrics)
 
     def _lock(self, model: str) -> asyncio.Lock:
         return self._locks.setdefault(model, asyncio.Lock())
@@ -263,67 +271,117 @@ class DeploymentController:
         """Confirm the version with the registry, remember it, and deploy it when its policy (the
         registry's) says so. Idempotent on ``event_id``."""
         known = await self.confirm_registered(event_id, data)
-        registered_by = known.registered_by or data.registered_by
         async with self._lock(data.model):
-            async with self.store.transaction() as s:
-                if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
-                    return None
-                await self.store.add_known(s, known, event_id=event_id)
-                if known.deploy_policy == "none":
-                    return None
-                current = await self.store.route(s, data.model)
-                if known.deploy_policy == "direct":
-                    rollout = await self._begin(
-                        s,
-                        known,
-                        None,
-                        "direct",
-                        "direct",
-                        registered_by,
-                        f"deploy policy 'direct' on registration of v{data.version}",
-                        event_id,
-                    )
-                elif current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
-                    rollout = await self._begin(
-                        s,
-                        known,
-                        None,
-                        "direct",
-                        "direct",
-                        registered_by,
-                        "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
-                        f"v{data.version} takes all traffic",
-                        event_id,
-                    )
-                else:
-                    active = await self.store.active_rollout(s, data.model)
-                    if active is not None:
-                        log.warning(
-                            "deploy policy 'canary' skipped: another rollout is under way",
-                            model=data.model,
-                            version=data.version,
-                            rollout_id=active.id,
-                        )
-                        return None
-                    request = RolloutRequested(
+            rollout_id = await self._accept_registered(event_id, data, known)
+            return None if rollout_id is None else await self._execute(rollout_id)
+
+    async def on_models_registered(self, events: Sequence[tuple[str, ModelRegistered]]) -> list[Rollout]:
+        """Many ``model.registered`` events at once (a consumer batch, a bulk onboarding): confirmed
+        with the registry concurrently, recorded one by one, then deployed with **one** pool
+        reconfiguration for all the pool-placed versions rather than one each.
+
+        Raises the first event's error after doing every other event's work, so the consumer's
+        per-event retry (each event idempotent on its id) redoes only what failed."""
+        limit = asyncio.Semaphore(CONFIRM_CONCURRENCY)
+
+        async def confirm(event_id: str, data: ModelRegistered) -> KnownVersion:
+            async with limit:
+                return await self.confirm_registered(event_id, data)
+
+        confirmed = await asyncio.gather(*(confirm(e, d) for e, d in events), return_exceptions=True)
+        errors: list[BaseException] = []
+        accepted: list[str] = []
+        for (event_id, data), known in zip(events, confirmed, strict=True):
+            if isinstance(known, BaseException):
+                errors.append(known)
+                continue
+            try:
+                async with self._lock(data.model):
+                    rollout_id = await self._accept_registered(event_id, data, known)
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            if rollout_id is not None:
+                accepted.append(rollout_id)
+        committed_at = time.monotonic()
+        done: list[Rollout] = []
+        for rollout_id in accepted:
+            rollout = await self.rollout(rollout_id)
+            try:
+                async with self._lock(rollout.model):
+                    done.append(await self._execute(rollout_id, committed_at=committed_at))
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return done
+
+    async def _accept_registered(
+        self, event_id: str, data: ModelRegistered, known: KnownVersion
+    ) -> str | None:
+        """Record a confirmed version (and the rollout its deploy policy asks for) in one
+        transaction, claiming the event; the rollout's id, or None when there is nothing to deploy
+        (a redelivery, policy ``none``, or a canary skipped because another rollout runs)."""
+        registered_by = known.registered_by or data.registered_by
+        async with self.store.transaction() as s:
+            if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
+                return None
+            await self.store.add_known(s, known, event_id=event_id)
+            if known.deploy_policy == "none":
+                return None
+            current = await self.store.route(s, data.model)
+            if known.deploy_policy == "direct":
+                rollout = await self._begin(
+                    s,
+                    known,
+                    None,
+                    "direct",
+                    "direct",
+                    registered_by,
+                    f"deploy policy 'direct' on registration of v{data.version}",
+                    event_id,
+                )
+            elif current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
+                rollout = await self._begin(
+                    s,
+                    known,
+                    None,
+                    "direct",
+                    "direct",
+                    registered_by,
+                    "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
+                    f"v{data.version} takes all traffic",
+                    event_id,
+                )
+            else:
+                active = await self.store.active_rollout(s, data.model)
+                if active is not None:
+                    log.warning(
+                        "deploy policy 'canary' skipped: another rollout is under way",
                         model=data.model,
                         version=data.version,
-                        strategy="canary",
-                        requested_by=registered_by,
-                        reason=f"deploy policy 'canary' on registration of v{data.version}",
+                        rollout_id=active.id,
                     )
-                    rollout = await self._begin(
-                        s,
-                        known,
-                        None,
-                        "canary",
-                        "canary",
-                        registered_by,
-                        request.reason or "",
-                        event_id,
-                        request=request.model_dump(mode="json"),
-                    )
-            return await self._execute(rollout.id)
+                    return None
+                request = RolloutRequested(
+                    model=data.model,
+                    version=data.version,
+                    strategy="canary",
+                    requested_by=registered_by,
+                    reason=f"deploy policy 'canary' on registration of v{data.version}",
+                )
+                rollout = await self._begin(
+                    s,
+                    known,
+                    None,
+                    "canary",
+                    "canary",
+                    registered_by,
+                    request.reason or "",
+                    event_id,
+                    request=request.model_dump(mode="json"),
+                )
+        return rollout.id
 
     async def handled(self, event_id: str) -> bool:
         """Whether the rollout an event asked for was already started (a redelivery)."""
@@ -648,8 +706,11 @@ class DeploymentController:
             ),
         )
 
-    async def _execute(self, rollout_id: str) -> Rollout:
-        """Place the rollout's version on the serving engine, then route to it (or fail visibly)."""
+    async def _execute(self, rollout_id: str, *, committed_at: float | None = None) -> Rollout:
+        """Place the rollout's version on the serving engine, then route to it (or fail visibly).
+
+        ``committed_at``: when the rollout's deployment was committed, if earlier than now; a pool
+        round that started after it already covers this version (``PoolApplier``)."""
         self._in_flight.add(rollout_id)
         try:
             async with self.store.transaction() as s:
@@ -661,7 +722,7 @@ class DeploymentController:
                 known = await self.store.known(s, rollout.model, rollout.version)
                 dep = await self.store.deployment(s, rollout.model, rollout.version)
             assert known is not None and dep is not None
-            state, error = await self._place(dep, known.spec)
+            state, error = await self._place(dep, known.spec, committed_at=committed_at)
             if error is None and "previous_placement" in request:
                 await self._cleanup_previous(dep, request["previous_placement"])
             if error is None and rollout.action == "blue_green":
@@ -951,7 +1012,7 @@ class DeploymentController:
     # ------------------------------------------------------------------ serving engine
 
     async def _place(
-        self, dep: Deployment, spec: ModelSpec, *, force: bool = False
+        self, dep: Deployment, spec: ModelSpec, *, force: bool = False, committed_at: float | None = None
     ) -> tuple[Any, str | None]:
         """Make the serving engine run ``dep``; returns its new state and the error, if any."""
         if not self.serving.connected:
@@ -960,7 +1021,7 @@ class DeploymentController:
             return "ready", None
         try:
             if dep.placement.kind == "pool":
-                await self._apply_pool()
+                await self._apply_pool(committed_at)
             else:
                 assert dep.quota is not None
                 await self.serving.apply_dedicated(
@@ -971,7 +1032,12 @@ class DeploymentController:
             return "failed", _error(exc)
         return "ready", None
 
-    async def _apply_pool(self) -> None:
+    async def _apply_pool(self, committed_at: float | None = None) -> None:
+        """Apply the pool's config as stored once ``committed_at`` (default: now), coalesced with
+        every other change waiting for the pool (``PoolApplier``)."""
+        await self.pool.ensure(committed_at)
+
+    async def _apply_pool_now(self) -> None:
         async with self.store.transaction() as s:
             specs = await self.store.pool_specs(s)
         config = pool_config(specs, idle_unload_s=self.policy.idle_unload_s)

@@ -8,6 +8,9 @@ event's); one the registry contradicts or does not know is dead-lettered with th
 like the REST API's (deployer role on the model's team); without one, or with a bad one, it is
 dead-lettered with the reason, whatever its ``source``.
 
+A batch of ``model.registered`` events (a bulk onboarding) is deployed with one pool
+reconfiguration for all its pool-placed versions.
+
 ``model.registered`` and ``rollout.requested`` are idempotent on the event id (inbox claim in the
 controller). ``inference.logged`` arrives for every request, so it only moves a timestamp in
 memory (applying it twice changes nothing, so it needs no inbox row). ``rollout.analysis`` and
@@ -55,8 +58,8 @@ def deployer_consumer(
     """The deployer's consumer (not started)."""
 
     async def model_registered(events: list[CloudEvent[Any]]) -> None:
-        for event in events:
-            await controller.on_model_registered(event.id, event.data)
+        # One pool reconfiguration for the whole batch, not one per version.
+        await controller.on_models_registered([(event.id, event.data) for event in events])
 
     async def rollout_requested(events: list[CloudEvent[Any]]) -> None:
         for event in events:
