@@ -1,4 +1,4 @@
-"""Routes from the deployer: a late deployer, on-demand re-fetch for a fresh deploy, the service token."""
+"""Routes from the deployer: a late deployer, on-demand look-ups for a fresh deploy, the service token."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class FakeDeployer:
     def __init__(self) -> None:
         self.models: list[ModelRoute] = []
         self.principals: list[str] = []
+        self.lookups: list[str] = []
         self.port = free_port()
         app = FastAPI()
 
@@ -36,6 +37,18 @@ class FakeDeployer:
             assert principal.role is Role.VIEWER and principal.teams == ["*"]
             self.principals.append(principal.subject)
             return Response(snapshot(*self.models).model_dump_json(), media_type="application/json")
+
+        @app.get("/v1/routes/{model}")
+        async def one_route(model: str, request: Request) -> Response:
+            token = request.headers["authorization"].removeprefix("Bearer ")
+            principal = TokenAuthority(SECRET).verify(token)
+            assert principal.role is Role.VIEWER and principal.teams == ["*"]
+            self.principals.append(principal.subject)
+            self.lookups.append(model)
+            found = next((m for m in self.models if m.model == model), None)
+            if found is None:
+                return Response('{"status": 404}', status_code=404, media_type="application/problem+json")
+            return Response(found.model_dump_json(), media_type="application/json")
 
         self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_config=None, lifespan="off"))
 
@@ -87,14 +100,12 @@ async def test_gateway_waits_for_a_late_deployer_then_serves_fresh_deploys_on_de
             )
             assert r.status_code == 200 and r.json()["version"] == 2
 
-            # Unknown names are re-fetched at most once per interval.
-            fetches = len(deployer.principals)
-            for i in range(5):
-                r = await gw.client.post(
-                    f"/v2/models/ghost-{i}/infer", json={"inputs": ROW}, headers=gw.auth()
-                )
+            # A name the deployer does not know is looked up at most once per interval.
+            before = len(deployer.lookups)
+            for _ in range(5):
+                r = await gw.client.post("/v2/models/ghost/infer", json={"inputs": ROW}, headers=gw.auth())
                 assert r.status_code == 404
-            assert len(deployer.principals) - fetches <= 1
+            assert deployer.lookups[before:] == ["ghost"]
     assert set(deployer.principals) == {"service:gateway"}
 
 
@@ -139,3 +150,56 @@ async def test_a_route_update_naming_a_version_still_deploying_is_fetched_until_
         assert book.missing_versions("churn") == []
         assert book.served("churn", 2) is not None
     await source.stop()
+
+
+async def test_a_model_made_ready_a_moment_ago_is_served_not_404() -> None:
+    # The gateway has just fetched everything; the deployer then reports 100 new models ready. The
+    # very next request for each is answered: the gateway looks that one model up, with no wait
+    # for a rate-limit interval or the periodic re-sync (10 minutes here).
+    deployer = FakeDeployer()
+    deployer.models = [route("churn", [RouteArm(version=1, weight=100)])]
+    async with (
+        deployer.running(),
+        running_gateway(
+            None, deployer_url=deployer.url, routes_resync_s=600, routes_refresh_min_interval_s=60
+        ) as gw,
+    ):
+        deadline = time.monotonic() + 10
+        while (await gw.client.get("/v2/health/ready")).status_code != 200:
+            assert time.monotonic() < deadline, "never became ready"
+            await asyncio.sleep(0.05)
+        deployer.models += [route(f"fresh-{i}", [RouteArm(version=1, weight=100)]) for i in range(100)]
+        answers = await asyncio.gather(
+            *(
+                gw.client.post(f"/v2/models/fresh-{i}/infer", json={"inputs": ROW}, headers=gw.auth())
+                for i in range(100)
+            )
+        )
+        assert [r.status_code for r in answers] == [200] * 100
+        assert sorted(deployer.lookups) == sorted(f"fresh-{i}" for i in range(100))
+
+
+async def test_lookups_of_unknown_names_are_bounded_over_all_names() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from fleet_gateway.metrics import GatewayMetrics
+    from fleet_gateway.route_source import DeployerRouteSource
+    from fleet_gateway.routing import RouteBook
+
+    deployer = FakeDeployer()
+    source = DeployerRouteSource(
+        RouteBook(),
+        TokenAuthority(SECRET),
+        GatewayMetrics(CollectorRegistry()),
+        deployer_url=deployer.url,
+        resync_s=600,
+        refresh_min_interval_s=60,
+        timeout_s=2,
+        unknown_lookups_per_s=10,
+    )
+    async with deployer.running():
+        found = await asyncio.gather(*(source.lookup(f"probe-{i}") for i in range(200)))
+    await source.stop()
+    assert not any(found)
+    # The burst (ten seconds' worth) and what refills while probing; not the 200 names.
+    assert len(deployer.lookups) <= 100 + 20

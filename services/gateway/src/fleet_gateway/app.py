@@ -80,10 +80,11 @@ def create_app(
                 resync_s=settings.routes_resync_s,
                 refresh_min_interval_s=settings.routes_refresh_min_interval_s,
                 timeout_s=settings.routes_fetch_timeout_s,
+                unknown_lookups_per_s=settings.routes_unknown_lookups_per_s,
             )
 
-        async def refresh(reason: str) -> bool:
-            return await source.refresh(reason) if source else False
+        async def lookup(model: str) -> bool:
+            return await source.lookup(model) if source else False
 
         async def refresh_model(model: str) -> None:
             if source is not None:
@@ -102,7 +103,7 @@ def create_app(
             serving,
             sink,
             metrics,
-            refresh=refresh,
+            lookup=lookup,
             max_rows=settings.max_rows,
             shadow_timeout_s=settings.shadow_timeout_s,
             served_requests=ServedRequests(

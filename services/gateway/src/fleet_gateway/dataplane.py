@@ -32,7 +32,8 @@ log = get_logger(__name__)
 
 VERSION_HEADER = "X-Fleet-Model-Version"
 
-Refresh = Callable[[str], Awaitable[bool]]
+Lookup = Callable[[str], Awaitable[bool]]
+"""Look one model's route up now (it is not in the book, or lacks a version); True when found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Prediction:
         return self.served.spec.version
 
 
-async def _no_refresh(reason: str) -> bool:
+async def _no_lookup(model: str) -> bool:
     return False
 
 
@@ -67,7 +68,7 @@ class DataPlane:
         logs: InferenceLogSink,
         metrics: GatewayMetrics,
         *,
-        refresh: Refresh = _no_refresh,
+        lookup: Lookup = _no_lookup,
         max_rows: int = 10_000,
         shadow_timeout_s: float = 10.0,
         served_requests: ServedRequests | None = None,
@@ -77,7 +78,7 @@ class DataPlane:
         self.backend = backend
         self.logs = logs
         self.metrics = metrics
-        self._refresh = refresh
+        self._lookup = lookup
         self._max_rows = max_rows
         self._shadow_timeout_s = shadow_timeout_s
         self._shadow_tasks: set[asyncio.Task[None]] = set()
@@ -88,7 +89,7 @@ class DataPlane:
 
     async def _team(self, model: str) -> str:
         if not self.book.knows(model):
-            await self._refresh(f"unknown model {model}")
+            await self._lookup(model)
         try:
             return self.book.team(model)
         except NoRoute as exc:
@@ -97,7 +98,7 @@ class DataPlane:
     async def _served(self, model: str, version: int) -> ServedVersion:
         served = self.book.served(model, version)
         if served is None:
-            await self._refresh(f"unknown version {model}:{version}")
+            await self._lookup(model)
             served = self.book.served(model, version)
         if served is None:
             raise NotFound(f"version {version} of model '{model}' is not being served", field="version")

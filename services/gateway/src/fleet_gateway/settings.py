@@ -18,7 +18,10 @@ class GatewaySettings(FleetSettings):
     routes_resync_s: float = Field(default=30.0, gt=0)
     """Full re-sync from the deployer this often, on top of ``rollout.updated`` events."""
     routes_refresh_min_interval_s: float = Field(default=1.0, ge=0)
-    """On-demand re-fetch (a request names a model or version the cache lacks) at most this often."""
+    """A model the deployer did not know is not looked up again for this long."""
+    routes_unknown_lookups_per_s: float = Field(default=20.0, gt=0)
+    """On-demand look-ups (a request names a model the cache lacks) that the deployer may answer
+    "unknown", per second over all names: bounds what probing random names costs the deployer."""
     routes_fetch_timeout_s: float = Field(default=3.0, gt=0)
     follow_rollouts: bool = True
     """Consume ``rollout.updated`` (no consumer group: every gateway instance sees every update)."""
