@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.db import Database
@@ -148,6 +148,13 @@ class MonitorStore(MessagingStore):
             row.details = {**(row.details or {}), "resolved_value": value}
         await s.flush()
         return _alert(row)
+
+    async def firing_counts(self, s: AsyncSession) -> dict[str, int]:
+        """Firing alerts per model, in one grouped query (the overview's alert column)."""
+        query = (
+            select(AlertRow.model, func.count()).where(AlertRow.state == "firing").group_by(AlertRow.model)
+        )
+        return {model: count for model, count in (await s.execute(query)).all()}
 
     async def alerts(
         self,
