@@ -244,11 +244,14 @@ def overview(
     everyone = len(names) == len(every) and sees(None)
     events = engine.counters.events if everyone else sum(engine.events_by_model.get(n, 0) for n in names)
     teams = sorted({t for n in names if (t := engine.team_of(n)) is not None})
+    # The cheap filters (name, team) come before the rows are built: a search costs its matches.
     if query.model is not None:
         names = [n for n in names if n == query.model]
-    elif query.q:
+    if query.q:
         needle = query.q.casefold()
         names = [n for n in names if needle in n.casefold()]
+    if query.team is not None:
+        names = [n for n in names if engine.team_of(n) == query.team]
     rows = [_summary(engine, index, name, firing.get(name, 0), now) for name in names]
     matching = ordered([r for r in rows if _matches(r, query)], query)
     visible_total = len([n for n in every if sees(engine.team_of(n))])
