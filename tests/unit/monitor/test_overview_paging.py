@@ -26,7 +26,8 @@ def name(i: int) -> str:
 async def fleet(tmp_path: Path) -> AsyncIterator[MonitorHarness]:
     """Thirty models of three teams. Model i gets i requests (so traffic sorts by i), every third
     one fails 1 request in 4; model 0 has no traffic at all; model 4 has a firing alert; model 5
-    drifted (its episodes open two more alerts) (a shifted window scored); model 6 has a canary in progress; model 7 is promoted."""
+    drifted (a shifted window scored; its episodes open two more alerts); model 6 has a canary in
+    progress; model 7 is promoted."""
     async with running_monitor(tmp_path, lake_enabled=False, drift_window_rows=100, drift_min_rows=50) as m:
         profile = registered(name(0))
         for i in range(MODELS):
@@ -181,3 +182,21 @@ async def test_bad_paging_or_filters_are_a_422_naming_the_parameter(
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in response.text
+
+
+async def test_alerts_filter_by_team_and_severity_within_the_callers_teams(fleet: MonitorHarness) -> None:
+    async def alerts(headers: dict[str, str] | None = None, **params: Any) -> list[tuple[str, str]]:
+        response = await fleet.client.get("/v1/alerts", params=params, headers=headers or fleet.auth())
+        assert response.status_code == 200, response.text
+        return sorted((a["model"], a["name"]) for a in response.json())
+
+    assert await alerts(team="risk") == [(name(4), "latency")]
+    assert await alerts(team="growth") == [(name(5), "data_drift"), (name(5), "prediction_drift")]
+    assert await alerts(severity="warning", team="risk") == [(name(4), "latency")]
+    assert await alerts(severity="critical", team="risk") == []
+    assert len(await alerts(limit=2)) == 2 and len(await alerts(limit=2, offset=2)) == 1
+    viewer = fleet.auth(Role.VIEWER, ["risk"])
+    assert await alerts(viewer) == [(name(4), "latency")]
+    assert await alerts(viewer, team="growth") == [], "a team filter never widens what a viewer sees"
+    refused = await fleet.client.get("/v1/alerts", params={"severity": "loud"}, headers=fleet.auth())
+    assert refused.status_code == 422 and "severity" in refused.text

@@ -499,12 +499,20 @@ class Client:
         return self._request("GET", f"/v1/models/{name}", via=self._monitor)  # type: ignore[no-any-return]
 
     def alerts(
-        self, *, state: str | None = None, model: str | None = None, kind: str | None = None, limit: int = 100
+        self,
+        *,
+        state: str | None = None,
+        model: str | None = None,
+        kind: str | None = None,
+        team: str | None = None,
+        severity: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Alerts, newest first (``state``: firing or resolved; ``kind``: drift, anomaly, rollout)."""
-        params = {
-            k: v for k, v in {"state": state, "model": model, "kind": kind, "limit": limit}.items() if v
-        }
+        """Alerts, newest first (``state``: firing or resolved; ``kind``: drift, anomaly, rollout;
+        ``severity``: info, warning, critical), a page of ``limit`` after ``offset``."""
+        given = {"state": state, "model": model, "kind": kind, "team": team, "severity": severity}
+        params = {k: v for k, v in {**given, "limit": limit, "offset": offset}.items() if v}
         return self._request("GET", "/v1/alerts", params=params, via=self._monitor)  # type: ignore[no-any-return]
 
     def monitor_config(self, name: str, **thresholds: Any) -> dict[str, Any]:

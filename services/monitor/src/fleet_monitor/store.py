@@ -163,6 +163,7 @@ class MonitorStore(MessagingStore):
         state: str | None = None,
         model: str | None = None,
         kind: str | None = None,
+        severity: str | None = None,
         limit: int = 100,
         offset: int = 0,
         models: Collection[str] | None = None,
@@ -177,6 +178,8 @@ class MonitorStore(MessagingStore):
             query = query.where(AlertRow.model == model)
         if kind:
             query = query.where(AlertRow.kind == kind)
+        if severity:
+            query = query.where(AlertRow.severity == severity)
         rows = (await s.execute(query.limit(limit).offset(offset))).scalars()
         return [_alert(r) for r in rows]
 
