@@ -1085,11 +1085,16 @@ def alerts(
     state: Annotated[str | None, typer.Option(help="firing or resolved")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
     kind: Annotated[str | None, typer.Option(help="drift, anomaly or rollout")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's models")] = None,
+    severity: Annotated[str | None, typer.Option(help="info, warning or critical")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Alerts to skip (the next page)")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Alerts raised by the monitor (drift, anomalies, failing canaries), newest first."""
-    items = _client().alerts(state=state, model=model, kind=kind, limit=limit)
+    items = _client().alerts(
+        state=state, model=model, kind=kind, team=team, severity=severity, limit=limit, offset=offset
+    )
     if as_json:
         _dump(items)
         return
