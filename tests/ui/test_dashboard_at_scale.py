@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, sync_playwright
+from playwright.sync_api import ConsoleMessage, Error, Page, expect, sync_playwright
 from ui.harness import BrokerPublisher, EventLoopThread, RunningMonitor, serve_monitor, wait_until
 
 from fleet_core.events import InferenceLogged, ModelRegistered, Topic
@@ -153,8 +153,13 @@ def test_the_overview_of_a_thousand_models_renders_and_searches_within_two_secon
             page.get_by_test_id("overview-sort").select_option("rps")
             sorted_at = rows_then_clock(page, f"rows.length && rows[0].dataset.model === {model_name(HOT)!r}")
             timings["sort by traffic"] = sorted_at - start
+            page.get_by_test_id("page-next").click()
+            expect(page.get_by_test_id("page-range")).to_have_text("51\u2013100 of 1,000")
+            assert "page=2" in page.url and "sort=rps" in page.url
+            assert page.locator(ROWS).count() == PAGE_SIZE
+            assert page.locator(f"[data-model='{model_name(HOT)}']").count() == 0, "page 2 is not page 1"
 
-            # One team: every row on the page is that team's, 50 models in all (one page).
+            # One team (back to page 1): every row on the page is that team's, 50 models in all.
             start = page.evaluate("performance.now()")
             page.get_by_test_id("filter-team").select_option("team-07")
             team_at = rows_then_clock(
