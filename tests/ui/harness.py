@@ -1,20 +1,27 @@
 """What the dashboard's browser tests share: bounded waits, an asyncio loop in a thread for the
-monitor's server and the Kafka producer, and a synchronous publisher."""
+monitor's server and the Kafka producer, the monitor served over HTTP, and a synchronous publisher."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx
+import uvicorn
 
 from fleet_core.events import Topic
 from fleet_core.schemas import Contract
+from fleet_monitor.app import create_app
 from fleet_monitor.settings import MonitorSettings
-from support.monitor import Publisher
+from fleet_sdk.embedded_broker import EmbeddedBroker, free_port
+from support.monitor import SECRET, Publisher
 
 T = TypeVar("T")
 
@@ -87,3 +94,64 @@ class BrokerPublisher:
 
     def close(self) -> None:
         self.runner.run(self.publisher.__aexit__(None, None, None))
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def serve_monitor(
+    kafka: EmbeddedBroker, tmp_path: Path, event_loop_thread: EventLoopThread, **overrides: Any
+) -> Iterator[RunningMonitor]:
+    """The monitor over real HTTP, consuming from ``kafka``, until the block ends. ``overrides``
+    replace the settings below (one-second buckets so charts fill while a test watches; drift
+    windows of 100 rows so a shifted feature shows up after a few requests)."""
+    values: dict[str, Any] = {
+        "home": tmp_path / "monitor",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}",
+        "kafka_bootstrap": kafka.bootstrap,
+        "jwt_secret": SECRET,
+        "consume_events": True,
+        "bucket_s": 1.0,
+        "tick_interval_s": 0.2,
+        "stream_interval_s": 1.0,
+        "analysis_interval_s": 2.0,
+        "outbox_poll_interval_s": 0.2,
+        "drift_window_rows": 100,
+        "drift_min_rows": 50,
+        "lake_enabled": False,
+        "tune_gc": False,  # the monitor shares the test runner's process here
+        **overrides,
+    }
+    settings = MonitorSettings(**values)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            # An open /v1/stream never ends by itself: do not wait long for it at shutdown.
+            timeout_graceful_shutdown=3,
+        )
+    )
+    serving = event_loop_thread.submit(server.serve())
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if serving.done():  # startup failed: show why instead of timing out
+            serving.result()
+            raise AssertionError("the monitor server exited during startup")
+        return _ready(url)
+
+    try:
+        wait_until(up, what="the monitor's /readyz to answer 200 (consumer group joined)")
+        yield RunningMonitor(url, settings)
+    finally:
+        server.should_exit = True
+        serving.result(WAIT_S)

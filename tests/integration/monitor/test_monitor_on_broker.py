@@ -356,8 +356,14 @@ async def test_traffic_and_labels_reach_the_lake_metrics_and_api(kafka, tmp_path
         assert len(summary["partitions"]["inference"]) == 1 and summary["rows_written"] >= 140
 
         metrics = (await monitor.client.get("/metrics")).text
-        assert 'fleet_model_requests_total{arm="primary",model="credit",version="1"} 50.0' in metrics
-        assert 'fleet_model_latency_ms{arm="primary",model="credit",quantile="0.95",version="1"}' in metrics
+        assert (
+            'fleet_model_requests_total{arm="primary",model="credit",team="credit",version="1"} 50.0'
+            in metrics
+        )
+        assert (
+            'fleet_model_latency_ms{arm="primary",model="credit",quantile="0.95",team="credit",version="1"}'
+            in metrics
+        )
 
         overview = (await monitor.client.get("/v1/overview")).json()
         row = next(m for m in overview["models"] if m["name"] == MODEL)

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleet_sdk.cli_top import top
 from fleet_sdk.client import Client
 from fleet_sdk.config import fleet_home
 from fleet_sdk.errors import FleetAPIError, FleetUnavailable
@@ -53,6 +54,7 @@ monitor_app = typer.Typer(
 app.add_typer(monitor_app, name="monitor")
 privacy_app = typer.Typer(help="Privacy: erase a data subject (admins).", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
+app.command("top")(top)
 
 console = Console()
 err = Console(stderr=True)
@@ -1083,11 +1085,16 @@ def alerts(
     state: Annotated[str | None, typer.Option(help="firing or resolved")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
     kind: Annotated[str | None, typer.Option(help="drift, anomaly or rollout")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's models")] = None,
+    severity: Annotated[str | None, typer.Option(help="info, warning or critical")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Alerts to skip (the next page)")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Alerts raised by the monitor (drift, anomalies, failing canaries), newest first."""
-    items = _client().alerts(state=state, model=model, kind=kind, limit=limit)
+    items = _client().alerts(
+        state=state, model=model, kind=kind, team=team, severity=severity, limit=limit, offset=offset
+    )
     if as_json:
         _dump(items)
         return
@@ -1117,18 +1124,59 @@ def _arm_label(arm: dict[str, Any]) -> str:
 
 
 @monitor_app.command("overview")
-def monitor_overview(as_json: JsonOpt = False) -> None:
-    """Every model over the live window: state, traffic split, rps, errors, p95, drift, alerts."""
-    result = _client().overview()
+def monitor_overview(
+    search: Annotated[str | None, typer.Option("--search", "-q", help="Names containing this")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's models")] = None,
+    state: Annotated[str | None, typer.Option(help="serving, idle or 'not deployed'")] = None,
+    alerting: Annotated[
+        bool | None, typer.Option("--alerting/--not-alerting", help="With (or without) a firing alert")
+    ] = None,
+    drifting: Annotated[
+        bool | None, typer.Option("--drifting/--not-drifting", help="With (or without) open drift")
+    ] = None,
+    rollout: Annotated[
+        bool | None, typer.Option("--rollout/--no-rollout", help="Rollout in progress")
+    ] = None,
+    sort: Annotated[
+        str, typer.Option(help="name, rps, error_rate, latency_p95, drift or alerts (numbers worst first)")
+    ] = "name",
+    order: Annotated[str | None, typer.Option(help="asc or desc")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Models per page")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Models to skip")] = 0,
+    all_: Annotated[bool, typer.Option("--all", help="Page through every matching model")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The fleet over the live window, a page at a time: state, traffic split, rps, errors, p95,
+    drift, alerts; filtered and sorted by the monitor."""
+    filters: dict[str, Any] = {
+        "q": search,
+        "team": team,
+        "state": state,
+        "alerting": alerting,
+        "drifting": drifting,
+        "rollout": rollout,
+        "sort": sort,
+        "order": order,
+    }
+    with _client() as c:
+        result = c.overview(limit=limit, offset=offset, **filters)
+        if all_:
+            result["models"] = list(c.iter_overview(page_size=max(limit, 500), **filters))
+            result["offset"] = 0
+        monitor_url = c.monitor_url
     if as_json:
         _dump(result)
         return
+    shown = result["models"]
+    first = result["offset"] + 1 if shown else 0
     _table(
-        f"Fleet over the last {result['window_s']:g} s — {result['alerts_firing']} alerts firing",
-        ["model", "state", "traffic", "rollout", "rps", "errors", "p95 ms", "drift", "alerts"],
+        f"Fleet over the last {result['window_s']:g} s — models {first}-{result['offset'] + len(shown)} "
+        f"of {result['total']} ({result['total_models']} in all) — {result['alerts_firing']} alerts firing",
+        ["model", "team", "state", "traffic", "rollout", "rps", "errors", "p95 ms", "drift", "alerts"],
         [
             [
                 m["name"],
+                m.get("team") or "-",
                 m["state"],
                 " · ".join(_arm_label(a) for a in m["arms"]) or "-",
                 f"{m['rollout']['strategy']} {m['rollout']['phase']}" if m.get("rollout") else "-",
@@ -1138,10 +1186,12 @@ def monitor_overview(as_json: JsonOpt = False) -> None:
                 ", ".join(m["drifting"]) or "-",
                 m["alerts_firing"],
             ]
-            for m in result["models"]
+            for m in shown
         ],
     )
-    console.print(f"Dashboard: {_client().monitor_url}/")
+    if not all_ and result["offset"] + len(shown) < result["total"]:
+        console.print(f"Next page: --offset {result['offset'] + len(shown)} (or --all)")
+    console.print(f"Dashboard: {monitor_url}/")
 
 
 @monitor_app.command("show")

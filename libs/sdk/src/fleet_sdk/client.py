@@ -445,21 +445,74 @@ class Client:
 
     # ------------------------------------------------------------------ monitoring (monitor)
 
-    def overview(self) -> dict[str, Any]:
-        """Every model: traffic, latency, errors, drift, alerts and rollout, over the live window."""
-        return self._request("GET", "/v1/overview", via=self._monitor)  # type: ignore[no-any-return]
+    def overview(
+        self,
+        *,
+        q: str | None = None,
+        model: str | None = None,
+        team: str | None = None,
+        state: str | None = None,
+        alerting: bool | None = None,
+        drifting: bool | None = None,
+        rollout: bool | None = None,
+        sort: str = "name",
+        order: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """One page of the fleet over the live window: each model's traffic, latency, errors, drift,
+        alerts and rollout. ``q`` matches names containing it, ``model`` one exact name; ``state`` is
+        serving, idle or "not deployed"; ``alerting``, ``drifting`` and ``rollout`` (in progress)
+        keep only the models with (True) or without (False) it; ``sort`` by name, rps, error_rate,
+        latency_p95, drift or alerts (numbers worst first unless ``order="asc"``). The answer has
+        ``models`` (this page), ``total`` (matching) and ``total_models`` (all the caller sees)."""
+        params = {
+            "q": q,
+            "model": model,
+            "team": team,
+            "state": state,
+            "alerting": alerting,
+            "drifting": drifting,
+            "rollout": rollout,
+            "sort": sort,
+            "order": order,
+            "limit": limit,
+            "offset": offset,
+        }
+        query = {
+            k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if v is not None
+        }
+        return self._request("GET", "/v1/overview", params=query, via=self._monitor)  # type: ignore[no-any-return]
+
+    def iter_overview(self, *, page_size: int = 500, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every model matching ``filters`` (the keywords of :meth:`overview`), a page at a time."""
+        offset = 0
+        while True:
+            page = self.overview(limit=page_size, offset=offset, **filters)
+            yield from page["models"]
+            offset += len(page["models"])
+            if not page["models"] or offset >= page["total"]:
+                return
 
     def model_health(self, name: str) -> dict[str, Any]:
         """One model in depth: versions and lineage, time series, drift per feature, rollout, alerts."""
         return self._request("GET", f"/v1/models/{name}", via=self._monitor)  # type: ignore[no-any-return]
 
     def alerts(
-        self, *, state: str | None = None, model: str | None = None, kind: str | None = None, limit: int = 100
+        self,
+        *,
+        state: str | None = None,
+        model: str | None = None,
+        kind: str | None = None,
+        team: str | None = None,
+        severity: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Alerts, newest first (``state``: firing or resolved; ``kind``: drift, anomaly, rollout)."""
-        params = {
-            k: v for k, v in {"state": state, "model": model, "kind": kind, "limit": limit}.items() if v
-        }
+        """Alerts, newest first (``state``: firing or resolved; ``kind``: drift, anomaly, rollout;
+        ``severity``: info, warning, critical), a page of ``limit`` after ``offset``."""
+        given = {"state": state, "model": model, "kind": kind, "team": team, "severity": severity}
+        params = {k: v for k, v in {**given, "limit": limit, "offset": offset}.items() if v}
         return self._request("GET", "/v1/alerts", params=params, via=self._monitor)  # type: ignore[no-any-return]
 
     def monitor_config(self, name: str, **thresholds: Any) -> dict[str, Any]:

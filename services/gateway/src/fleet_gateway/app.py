@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from fleet_core.model_series import ModelSeriesPolicy, ModelSeriesSelector
 from fleet_core.service import build_app
 from fleet_core.serving import RoutesSnapshot
 from fleet_gateway import __version__
@@ -172,8 +173,16 @@ def create_app(
             {"name": "feedback", "description": "Ground truth for earlier requests"},
         ],
     )
-    app.state.gateway_metrics = GatewayMetrics(app.state.metrics.registry)
     app.state.routes = RouteBook()
+    book = app.state.routes
+    app.state.gateway_metrics = GatewayMetrics(
+        app.state.metrics.registry,
+        series=ModelSeriesSelector(
+            ModelSeriesPolicy.parse(settings.metrics_model_series),
+            rank_interval_s=settings.metrics_rank_interval_s,
+        ),
+        team_of=lambda model: book.team(model) if book.knows(model) else None,
+    )
     app.state.gatekeeper = Gatekeeper(
         TokenCache(app.state.tokens, settings.token_cache_s),
         RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),

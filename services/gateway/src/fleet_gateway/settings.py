@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from fleet_core.model_series import ModelSeriesSetting
 from fleet_core.privacy import EMBEDDED_PII_SALT, check_pii_salt
 from fleet_core.settings import FleetSettings
 
@@ -40,6 +41,12 @@ class GatewaySettings(FleetSettings):
     """Largest request body, in MiB (413 above)."""
     max_rows: int = Field(default=10_000, ge=1)
     """Most rows in one inference request (422 above)."""
+    metrics_model_series: ModelSeriesSetting = "all"
+    """Which models keep their own series in Prometheus: ``all``, ``top:N`` (the N busiest, the rest
+    folded into ``model="_other"``) or ``team`` (one ``_other`` series per team); see
+    docs/monitoring.md for what each exports at 1,000 models."""
+    metrics_rank_interval_s: float = Field(default=60.0, gt=0)
+    """How often ``top:N`` re-ranks the models by the traffic since the last ranking."""
     predict_timeout_s: float = Field(default=30.0, gt=0)
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     """A shadow call is abandoned (and logged as an error) after this long."""

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fleet_core.broker import ConsumerMetrics
 from fleet_core.db import Database
 from fleet_core.log import get_logger
+from fleet_core.model_series import ModelSeriesPolicy, ModelSeriesSelector
 from fleet_core.outbox import OutboxMetrics, OutboxRelay
 from fleet_core.service import (
     BackgroundConsumer,
@@ -108,7 +109,17 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         if settings.tune_gc:
             tune_garbage_collector()
         firing: list[Alert] = []
-        prometheus.register(MonitorCollector(engine, max_series=settings.max_series, firing=firing))
+        prometheus.register(
+            MonitorCollector(
+                engine,
+                max_series=settings.max_series,
+                firing=firing,
+                series=ModelSeriesSelector(
+                    ModelSeriesPolicy.parse(settings.metrics_model_series),
+                    rank_interval_s=settings.metrics_rank_interval_s,
+                ),
+            )
+        )
         app.state.engine = engine
         app.state.audit_sink = engine.store.record_audit
         app.state.relay = relay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
+from fleet_core.model_series import ModelSeriesSetting
 from fleet_core.privacy import EMBEDDED_PII_SALT, check_pii_salt
 from fleet_core.settings import ServiceSettings
 from fleet_monitor.anomaly import AnomalyThresholds
@@ -71,6 +72,12 @@ class MonitorSettings(ServiceSettings):
     off when the monitor is embedded in another process, such as a test runner."""
     max_series: int = Field(default=5000, ge=1)
     """Most (model, version, arm) series exported to Prometheus; the rest are counted, not exported."""
+    metrics_model_series: ModelSeriesSetting = "all"
+    """Which models keep their own series in Prometheus: ``all``, ``top:N`` (the N busiest, the rest
+    folded into ``model="_other"``) or ``team`` (one ``_other`` series per team); see
+    docs/monitoring.md for what each exports at 1,000 models."""
+    metrics_rank_interval_s: float = Field(default=60.0, gt=0)
+    """How often ``top:N`` re-ranks the models by the traffic since the last ranking."""
 
     @model_validator(mode="after")
     def _production_checks(self) -> MonitorSettings:

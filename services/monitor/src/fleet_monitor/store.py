@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.db import Database
@@ -149,6 +149,13 @@ class MonitorStore(MessagingStore):
         await s.flush()
         return _alert(row)
 
+    async def firing_counts(self, s: AsyncSession) -> dict[str, int]:
+        """Firing alerts per model, in one grouped query (the overview's alert column)."""
+        query = (
+            select(AlertRow.model, func.count()).where(AlertRow.state == "firing").group_by(AlertRow.model)
+        )
+        return {model: count for model, count in (await s.execute(query)).all()}
+
     async def alerts(
         self,
         s: AsyncSession,
@@ -156,6 +163,7 @@ class MonitorStore(MessagingStore):
         state: str | None = None,
         model: str | None = None,
         kind: str | None = None,
+        severity: str | None = None,
         limit: int = 100,
         offset: int = 0,
         models: Collection[str] | None = None,
@@ -170,6 +178,8 @@ class MonitorStore(MessagingStore):
             query = query.where(AlertRow.model == model)
         if kind:
             query = query.where(AlertRow.kind == kind)
+        if severity:
+            query = query.where(AlertRow.severity == severity)
         rows = (await s.execute(query.limit(limit).offset(offset))).scalars()
         return [_alert(r) for r in rows]
 

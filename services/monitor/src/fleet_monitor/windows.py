@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -192,18 +192,24 @@ class MetricWindows:
 
     def stats(self, key: SeriesKey, *, seconds: float, now: float) -> WindowStats:
         """The last ``seconds`` of one series (closed and open buckets)."""
+        return self.stats_of([key], seconds=seconds, now=now)
+
+    def stats_of(self, keys: Iterable[SeriesKey], *, seconds: float, now: float) -> WindowStats:
+        """The last ``seconds`` of several series merged into one: requests add up, latency
+        quantiles come from the merged sketches (exact merges, still within 1 %)."""
         since = now - seconds
         sketch = new_sketch()
         requests = errors = rows = 0
         first_start: float | None = None
-        for bucket in self._buckets(key, since):
-            requests += bucket.requests
-            errors += bucket.errors
-            rows += bucket.rows
-            if bucket.latency.count:
-                sketch.merge(bucket.latency)
-            if bucket.requests and first_start is None:
-                first_start = bucket.start
+        for key in keys:
+            for bucket in self._buckets(key, since):
+                requests += bucket.requests
+                errors += bucket.errors
+                rows += bucket.rows
+                if bucket.latency.count:
+                    sketch.merge(bucket.latency)
+                if bucket.requests and (first_start is None or bucket.start < first_start):
+                    first_start = bucket.start
         span = seconds if first_start is None else min(seconds, max(now - first_start, self.bucket_s))
         return WindowStats(
             requests=requests,

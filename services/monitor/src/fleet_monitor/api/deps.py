@@ -10,7 +10,7 @@ every team (admins, ``*`` members). Anonymous reads exist only in the embedded s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
 
@@ -18,6 +18,7 @@ from fleet_core.auth import BearerCredentials, CurrentPrincipal, Principal, Role
 from fleet_monitor.engine import MonitorEngine
 from fleet_monitor.lake import InferenceLake
 from fleet_monitor.store import MonitorStore
+from fleet_monitor.views import OverviewQuery, OverviewSort, OverviewState
 
 __all__ = [
     "MAX_INT",
@@ -27,6 +28,7 @@ __all__ = [
     "LakeDep",
     "Limit",
     "Offset",
+    "OverviewParams",
     "ReadAccess",
     "Reader",
     "StoreDep",
@@ -91,3 +93,51 @@ Reader = Annotated[ReadAccess, Depends(_reader)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip")]
 AlertId = Annotated[int, Path(ge=1, le=MAX_INT, description="The alert's id")]
+
+
+def _overview_query(
+    q: Annotated[
+        str | None, Query(max_length=100, description="Only models whose name contains this (any case)")
+    ] = None,
+    model: Annotated[
+        str | None, Query(max_length=100, description="Only the model of this exact name")
+    ] = None,
+    team: Annotated[str | None, Query(max_length=100, description="Only models of this team")] = None,
+    state: Annotated[OverviewState | None, Query(description="Only models in this state")] = None,
+    alerting: Annotated[
+        bool | None, Query(description="true: only models with a firing alert; false: only without")
+    ] = None,
+    drifting: Annotated[
+        bool | None, Query(description="true: only models with an open drift episode; false: only without")
+    ] = None,
+    rollout: Annotated[
+        bool | None,
+        Query(description="true: only models with a rollout in progress (pending, progressing, paused)"),
+    ] = None,
+    sort: Annotated[
+        OverviewSort,
+        Query(description="name, rps (traffic), error_rate, latency_p95, drift (episodes, then PSI), alerts"),
+    ] = "name",
+    order: Annotated[
+        Literal["asc", "desc"] | None,
+        Query(description="Default: ascending for name, descending (busiest, worst first) otherwise"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
+    offset: Offset = 0,
+) -> OverviewQuery:
+    return OverviewQuery(
+        q=q or None,
+        model=model,
+        team=team,
+        state=state,
+        alerting=alerting,
+        drifting=drifting,
+        rollout=rollout,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+    )
+
+
+OverviewParams = Annotated[OverviewQuery, Depends(_overview_query)]

@@ -6,7 +6,14 @@ from fastapi import APIRouter
 
 from fleet_core.auth import Role
 from fleet_core.errors import NotFound
-from fleet_monitor.api.deps import CurrentPrincipal, EngineDep, ReadAccess, Reader, StoreDep
+from fleet_monitor.api.deps import (
+    CurrentPrincipal,
+    EngineDep,
+    OverviewParams,
+    ReadAccess,
+    Reader,
+    StoreDep,
+)
 from fleet_monitor.api.schemas import ConfigView, ModelDetail, Overview
 from fleet_monitor.config import ModelConfig
 from fleet_monitor.engine import MonitorEngine
@@ -15,11 +22,18 @@ from fleet_monitor.views import model_detail, model_names, overview
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-@router.get("/overview", summary="Every model: traffic, latency, errors, drift, alerts, rollout")
-async def get_overview(engine: EngineDep, store: StoreDep, reader: Reader) -> Overview:
+@router.get(
+    "/overview",
+    summary="The fleet, a page at a time: traffic, latency, errors, drift, alerts, rollout per model",
+    description="Filter by name (`q` contains, `model` exact), `team`, `state`, `alerting`, `drifting`, "
+    "`rollout` in progress; sort by `name`, `rps`, `error_rate`, `latency_p95`, `drift` or `alerts`; "
+    "page with `limit` and `offset`. `total` counts the matching models, `total_models`, "
+    "`alerts_firing` and `events_ingested` every model the caller may see (its teams only).",
+)
+async def get_overview(engine: EngineDep, store: StoreDep, reader: Reader, query: OverviewParams) -> Overview:
     async with store.transaction() as s:
-        firing = await store.alerts(s, state="firing", limit=1000, models=visible_models(engine, reader))
-    return overview(engine, firing, sees=reader.sees)
+        firing = await store.firing_counts(s)
+    return overview(engine, firing, sees=reader.sees, query=query)
 
 
 def visible_models(engine: MonitorEngine, reader: ReadAccess) -> list[str] | None:

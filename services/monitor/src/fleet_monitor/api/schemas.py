@@ -50,14 +50,28 @@ class ModelSummary(BaseModel):
     last_request_at: datetime | None
     live: LiveStats
     drifting: list[str] = Field(description="Drift kinds with an open episode, e.g. ['data']")
+    drift_score: float | None = Field(
+        default=None,
+        description="Largest PSI in the latest data and prediction drift windows of the model's "
+        "versions (0.1 is a moderate shift, 0.2 a large one); None before any window was scored",
+    )
     alerts_firing: int
 
 
 class Overview(BaseModel):
+    """One page of the fleet overview; the totals count every model the caller may see."""
+
     generated_at: datetime
     window_s: float
-    models: list[ModelSummary]
-    alerts_firing: int
+    models: list[ModelSummary] = Field(description="This page of the models matching the filters")
+    total: int = Field(description="Models matching the filters (all pages)")
+    total_models: int = Field(description="Models the caller may see, before filters")
+    limit: int
+    offset: int
+    sort: str
+    order: str
+    teams: list[str] = Field(description="Teams of the models the caller may see (for a team filter)")
+    alerts_firing: int = Field(description="Alerts firing on the models the caller may see")
     events_ingested: int
 
 

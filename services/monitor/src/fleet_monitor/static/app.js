@@ -2,7 +2,9 @@
  *
  * Reads the monitor's JSON API on the same origin (GET /v1/overview, /v1/models/{name},
  * /v1/alerts, the /v1/stream Server-Sent Events) and renders three hash routes:
- *   #/                 fleet overview, live from the stream (polling if the stream fails)
+ *   #/                 fleet overview, a page at a time (search, filters and sort in the hash:
+ *                      #/?q=churn&team=credit&sort=rps&page=2), live from the stream (polling if
+ *                      the stream fails); the server pages, sorts and filters
  *   #/models/{name}    one model: versions, charts (uPlot), drift, rollout, alerts; polled
  *   #/alerts           alerts, filtered by ?state=firing|resolved
  * All text reaches the page through textContent, never innerHTML, so names and summaries
@@ -229,9 +231,13 @@
 
   // ------------------------------------------------------------------ live overview feed
 
-  /** One overview feed for the whole page: the header always shows it, the fleet view renders it. */
+  /** One overview feed for the whole page: the header always shows its totals, the view that set
+   * the query renders its page. The query is the same as GET /v1/overview's (filters, sort,
+   * limit, offset): the server pages, so the page never receives more than one page of models. */
   const feed = {
     latest: null,
+    latestQuery: null,
+    query: "limit=1",
     listeners: new Set(),
     source: null,
     poll: null,
@@ -239,19 +245,27 @@
 
     subscribe(fn) {
       this.listeners.add(fn);
-      if (this.latest) fn(this.latest);
+      if (this.latest) fn(this.latest, this.latestQuery);
       return () => this.listeners.delete(fn);
     },
 
-    publish(overview) {
+    publish(overview, query) {
       this.latest = overview;
+      this.latestQuery = query;
       for (const fn of this.listeners) {
         try {
-          fn(overview);
+          fn(overview, query);
         } catch (err) {
           showNotice(`Could not render: ${err.message}`);
         }
       }
+    },
+
+    /** Follow another query (a new search, filter, sort or page): reconnects at once. */
+    setQuery(query) {
+      if (query === this.query && (this.source || this.poll)) return;
+      this.query = query;
+      this.start();
     },
 
     setMode(mode, title) {
@@ -270,8 +284,10 @@
         return;
       }
       this.setMode("connecting");
-      const source = new EventSource("/v1/stream");
+      const query = this.query;
+      const source = new EventSource(`/v1/stream?${query}`);
       source.addEventListener("overview", (event) => {
+        if (this.source !== source) return;
         let data;
         try {
           data = JSON.parse(event.data);
@@ -279,7 +295,7 @@
           return;
         }
         this.setMode("live", "Server-Sent Events from /v1/stream");
-        this.publish(data);
+        this.publish(data, query);
       });
       source.addEventListener("error", () => {
         if (this.source !== source) return;
@@ -292,11 +308,12 @@
 
     startPolling() {
       this.polls = 0;
+      const query = this.query;
       this.poll = poller(async (signal) => {
         try {
-          const data = await api("/v1/overview", signal);
+          const data = await api(`/v1/overview?${query}`, signal);
           this.setMode("polling", `GET /v1/overview every ${OVERVIEW_POLL_MS / 1000} s`);
-          this.publish(data);
+          if (query === this.query) this.publish(data, query);
         } catch (err) {
           if (isAbort(err)) return;
           this.setMode(err.status === 401 ? "token needed" : "offline", err.message);
@@ -411,30 +428,149 @@
 
   // ------------------------------------------------------------------ #/ fleet overview
 
-  function overviewView(root) {
+  const PAGE_SIZE = 50;
+  const SORTS = [
+    ["name", "Name"], ["rps", "Traffic (busiest first)"], ["error_rate", "Error rate (worst first)"],
+    ["latency_p95", "p95 latency (slowest first)"], ["drift", "Drift (worst first)"], ["alerts", "Alerts firing"],
+  ];
+  const STATES = [["", "Any state"], ["serving", "Serving"], ["idle", "Idle"], ["not deployed", "Not deployed"]];
+  const SEARCH_DEBOUNCE_MS = 120;
+
+  /** The overview's view state, kept in the hash (#/?q=churn&team=credit&sort=rps&page=2). */
+  function overviewState(params) {
+    const sort = SORTS.some(([v]) => v === params.get("sort")) ? params.get("sort") : "name";
+    const state = STATES.some(([v]) => v && v === params.get("state")) ? params.get("state") : "";
+    const page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+    return {
+      q: (params.get("q") || "").slice(0, 100),
+      team: params.get("team") || "",
+      state,
+      alerting: params.get("alerting") === "true",
+      sort,
+      page,
+    };
+  }
+
+  function overviewQuery(st) {
+    const q = new URLSearchParams({ sort: st.sort, limit: String(PAGE_SIZE), offset: String((st.page - 1) * PAGE_SIZE) });
+    if (st.q) q.set("q", st.q);
+    if (st.team) q.set("team", st.team);
+    if (st.state) q.set("state", st.state);
+    if (st.alerting) q.set("alerting", "true");
+    return q.toString();
+  }
+
+  function overviewHash(st) {
+    const q = new URLSearchParams();
+    if (st.q) q.set("q", st.q);
+    if (st.team) q.set("team", st.team);
+    if (st.state) q.set("state", st.state);
+    if (st.alerting) q.set("alerting", "true");
+    if (st.sort !== "name") q.set("sort", st.sort);
+    if (st.page > 1) q.set("page", String(st.page));
+    const text = q.toString();
+    return text ? `#/?${text}` : "#/";
+  }
+
+  function overviewView(root, params) {
+    const st = overviewState(params);
     const columns = [
       { label: "Model" }, { label: "Team" }, { label: "State" },
       { label: "Traffic", title: "Versions in the route table with their share of primary traffic" },
       { label: "Rollout" },
       { label: "rps", num: true, title: "Requests per second over the sliding window" },
-      { label: "Errors", num: true }, { label: "p95", num: true }, { label: "Drift" },
+      { label: "Errors", num: true }, { label: "p95", num: true },
+      { label: "Drift", title: "Open drift episodes; the number is the largest PSI of the latest windows" },
       { label: "Alerts", num: true, title: "Alerts firing" },
     ];
     const t = table("models-table", columns, "models");
     const subtitle = h("p", { class: "subtitle", testid: "overview-subtitle" });
+
+    const search = h("input", {
+      type: "search", class: "search", placeholder: "Search models by name", value: st.q,
+      "aria-label": "Search models by name", testid: "overview-search", maxlength: "100", autocomplete: "off",
+    });
+    const teamSelect = h("select", { testid: "filter-team", "aria-label": "Team" },
+      h("option", { value: "" }, "All teams"),
+      st.team ? h("option", { value: st.team, selected: true }, st.team) : null);
+    const stateSelect = h("select", { testid: "filter-state", "aria-label": "State" },
+      STATES.map(([v, label]) => h("option", { value: v, selected: v === st.state }, label)));
+    const alerting = h("input", { type: "checkbox", testid: "filter-alerting", checked: st.alerting });
+    const sortSelect = h("select", { testid: "overview-sort", "aria-label": "Sort by" },
+      SORTS.map(([v, label]) => h("option", { value: v, selected: v === st.sort }, label)));
+    const prev = h("button", { type: "button", class: "pager-button", testid: "page-prev" }, "← Previous");
+    const next = h("button", { type: "button", class: "pager-button", testid: "page-next" }, "Next →");
+    const pageText = h("span", { class: "muted small", testid: "page-range" });
+    const toolbar = h("div", { class: "toolbar", testid: "overview-toolbar" },
+      search, teamSelect, stateSelect,
+      h("label", { class: "check" }, alerting, " alerting"),
+      h("label", { class: "check" }, "sort ", sortSelect),
+      h("span", { class: "pager" }, prev, pageText, next));
     root.append(
       h("div", { class: "page-head" }, h("h1", null, "Fleet"), subtitle),
+      toolbar,
       h("section", { class: "card flush" }, t.el),
     );
     t.tbody.replaceChildren(emptyRow(t.span, "Loading…"));
 
-    const render = (ov) => {
+    let query = overviewQuery(st);
+    const apply = (changes, { resetPage = true } = {}) => {
+      Object.assign(st, changes);
+      if (resetPage && !("page" in changes)) st.page = 1;
+      // replaceState: the URL follows the view without a hashchange re-rendering it.
+      history.replaceState(null, "", overviewHash(st));
+      query = overviewQuery(st);
+      feed.setQuery(query);
+    };
+    let typing = null;
+    search.addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => apply({ q: search.value.trim() }), SEARCH_DEBOUNCE_MS);
+    });
+    search.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        clearTimeout(typing);
+        apply({ q: search.value.trim() });
+      }
+    });
+    teamSelect.addEventListener("change", () => apply({ team: teamSelect.value }));
+    stateSelect.addEventListener("change", () => apply({ state: stateSelect.value }));
+    alerting.addEventListener("change", () => apply({ alerting: alerting.checked }));
+    sortSelect.addEventListener("change", () => apply({ sort: sortSelect.value }));
+    prev.addEventListener("click", () => apply({ page: Math.max(1, st.page - 1) }));
+    next.addEventListener("click", () => apply({ page: st.page + 1 }));
+
+    const renderTeams = (teams) => {
+      const wanted = ["", ...new Set([...(teams || []), ...(st.team ? [st.team] : [])])].sort();
+      const have = [...teamSelect.options].map((o) => o.value);
+      if (have.join("\u0000") === wanted.join("\u0000")) return;
+      teamSelect.replaceChildren(...wanted.map((v) =>
+        h("option", { value: v, selected: v === st.team }, v || "All teams")));
+    };
+
+    const render = (ov, forQuery) => {
+      if (forQuery !== query) return; // a page of an earlier search or filter: not this one
       const models = ov.models || [];
-      subtitle.textContent = `${models.length} model${models.length === 1 ? "" : "s"} · live window ${
-        isNum(ov.window_s) ? ov.window_s : "?"} s`;
+      const total = isNum(ov.total) ? ov.total : models.length;
+      const all = isNum(ov.total_models) ? ov.total_models : total;
+      const filtered = st.q || st.team || st.state || st.alerting;
+      subtitle.textContent = `${fmt.int(all)} model${all === 1 ? "" : "s"}` +
+        (filtered ? ` · ${fmt.int(total)} match` : "") +
+        ` · live window ${isNum(ov.window_s) ? ov.window_s : "?"} s`;
+      const first = total ? (ov.offset || 0) + 1 : 0;
+      const last = (ov.offset || 0) + models.length;
+      pageText.textContent = total ? `${fmt.int(first)}–${fmt.int(last)} of ${fmt.int(total)}` : "none";
+      prev.disabled = st.page <= 1;
+      next.disabled = last >= total;
+      renderTeams(ov.teams);
       if (!models.length) {
-        t.tbody.replaceChildren(emptyRow(t.span,
-          "No models yet. The monitor learns about models from model.registered, rollout.updated and inference.logged events."));
+        if (total > 0 && st.page > 1) {
+          apply({ page: Math.max(1, Math.ceil(total / PAGE_SIZE)) }); // the page emptied: go to the last one
+          return;
+        }
+        t.tbody.replaceChildren(emptyRow(t.span, filtered
+          ? "No model matches the search and filters."
+          : "No models yet. The monitor learns about models from model.registered, rollout.updated and inference.logged events."));
         return;
       }
       t.tbody.replaceChildren(...models.map((m) => {
@@ -453,14 +589,22 @@
           h("td", { class: "num" }, fmt.ms(live.latency_p95_ms)),
           h("td", { testid: "drift" }, (m.drifting || []).length
             ? (m.drifting || []).map((k) => badge(`${k} drift`, "bad"))
-            : h("span", { class: "muted" }, "none")),
+            : h("span", { class: "muted" }, "none"),
+            isNum(m.drift_score) ? h("span", { class: "muted small", title: "largest PSI" }, ` ${fmt.stat(m.drift_score)}`) : null),
           h("td", { class: "num" }, m.alerts_firing > 0
             ? h("a", { href: "#/alerts?state=firing" }, badge(String(m.alerts_firing), "bad"))
             : h("span", { class: "muted" }, "0")),
         );
       }));
     };
-    return { dispose: feed.subscribe(render) };
+    const unsubscribe = feed.subscribe(render);
+    feed.setQuery(query);
+    return {
+      dispose() {
+        clearTimeout(typing);
+        unsubscribe();
+      },
+    };
   }
 
   // ------------------------------------------------------------------ charts
@@ -690,13 +834,13 @@
       missing.replaceChildren(h("h2", null, "Unknown model"),
         h("p", null, `The monitor has seen no event for a model named “${name}”. This page will fill in when one arrives.`));
     };
-    const poll = poller(async (signal) => {
-      // The browser logs every 404 response as a console error: while the live overview says the
-      // model does not exist, do not ask for it.
-      const known = feed.latest && Array.isArray(feed.latest.models)
-        ? feed.latest.models.some((m) => m.name === name) : true;
-      if (!known) {
-        showMissing();
+    // The browser logs every 404 response as a console error: ask for the model only once the
+    // live feed (following this one model) says it exists.
+    const feedQuery = new URLSearchParams({ model: name, limit: "1" }).toString();
+    let known = null;
+    const load = async (signal) => {
+      if (known !== true) {
+        if (known === false) showMissing();
         return;
       }
       try {
@@ -711,11 +855,21 @@
           showNotice(`Could not load ${name}: ${err.message}`);
         }
       }
-    }, MODEL_POLL_MS);
+    };
+    const unsubscribe = feed.subscribe((ov, query) => {
+      if (query !== feedQuery) return;
+      const was = known;
+      known = Array.isArray(ov.models) && ov.models.some((m) => m.name === name);
+      if (!known) showMissing();
+      else if (was !== true) load().catch(() => {});
+    });
+    feed.setQuery(feedQuery);
+    const poll = poller(load, MODEL_POLL_MS);
 
     return {
       dispose() {
         poll.stop();
+        unsubscribe();
         for (const c of charts) c.destroy();
         if (window.__fleetCharts) delete window.__fleetCharts;
       },
@@ -850,6 +1004,7 @@
   // ------------------------------------------------------------------ #/alerts
 
   function alertsView(root, params) {
+    feed.setQuery("limit=1"); // the header's totals only
     const state = ["firing", "resolved"].includes(params.get("state")) ? params.get("state") : "";
     const filter = h("div", { class: "segmented", testid: "alerts-filter", role: "group" },
       [["", "All"], ["firing", "Firing"], ["resolved", "Resolved"]].map(([value, label]) =>
@@ -916,7 +1071,7 @@
       current = alertsView(root, params);
     } else {
       document.title = "Fleet · ModelFleet monitor";
-      current = overviewView(root);
+      current = overviewView(root, params);
     }
     root.dataset.route = section;
     document.querySelectorAll("[data-nav]").forEach((a) => {
@@ -947,8 +1102,7 @@
     setUpAuthForm();
     feed.subscribe(renderHeader);
     window.addEventListener("hashchange", route);
-    feed.start();
-    route();
+    route(); // each view sets the feed's query, which connects it
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
