@@ -47,6 +47,7 @@ class FakeServingControl:
         self.address: str | None = None
         self.fail_next: str | None = None
         self.fail_smoke: str | None = None
+        self.described: list[str] = []
         self._lock = threading.Lock()
 
     def _maybe_fail(self) -> None:
@@ -100,6 +101,7 @@ class FakeServingControl:
             return [0 for _ in rows]
 
     def describe(self, app_name: str) -> FakeApp | None:
+        self.described.append(app_name)
         return self.apps.get(app_name)
 
     def list_apps(self) -> list[str]:

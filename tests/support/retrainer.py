@@ -242,9 +242,11 @@ class RetrainerHarness:
 
     async def all_jobs(self) -> list[dict[str, Any]]:
         """Every job, as an admin lists them."""
-        r = await self.client.get("/v1/jobs", params={"limit": 1000}, headers=self.auth())
+        r = await self.client.get("/v1/jobs", params={"limit": 500}, headers=self.auth())
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        page = r.json()
+        assert page["total"] == len(page["items"]), "more jobs than one page: page through them"
+        return page["items"]  # type: ignore[no-any-return]
 
     async def finished(self, job_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
         """The job once it has ended (registered, rejected or failed)."""

@@ -33,7 +33,8 @@ async def test_routes_rollouts_and_activity_survive_a_restart_on_postgres(
     async with running_deployer(tmp_path, serving=serving, database_url=postgres_url) as d:
         route = (await d.client.get("/v1/routes/churn", headers=d.auth())).json()
         assert route["table"]["revision"] == 3
-        listed = {x["version"]: x for x in (await d.client.get("/v1/deployments", headers=d.auth())).json()}
+        page = (await d.client.get("/v1/deployments", headers=d.auth())).json()
+        listed = {x["version"]: x for x in page["items"]}
         assert datetime.fromisoformat(listed[1]["last_request_at"]) == later
         assert listed[1]["idle"] is False and listed[1]["traffic_weight"] == 50.0
         rollback = await d.client.post("/v1/models/churn/rollback", headers=d.auth())

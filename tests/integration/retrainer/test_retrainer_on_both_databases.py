@@ -49,7 +49,9 @@ async def test_jobs_from_before_the_migration_have_no_team_and_new_ones_have_the
         everyone = {j["id"]: j["team"] for j in await h.all_jobs()}
         assert everyone == {"00000000-0000-4000-8000-000000000001": None, new["id"]: "alpha"}
         alpha = h.auth(Role.VIEWER, ["alpha"])
-        assert [j["id"] for j in (await h.client.get("/v1/jobs", headers=alpha)).json()] == [new["id"]]
+        assert [j["id"] for j in (await h.client.get("/v1/jobs", headers=alpha)).json()["items"]] == [
+            new["id"]
+        ]
         legacy = await h.client.get("/v1/jobs/00000000-0000-4000-8000-000000000001", headers=alpha)
         assert legacy.status_code == 403, legacy.text
 

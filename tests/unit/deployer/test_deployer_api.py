@@ -41,7 +41,7 @@ async def test_direct_deploy_places_the_version_in_the_pool_and_routes_all_traff
         (2, "promoted", 1),
         (1, "promoted", 2),
     ]
-    listing = (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()
+    listing = (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()["items"]
     assert [(d["version"], d["traffic_weight"], d["state"], d["placement"]["kind"]) for d in listing] == [
         (1, 100.0, "ready", "pool"),
         (2, 0.0, "ready", "pool"),
@@ -157,7 +157,7 @@ async def test_a_failed_ray_deploy_is_recorded_and_leaves_the_routes_alone(
     assert [a["version"] for a in route["table"]["arms"]] == [1]
     states = {
         d["version"]: d["state"]
-        for d in (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()
+        for d in (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()["items"]
     }
     assert states == {1: "ready", 2: "failed"}
 
@@ -192,7 +192,7 @@ async def test_auth_errors(deployer: DeployerHarness) -> None:
     other_team = deployer.auth(Role.DEPLOYER, ["ads"])
     assert (await c.get("/v1/routes/churn", headers=other_team)).status_code == 403
     assert (await c.get("/v1/routes", headers=other_team)).json()["models"] == []
-    assert (await c.get("/v1/deployments", headers=other_team)).json() == []
+    assert (await c.get("/v1/deployments", headers=other_team)).json()["items"] == []
     assert [m["model"] for m in (await c.get("/v1/routes", headers=viewer)).json()["models"]] == ["churn"]
 
     missing = await c.get("/v1/routes/nope", headers=deployer.auth())

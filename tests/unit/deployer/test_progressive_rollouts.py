@@ -211,7 +211,7 @@ async def test_blue_green_smoke_tests_switches_and_retires_blue_after_the_window
     await deployer.controller.progress_tick()
     assert (await rollout(deployer, r["id"]))["phase"] == "promoted"
     assert "fleet-churn-v1" not in serving.apps
-    listed = (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()
+    listed = (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()["items"]
     assert [d["version"] for d in listed] == [2], "retired versions leave the list"
 
     serving.fail_smoke = "model raised ValueError on the example input"

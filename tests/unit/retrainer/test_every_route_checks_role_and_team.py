@@ -53,7 +53,7 @@ def assert_invalid(r: httpx.Response, field: str) -> None:
 
 
 async def job_id(h: RetrainerHarness, model: str) -> str:
-    jobs = (await h.client.get("/v1/jobs", params={"model": model}, headers=h.auth())).json()
+    jobs = (await h.client.get("/v1/jobs", params={"model": model}, headers=h.auth())).json()["items"]
     return str(jobs[0]["id"])
 
 
@@ -74,12 +74,14 @@ async def test_a_job_for_another_teams_model_is_refused_and_none_is_created(flee
 
 async def test_a_team_sees_only_its_own_jobs(fleet: Any) -> None:
     alpha = fleet.auth(Role.VIEWER, ["alpha"])
-    listed = (await fleet.client.get("/v1/jobs", headers=alpha)).json()
+    listed = (await fleet.client.get("/v1/jobs", headers=alpha)).json()["items"]
     assert {j["model"] for j in listed} == {"credit"}
     assert {j["team"] for j in listed} == {"alpha"}
-    assert (await fleet.client.get("/v1/jobs", params={"model": "ledger"}, headers=alpha)).json() == []
+    hidden = (await fleet.client.get("/v1/jobs", params={"model": "ledger"}, headers=alpha)).json()
+    assert (hidden["items"], hidden["total"]) == ([], 0)
+    assert (await fleet.client.get("/v1/jobs", params={"team": "beta"}, headers=alpha)).json()["total"] == 0
     everyone = (await fleet.client.get("/v1/jobs", headers=fleet.auth())).json()
-    assert {j["model"] for j in everyone} == {"credit", "ledger", "old"}
+    assert {j["model"] for j in everyone["items"]} == {"credit", "ledger", "old"} and everyone["total"] == 3
 
 
 async def test_one_job_and_its_logs_need_the_jobs_team(fleet: Any) -> None:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleet_sdk.cli_lists import AllOpt, LimitOpt, OffsetOpt, fetch, more, title
 from fleet_sdk.cli_top import top
 from fleet_sdk.client import Client
 from fleet_sdk.config import fleet_home
@@ -209,12 +210,23 @@ def models_list(
     team: Annotated[str | None, typer.Option(help="Only this team")] = None,
     tag: Annotated[str | None, typer.Option(help="Only models with this tag")] = None,
     name: Annotated[str | None, typer.Option(help="Name contains")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Include archived models")] = False,
+    archived: Annotated[bool, typer.Option("--archived", help="Include archived models")] = False,
+    sort: Annotated[str, typer.Option(help="name, updated or created; -desc, e.g. -updated")] = "name",
+    limit: LimitOpt = 50,
+    offset: OffsetOpt = 0,
+    all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List models."""
+    """List models, a page at a time (--all for every one)."""
     with _client() as c:
-        models = c.list_models(team=team, tag=tag, name=name, include_archived=all_)
+        models, total = fetch(
+            lambda size, at: c.models_page(
+                team=team, tag=tag, name=name, include_archived=archived, sort=sort, limit=size, offset=at
+            ),
+            limit=limit,
+            offset=offset,
+            everything=all_,
+        )
     if as_json:
         _dump(models)
         return
@@ -230,7 +242,9 @@ def models_list(
         ]
         for m in models
     ]
-    _table(f"Models ({len(models)})", ["name", "team", "latest", "aliases", "tags", "state", "updated"], rows)
+    columns = ["name", "team", "latest", "aliases", "tags", "state", "updated"]
+    _table(title("Models", len(models), total, offset), columns, rows)
+    more(len(models), total, offset)
 
 
 @models_app.command("show")
@@ -701,19 +715,52 @@ def _placement(d: dict[str, Any]) -> str:
 
 
 @deployments_app.command("list")
-def deployments_list(as_json: JsonOpt = False) -> None:
-    """Every deployed version: placement, state, replicas, traffic, last request and idle state."""
-    items = _client().deployments()
+def deployments_list(
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    state: Annotated[str | None, typer.Option(help="pending, deploying, ready, failed or retired")] = None,
+    idle: Annotated[
+        bool | None, typer.Option("--idle/--active", help="Only idle, or only active, versions")
+    ] = None,
+    placement: Annotated[str | None, typer.Option(help="pool or dedicated")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name contains")] = None,
+    sort: Annotated[
+        str, typer.Option(help="name, updated, last_request or traffic; -desc, e.g. -traffic")
+    ] = "name",
+    retired: Annotated[bool, typer.Option("--retired", help="Include retired versions")] = False,
+    limit: LimitOpt = 50,
+    offset: OffsetOpt = 0,
+    all_: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deployed versions, a page at a time: placement, state, replicas, traffic, last request, idle."""
+    with _client() as c:
+        items, total = fetch(
+            lambda size, at: c.deployments_page(
+                team=team,
+                state=state,
+                idle=idle,
+                placement=placement,
+                name=name,
+                sort=sort,
+                include_retired=retired,
+                limit=size,
+                offset=at,
+            ),
+            limit=limit,
+            offset=offset,
+            everything=all_,
+        )
     if as_json:
         _dump(items)
         return
     _table(
-        f"Deployments ({len(items)})",
-        ["model", "version", "placement", "state", "replicas", "traffic %", "last request", "idle"],
+        title("Deployments", len(items), total, offset),
+        ["model", "version", "team", "placement", "state", "replicas", "traffic %", "last request", "idle"],
         [
             [
                 d.get("model"),
                 d.get("version"),
+                d.get("team"),
                 _placement(d),
                 d.get("state"),
                 d.get("replicas"),
@@ -724,6 +771,7 @@ def deployments_list(as_json: JsonOpt = False) -> None:
             for d in items
         ],
     )
+    more(len(items), total, offset)
 
 
 @deployments_app.command("show")
@@ -884,15 +932,26 @@ def retrain(
 def jobs_list(
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
     state: Annotated[str | None, typer.Option(help="queued, running, registered, rejected or failed")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    sort: Annotated[str, typer.Option(help="created or model; -desc")] = "-created",
+    limit: LimitOpt = 50,
+    offset: OffsetOpt = 0,
+    all_: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Retraining jobs, newest first."""
-    items = _client().jobs(model, state)
+    """Retraining jobs, newest first, a page at a time."""
+    with _client() as c:
+        items, total = fetch(
+            lambda size, at: c.jobs_page(model, state, team=team, sort=sort, limit=size, offset=at),
+            limit=limit,
+            offset=offset,
+            everything=all_,
+        )
     if as_json:
         _dump(items)
         return
     _table(
-        f"Jobs ({len(items)})",
+        title("Jobs", len(items), total, offset),
         ["id", "model", "trigger", "state", "champion", "new", "reason", "started"],
         [
             [
@@ -908,6 +967,7 @@ def jobs_list(
             for j in items
         ],
     )
+    more(len(items), total, offset)
 
 
 @jobs_app.command("show")
@@ -989,15 +1049,34 @@ def rollout_start(
 
 @rollout_app.command("list")
 def rollout_list(
-    model: Annotated[str | None, typer.Option(help="Only this model")] = None, as_json: JsonOpt = False
+    model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(help="The phase: pending, progressing, paused, promoted, rolled_back, aborted, failed"),
+    ] = None,
+    strategy: Annotated[str | None, typer.Option(help="direct, canary, ab, shadow or blue_green")] = None,
+    sort: Annotated[str, typer.Option(help="created, updated or model; -desc")] = "-created",
+    limit: LimitOpt = 50,
+    offset: OffsetOpt = 0,
+    all_: AllOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Rollouts, newest first."""
-    items = _client().rollouts(model)
+    """Rollouts, newest first, a page at a time."""
+    with _client() as c:
+        items, total = fetch(
+            lambda size, at: c.rollouts_page(
+                model, team=team, phase=state, strategy=strategy, sort=sort, limit=size, offset=at
+            ),
+            limit=limit,
+            offset=offset,
+            everything=all_,
+        )
     if as_json:
         _dump(items)
         return
     _table(
-        f"Rollouts ({len(items)})",
+        title("Rollouts", len(items), total, offset),
         ["id", "model", "version", "strategy", "phase", "step", "reason", "started"],
         [
             [
@@ -1013,6 +1092,7 @@ def rollout_list(
             for r in items
         ],
     )
+    more(len(items), total, offset)
 
 
 @rollout_app.command("show")

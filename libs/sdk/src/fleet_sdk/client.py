@@ -114,14 +114,32 @@ class Client:
             raise FleetAPIError(response.status_code, problem)
         return response
 
-    def _pages(self, path: str, params: dict[str, Any], page_size: int = 200) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self,
+        path: str,
+        params: dict[str, Any],
+        page_size: int = 200,
+        *,
+        via: httpx.Client | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged listing (``{items, total, limit, offset}``), a page at a time."""
         offset = 0
         while True:
-            page = self._request("GET", path, params={**params, "limit": page_size, "offset": offset})
+            page = self._page(path, params, limit=page_size, offset=offset, via=via)
             yield from page["items"]
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
                 return
+
+    def _page(
+        self, path: str, params: dict[str, Any], *, limit: int, offset: int, via: httpx.Client | None = None
+    ) -> dict[str, Any]:
+        """One page: ``{"items", "total", "limit", "offset"}``; filters that are None are left out."""
+        query = {k: _query_value(v) for k, v in params.items() if v is not None}
+        result: dict[str, Any] = self._request(
+            "GET", path, params={**query, "limit": limit, "offset": offset}, via=via
+        )
+        return result
 
     # ------------------------------------------------------------------ health
 
@@ -147,10 +165,26 @@ class Client:
         tag: str | None = None,
         name: str | None = None,
         include_archived: bool = False,
+        sort: str = "name",
     ) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"team": team, "tag": tag, "name": name}.items() if v}
-        params["include_archived"] = str(include_archived).lower()
+        """Every model that matches (paged through); ``sort``: name, updated, created, ``-`` desc."""
+        params = _model_filters(team, tag, name, include_archived, sort)
         return list(self._pages("/v1/models", params))
+
+    def models_page(
+        self,
+        *,
+        team: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        include_archived: bool = False,
+        sort: str = "name",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """One page of models: ``{"items", "total", "limit", "offset"}``."""
+        params = _model_filters(team, tag, name, include_archived, sort)
+        return self._page("/v1/models", params, limit=limit, offset=offset)
 
     def update_model(
         self, name: str, *, description: str | None = None, tags: list[str] | None = None
@@ -365,9 +399,40 @@ class Client:
         current = params.get("route_revision")
         return current is not None and current >= revision and bool(params.get("route_complete", True))
 
-    def deployments(self) -> list[dict[str, Any]]:
-        result = self._request("GET", "/v1/deployments", via=self._deployer)
-        return result["items"] if isinstance(result, dict) and "items" in result else result  # type: ignore[no-any-return]
+    def deployments(
+        self,
+        *,
+        team: str | None = None,
+        state: str | None = None,
+        idle: bool | None = None,
+        placement: str | None = None,
+        name: str | None = None,
+        sort: str = "name",
+        include_retired: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Every deployed version that matches, paged through. Filters combine: ``state`` (pending,
+        deploying, ready, failed, retired), ``idle``, ``placement`` (pool or dedicated), ``name``
+        (model name contains); ``sort``: name, updated, last_request, traffic (``-`` descending)."""
+        params = _deployment_filters(team, state, idle, placement, name, sort, include_retired)
+        return list(self._pages("/v1/deployments", params, via=self._deployer))
+
+    def deployments_page(
+        self,
+        *,
+        team: str | None = None,
+        state: str | None = None,
+        idle: bool | None = None,
+        placement: str | None = None,
+        name: str | None = None,
+        sort: str = "name",
+        include_retired: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """One page of deployments: ``{"items", "total", "limit", "offset"}`` (filters as
+        :meth:`deployments`)."""
+        params = _deployment_filters(team, state, idle, placement, name, sort, include_retired)
+        return self._page("/v1/deployments", params, limit=limit, offset=offset, via=self._deployer)
 
     def deployment(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/deployments/{name}", via=self._deployer)  # type: ignore[no-any-return]
@@ -399,10 +464,34 @@ class Client:
         """``pause``, ``resume``, ``promote`` or ``abort`` a progressive rollout."""
         return self._request("POST", f"/v1/rollouts/{rollout_id}/{command}", via=self._deployer)  # type: ignore[no-any-return]
 
-    def rollouts(self, model: str | None = None) -> list[dict[str, Any]]:
-        params = {"model": model} if model else {}
-        result = self._request("GET", "/v1/rollouts", params=params, via=self._deployer)
-        return result["items"] if isinstance(result, dict) and "items" in result else result  # type: ignore[no-any-return]
+    def rollouts(
+        self,
+        model: str | None = None,
+        *,
+        team: str | None = None,
+        phase: str | None = None,
+        strategy: str | None = None,
+        sort: str = "-created",
+    ) -> list[dict[str, Any]]:
+        """Every rollout that matches, newest first unless ``sort`` (created, updated, model; ``-``
+        descending) says otherwise, paged through."""
+        params = {"model": model, "team": team, "phase": phase, "strategy": strategy, "sort": sort}
+        return list(self._pages("/v1/rollouts", params, via=self._deployer))
+
+    def rollouts_page(
+        self,
+        model: str | None = None,
+        *,
+        team: str | None = None,
+        phase: str | None = None,
+        strategy: str | None = None,
+        sort: str = "-created",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """One page of rollouts: ``{"items", "total", "limit", "offset"}``."""
+        params = {"model": model, "team": team, "phase": phase, "strategy": strategy, "sort": sort}
+        return self._page("/v1/rollouts", params, limit=limit, offset=offset, via=self._deployer)
 
     # ------------------------------------------------------------------ inference (gateway)
 
@@ -546,9 +635,32 @@ class Client:
         body = {"model": name, **({"version": version} if version else {})}
         return self._request("POST", "/v1/jobs", json=body, via=self._retrainer)  # type: ignore[no-any-return]
 
-    def jobs(self, model: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"model": model, "state": state}.items() if v}
-        return self._request("GET", "/v1/jobs", params=params, via=self._retrainer)  # type: ignore[no-any-return]
+    def jobs(
+        self,
+        model: str | None = None,
+        state: str | None = None,
+        *,
+        team: str | None = None,
+        sort: str = "-created",
+    ) -> list[dict[str, Any]]:
+        """Every retraining job that matches, newest first unless ``sort`` (created, model; ``-``
+        descending) says otherwise, paged through."""
+        params = {"model": model, "state": state, "team": team, "sort": sort}
+        return list(self._pages("/v1/jobs", params, via=self._retrainer))
+
+    def jobs_page(
+        self,
+        model: str | None = None,
+        state: str | None = None,
+        *,
+        team: str | None = None,
+        sort: str = "-created",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """One page of jobs: ``{"items", "total", "limit", "offset"}``."""
+        params = {"model": model, "state": state, "team": team, "sort": sort}
+        return self._page("/v1/jobs", params, limit=limit, offset=offset, via=self._retrainer)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}", via=self._retrainer)  # type: ignore[no-any-return]
@@ -574,6 +686,37 @@ class Client:
         from fleet_sdk.sklearn import register_sklearn
 
         return register_sklearn(self, name, estimator, X_train, y_train, **options)
+
+
+def _query_value(value: Any) -> Any:
+    """Booleans as the API spells them in a query string."""
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def _model_filters(
+    team: str | None, tag: str | None, name: str | None, include_archived: bool, sort: str
+) -> dict[str, Any]:
+    return {"team": team, "tag": tag, "name": name, "include_archived": include_archived, "sort": sort}
+
+
+def _deployment_filters(
+    team: str | None,
+    state: str | None,
+    idle: bool | None,
+    placement: str | None,
+    name: str | None,
+    sort: str,
+    include_retired: bool,
+) -> dict[str, Any]:
+    return {
+        "team": team,
+        "state": state,
+        "idle": idle,
+        "placement": placement,
+        "name": name,
+        "sort": sort,
+        "include_retired": include_retired,
+    }
 
 
 def _json_default(value: Any) -> Any:

@@ -31,14 +31,3 @@ class ActivityTracker:
     def restore(self, batch: dict[tuple[str, int], datetime]) -> None:
         for (model, version), at in batch.items():
             self.touch(model, version, at)
-
-
-def merged(
-    stored: dict[tuple[str, int], datetime], pending: dict[tuple[str, int], datetime]
-) -> dict[tuple[str, int], datetime]:
-    """Stored times overlaid with newer in-memory ones."""
-    result = dict(stored)
-    for key, at in pending.items():
-        if key not in result or at > result[key]:
-            result[key] = at
-    return result

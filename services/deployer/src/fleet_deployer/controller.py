@@ -34,14 +34,18 @@ from fleet_core.events import (
 )
 from fleet_core.log import get_logger
 from fleet_core.schemas import ResourceQuota
-from fleet_core.serving import POOL_APP, ModelRoute, ModelSpec, PoolSizing, RoutesSnapshot
-from fleet_deployer.activity import ActivityTracker, merged
+from fleet_core.serving import POOL_APP, ModelRoute, ModelSpec, PoolSizing, RoutesSnapshot, ServedVersion
+from fleet_deployer.activity import ActivityTracker
 from fleet_deployer.entities import (
     Deployment,
+    DeploymentFilter,
+    DeploymentSort,
     DeploymentView,
     KnownVersion,
     Rollout,
     RolloutAction,
+    RolloutFilter,
+    RolloutSort,
 )
 from fleet_deployer.placement import effective_quota, placement_for, pool_config
 from fleet_deployer.pool_apply import PoolApplier, PoolMetrics
@@ -204,18 +208,10 @@ class DeploymentController:
         return found
 
     async def rollouts(
-        self,
-        *,
-        teams: list[str] | None,
-        model: str | None = None,
-        phase: RolloutPhase | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, where: RolloutFilter, *, sort: RolloutSort = "-created", limit: int = 100, offset: int = 0
     ) -> tuple[list[Rollout], int]:
         async with self.store.transaction() as s:
-            return await self.store.rollouts(
-                s, teams=teams, model=model, phase=phase, limit=limit, offset=offset
-            )
+            return await self.store.rollouts(s, where, sort=sort, limit=limit, offset=offset)
 
     # ------------------------------------------------------------------ events
 
@@ -1141,49 +1137,88 @@ class DeploymentController:
             if team is None:
                 raise NotFound(f"model '{model}' is not known to the deployer", field="model")
             table = await self.store.route(s, model) or empty_table(model)
-            return await self._model_route(s, team, table)
+            return (await self._model_routes(s, [(team, table)], teams=None, model=model))[0]
 
-    async def _model_route(self, s: AsyncSession, team: str, table: RouteTable) -> ModelRoute:
-        """The table with every version it names, plus every other live deployment of the model
-        (so a gateway can serve explicit-version requests for versions at 0 %)."""
-        deployments = {d.version: d for d in await self.store.deployments(s, model=table.model)}
-        for arm in table.arms:
-            if arm.version not in deployments:
-                dep = await self.store.deployment(s, table.model, arm.version)
-                if dep is not None:
-                    deployments[arm.version] = dep
-        specs = await self.store.specs(s, table.model, deployments)
-        served = [deployments[v].served(specs[v]) for v in sorted(deployments) if v in specs]
-        return ModelRoute(model=table.model, team=team, table=table, versions=served)
+    async def _model_routes(
+        self,
+        s: AsyncSession,
+        tables: list[tuple[str, RouteTable]],
+        *,
+        teams: list[str] | None,
+        model: str | None = None,
+    ) -> list[ModelRoute]:
+        """Each table with every version it names, plus every other live deployment of its model
+        (so a gateway can serve explicit-version requests for versions at 0 %). A fixed number of
+        queries whatever the number of models: live deployments in one, retired versions an arm
+        still names in another."""
+        served: dict[str, dict[int, ServedVersion]] = {t.model: {} for _, t in tables}
+        for dep, spec in await self.store.routed_deployments(s, teams=teams, model=model):
+            if dep.model in served:
+                served[dep.model][dep.version] = dep.served(spec)
+        named = {(t.model, a.version) for _, t in tables for a in t.arms if a.version not in served[t.model]}
+        if named:
+            for dep, spec in await self.store.deployments_at(s, named):
+                served[dep.model][dep.version] = dep.served(spec)
+        return [
+            ModelRoute(
+                model=table.model,
+                team=team,
+                table=table,
+                versions=[served[table.model][v] for v in sorted(served[table.model])],
+            )
+            for team, table in tables
+        ]
 
     async def snapshot(self, teams: list[str] | None) -> RoutesSnapshot:
         async with self.store.transaction() as s:
-            routes = [
-                await self._model_route(s, team, table)
-                for team, table in await self.store.routes(s, teams=teams)
-            ]
+            routes = await self._model_routes(s, await self.store.routes(s, teams=teams), teams=teams)
         return RoutesSnapshot(models=routes, generated_at=_now())
 
     async def deployment_views(
-        self, *, teams: list[str] | None, model: str | None = None, include_retired: bool = False
-    ) -> tuple[list[DeploymentView], dict[str, AppView | None]]:
-        """Deployments with traffic, activity and replicas, and the Serve view of each application."""
-        async with self.store.transaction() as s:
-            deployments = await self.store.deployments(
-                s, teams=teams, model=model, include_retired=include_retired
-            )
-            tables = {t.model: t for _, t in await self.store.routes(s, teams=teams)}
-            stored = await self.store.activity(s, model)
-        seen = merged(stored, self.activity.pending())
-        apps: dict[str, AppView | None] = {}
-        for app in sorted({d.placement.app for d in deployments if d.state != "retired"}):
-            apps[app] = await self._describe(app)
+        self,
+        where: DeploymentFilter,
+        *,
+        sort: DeploymentSort = "name",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[DeploymentView], int, dict[str, AppView | None]]:
+        """A page of deployments with traffic, activity and replicas, how many match in all, and
+        the Serve view of each application on the page (each asked once: the pool once).
+
+        Filtering, sorting and paging run in SQL; only a sort by traffic (a route table's weight)
+        orders the matching rows here. The last-request times gathered in memory are written first,
+        so the idle filter and the last-request sort see every request up to now."""
+        await self.flush_activity()
         now = _now()
         idle_after = timedelta(seconds=self.policy.idle_unload_s)
+        by_traffic = sort in ("traffic", "-traffic")
+        async with self.store.transaction() as s:
+            rows, total = await self.store.deployment_page(
+                s,
+                where,
+                idle_before=now - idle_after,
+                sort="name" if by_traffic else sort,
+                limit=None if by_traffic else limit,
+                offset=0 if by_traffic else offset,
+            )
+            tables = await self.store.routes_of(s, {d.model for d, _ in rows})
+
+        def weight(row: tuple[Deployment, datetime | None]) -> float:
+            dep = row[0]
+            return weight_of(tables.get(dep.model) or empty_table(dep.model), dep.version)
+
+        if by_traffic:
+            # Stable: equal weights stay in name order, so pages never overlap.
+            rows = sorted(rows, key=weight, reverse=sort == "-traffic")
+            rows = rows[offset:] if limit is None else rows[offset : offset + limit]
+        pending = self.activity.pending()
+        apps: dict[str, AppView | None] = {}
+        for app in sorted({d.placement.app for d, _ in rows if d.state != "retired"}):
+            apps[app] = await self._describe(app)
         views = []
-        for d in deployments:
+        for d, stored in rows:
+            last = max(filter(None, (stored, pending.get((d.model, d.version)))), default=None)
             table = tables.get(d.model) or empty_table(d.model)
-            last = seen.get((d.model, d.version))
             view = apps.get(d.placement.app)
             views.append(
                 DeploymentView(
@@ -1203,7 +1238,7 @@ class DeploymentController:
                     updated_at=d.updated_at,
                 )
             )
-        return views, apps
+        return views, total, apps
 
     async def _describe(self, app: str) -> AppView | None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -9,8 +10,15 @@ from pydantic import BaseModel, Field
 
 from fleet_core.events import RolloutPhase, RouteTable, Strategy
 from fleet_core.schemas import DeployPolicy, ResourceQuota
-from fleet_core.serving import DeploymentState, ModelSpec, Placement, ServedVersion
+from fleet_core.serving import DeploymentState, ModelSpec, Placement, PlacementKind, ServedVersion
 from fleet_deployer.routing import RouteCause
+
+DeploymentSort = Literal[
+    "name", "-name", "updated", "-updated", "last_request", "-last_request", "traffic", "-traffic"
+]
+"""How ``GET /v1/deployments`` orders its items; a leading ``-`` means descending."""
+RolloutSort = Literal["created", "-created", "updated", "-updated", "model", "-model"]
+"""How ``GET /v1/rollouts`` orders its items; a leading ``-`` means descending."""
 
 RolloutAction = Literal[
     "direct", "rollback", "candidate", "explicit", "unavailable", "canary", "ab", "shadow", "blue_green"
@@ -114,3 +122,31 @@ class DeploymentView(BaseModel):
     shadow: bool = Field(default=False, description="Receives shadow copies of requests")
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeploymentFilter:
+    """Which deployments a listing holds. ``teams`` is what the caller may read (None: every team);
+    the other fields narrow that down and combine (all must match)."""
+
+    teams: list[str] | None = None
+    team: str | None = None
+    model: str | None = None
+    name: str | None = None
+    """The model name contains this (names are lowercase, so any case matches)."""
+    state: DeploymentState | None = None
+    """Only this state; ``retired`` lists retired deployments even without ``include_retired``."""
+    placement: PlacementKind | None = None
+    idle: bool | None = None
+    include_retired: bool = False
+
+
+@dataclass(frozen=True)
+class RolloutFilter:
+    """Which rollouts a listing holds (all fields combine)."""
+
+    teams: list[str] | None = None
+    team: str | None = None
+    model: str | None = None
+    phase: RolloutPhase | None = None
+    strategy: Strategy | None = None

@@ -7,11 +7,11 @@ and the event announcing it commit together. Rows become entities before they le
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,16 @@ from fleet_core.events import RolloutPhase, RouteArm, RouteTable, Strategy
 from fleet_core.outbox import MessagingStore
 from fleet_core.schemas import ResourceQuota
 from fleet_core.serving import DeploymentState, ModelSpec, Placement
-from fleet_deployer.entities import Deployment, KnownVersion, Rollout, RouteHistoryEntry
+from fleet_deployer.entities import (
+    Deployment,
+    DeploymentFilter,
+    DeploymentSort,
+    KnownVersion,
+    Rollout,
+    RolloutFilter,
+    RolloutSort,
+    RouteHistoryEntry,
+)
 from fleet_deployer.models import (
     MESSAGING,
     DeploymentRow,
@@ -100,6 +109,80 @@ def _table(model: str, revision: int, arms: list[Any]) -> RouteTable:
 def _visible(column: Any, teams: Iterable[str] | None) -> Any:
     """``teams`` None means every team (admins and ``*`` members)."""
     return True if teams is None else column.in_(list(teams))
+
+
+IN_CHUNK = 500
+"""Values per ``IN (...)`` / ``OR`` list, well under SQLite's bound-parameter limit."""
+
+_ACTIVITY_JOIN = and_(
+    VersionActivityRow.model == DeploymentRow.model, VersionActivityRow.version == DeploymentRow.version
+)
+_SPEC_JOIN = and_(
+    KnownVersionRow.model == DeploymentRow.model, KnownVersionRow.version == DeploymentRow.version
+)
+_BY_NAME = (DeploymentRow.model, DeploymentRow.version)
+
+
+def _deployment_order(sort: DeploymentSort) -> list[Any]:
+    """ORDER BY for a sort key, always ending on (model, version) so pages never overlap."""
+    last = VersionActivityRow.last_request_at
+    orders: dict[str, list[Any]] = {
+        "name": list(_BY_NAME),
+        "-name": [c.desc() for c in _BY_NAME],
+        "updated": [DeploymentRow.updated_at, *_BY_NAME],
+        "-updated": [DeploymentRow.updated_at.desc(), *_BY_NAME],
+        # Never requested counts as the oldest request: first going up, last going down.
+        "last_request": [last.asc().nulls_first(), *_BY_NAME],
+        "-last_request": [last.desc().nulls_last(), *_BY_NAME],
+    }
+    if sort not in orders:
+        raise ValueError(f"the store cannot sort deployments by {sort!r}")
+    return orders[sort]
+
+
+def _deployment_where(where: DeploymentFilter, idle_before: datetime) -> list[Any]:
+    clauses = [_visible(DeploymentRow.team, where.teams)]
+    if where.team is not None:
+        clauses.append(DeploymentRow.team == where.team)
+    if where.model is not None:
+        clauses.append(DeploymentRow.model == where.model)
+    if where.name:
+        clauses.append(DeploymentRow.model.contains(where.name.lower(), autoescape=True))
+    if where.state is not None:
+        clauses.append(DeploymentRow.state == where.state)
+    elif not where.include_retired:
+        clauses.append(DeploymentRow.state != "retired")
+    if where.placement is not None:
+        clauses.append(DeploymentRow.placement_kind == where.placement)
+    if where.idle is not None:
+        # The view's rule: idle when the last request (or, never requested, the last change) is
+        # older than the idle window.
+        seen = func.coalesce(VersionActivityRow.last_request_at, DeploymentRow.updated_at)
+        clauses.append(seen < idle_before if where.idle else seen >= idle_before)
+    return clauses
+
+
+def _rollout_where(where: RolloutFilter) -> list[Any]:
+    clauses = [_visible(RolloutRow.team, where.teams)]
+    if where.team is not None:
+        clauses.append(RolloutRow.team == where.team)
+    if where.model is not None:
+        clauses.append(RolloutRow.model == where.model)
+    if where.phase is not None:
+        clauses.append(RolloutRow.phase == where.phase)
+    if where.strategy is not None:
+        clauses.append(RolloutRow.strategy == where.strategy)
+    return clauses
+
+
+_ROLLOUT_ORDER: dict[str, list[Any]] = {
+    "created": [RolloutRow.created_at, RolloutRow.id],
+    "-created": [RolloutRow.created_at.desc(), RolloutRow.id],
+    "updated": [RolloutRow.updated_at, RolloutRow.id],
+    "-updated": [RolloutRow.updated_at.desc(), RolloutRow.id],
+    "model": [RolloutRow.model, RolloutRow.created_at.desc(), RolloutRow.id],
+    "-model": [RolloutRow.model.desc(), RolloutRow.created_at.desc(), RolloutRow.id],
+}
 
 
 class DeployerStore(MessagingStore):
@@ -187,6 +270,69 @@ class DeployerStore(MessagingStore):
         rows = await s.scalars(query.order_by(DeploymentRow.model, DeploymentRow.version))
         return [_deployment(r) for r in rows]
 
+    async def deployment_page(
+        self,
+        s: AsyncSession,
+        where: DeploymentFilter,
+        *,
+        idle_before: datetime,
+        sort: DeploymentSort = "name",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[tuple[Deployment, datetime | None]], int]:
+        """One page of the deployments ``where`` matches, each with its stored last-request time,
+        and how many match in all; filtered, sorted and paged in SQL (``limit`` None: every one).
+        ``idle_before``: a deployment not requested (or changed) since then is idle."""
+        clauses = _deployment_where(where, idle_before)
+        joined = select(DeploymentRow).outerjoin(VersionActivityRow, _ACTIVITY_JOIN).where(*clauses)
+        total = await s.scalar(select(func.count()).select_from(joined.subquery()))
+        query = (
+            select(DeploymentRow, VersionActivityRow.last_request_at)
+            .outerjoin(VersionActivityRow, _ACTIVITY_JOIN)
+            .where(*clauses)
+            .order_by(*_deployment_order(sort))
+            .offset(offset)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        rows = (await s.execute(query)).all()
+        return [(_deployment(row), last) for row, last in rows], int(total or 0)
+
+    async def routed_deployments(
+        self, s: AsyncSession, *, teams: Iterable[str] | None = None, model: str | None = None
+    ) -> list[tuple[Deployment, ModelSpec]]:
+        """Every live (not retired) deployment of a model that has a route table the caller may
+        read (or every one of ``model``), with its spec: one query for the whole fleet."""
+        query = (
+            select(DeploymentRow, KnownVersionRow.spec)
+            .join(KnownVersionRow, _SPEC_JOIN)
+            .where(DeploymentRow.state != "retired")
+            .order_by(*_BY_NAME)
+        )
+        if model is not None:
+            query = query.where(DeploymentRow.model == model, _visible(DeploymentRow.team, teams))
+        else:
+            query = query.join(RouteTableRow, RouteTableRow.model == DeploymentRow.model).where(
+                _visible(RouteTableRow.team, teams)
+            )
+        rows = (await s.execute(query)).all()
+        return [(_deployment(row), ModelSpec.model_validate(spec)) for row, spec in rows]
+
+    async def deployments_at(
+        self, s: AsyncSession, keys: Collection[tuple[str, int]]
+    ) -> list[tuple[Deployment, ModelSpec]]:
+        """The deployments (in any state) at these (model, version) keys, with their specs."""
+        found: list[tuple[Deployment, ModelSpec]] = []
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start : start + IN_CHUNK]
+            match = or_(*(and_(DeploymentRow.model == m, DeploymentRow.version == v) for m, v in chunk))
+            rows = await s.execute(
+                select(DeploymentRow, KnownVersionRow.spec).join(KnownVersionRow, _SPEC_JOIN).where(match)
+            )
+            found.extend((_deployment(row), ModelSpec.model_validate(spec)) for row, spec in rows.all())
+        return found
+
     async def put_deployment(
         self,
         s: AsyncSession,
@@ -249,6 +395,17 @@ class DeployerStore(MessagingStore):
             select(RouteTableRow).where(_visible(RouteTableRow.team, teams)).order_by(RouteTableRow.model)
         )
         return [(r.team, _table(r.model, r.revision, r.arms)) for r in rows]
+
+    async def routes_of(self, s: AsyncSession, models: Collection[str]) -> dict[str, RouteTable]:
+        """The current route tables of these models (those that have one)."""
+        ordered = sorted(models)
+        tables: dict[str, RouteTable] = {}
+        for start in range(0, len(ordered), IN_CHUNK):
+            rows = await s.scalars(
+                select(RouteTableRow).where(RouteTableRow.model.in_(ordered[start : start + IN_CHUNK]))
+            )
+            tables.update({r.model: _table(r.model, r.revision, r.arms) for r in rows})
+        return tables
 
     async def save_route(
         self,
@@ -381,25 +538,16 @@ class DeployerStore(MessagingStore):
     async def rollouts(
         self,
         s: AsyncSession,
+        where: RolloutFilter,
         *,
-        teams: Iterable[str] | None = None,
-        model: str | None = None,
-        phase: RolloutPhase | None = None,
+        sort: RolloutSort = "-created",
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[Rollout], int]:
-        where = [_visible(RolloutRow.team, teams)]
-        if model is not None:
-            where.append(RolloutRow.model == model)
-        if phase is not None:
-            where.append(RolloutRow.phase == phase)
-        total = await s.scalar(select(func.count()).select_from(RolloutRow).where(*where))
+        clauses = _rollout_where(where)
+        total = await s.scalar(select(func.count()).select_from(RolloutRow).where(*clauses))
         rows = await s.scalars(
-            select(RolloutRow)
-            .where(*where)
-            .order_by(RolloutRow.created_at.desc(), RolloutRow.id)
-            .limit(limit)
-            .offset(offset)
+            select(RolloutRow).where(*clauses).order_by(*_ROLLOUT_ORDER[sort]).limit(limit).offset(offset)
         )
         return [_rollout(r) for r in rows], int(total or 0)
 
@@ -454,9 +602,3 @@ class DeployerStore(MessagingStore):
                 },
             )
             await s.execute(stmt)
-
-    async def activity(self, s: AsyncSession, model: str | None = None) -> dict[tuple[str, int], datetime]:
-        query = select(VersionActivityRow)
-        if model is not None:
-            query = query.where(VersionActivityRow.model == model)
-        return {(r.model, r.version): r.last_request_at for r in await s.scalars(query)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,10 @@ from fleet_core.schemas import (
 )
 
 T = TypeVar("T")
+
+
+ModelSort = Literal["name", "-name", "updated", "-updated", "created", "-created"]
+"""How ``GET /v1/models`` orders its items; a leading ``-`` means descending."""
 
 
 class Page(BaseModel, Generic[T]):

@@ -50,8 +50,8 @@ class ModelRow(Base):
     description: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[Any]] = mapped_column(default=list)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     created_by: Mapped[str] = mapped_column(String(200))
 
 

@@ -41,6 +41,7 @@ from fleet_registry.entities import (
     IssuedToken,
     Lineage,
     Model,
+    ModelSort,
     ModelVersion,
     ModelVersionSummary,
     Page,
@@ -72,6 +73,16 @@ def _visible(principal: Principal, team_column: Any) -> Any:
         return True
     return team_column.in_(principal.teams)
 
+
+_MODEL_ORDER: dict[str, list[Any]] = {
+    "name": [ModelRow.name],
+    "-name": [ModelRow.name.desc()],
+    "updated": [ModelRow.updated_at, ModelRow.name],
+    "-updated": [ModelRow.updated_at.desc(), ModelRow.name],
+    "created": [ModelRow.created_at, ModelRow.name],
+    "-created": [ModelRow.created_at.desc(), ModelRow.name],
+}
+"""ORDER BY per sort key; names are unique, so pages never overlap."""
 
 AUDIT_CONSUMER = "registry"
 
@@ -132,19 +143,42 @@ class RegistryStore:
         return {a: v for a, v in rows}
 
     async def _model_entity(self, s: AsyncSession, row: ModelRow) -> Model:
-        latest = await s.scalar(select(func.max(VersionRow.version)).where(VersionRow.model_id == row.id))
-        return Model(
-            name=row.name,
-            team=row.team,
-            description=row.description,
-            tags=list(row.tags or []),
-            archived=row.archived,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            created_by=row.created_by,
-            latest_version=latest,
-            aliases=await self._aliases(s, row.id),
+        return (await self._model_entities(s, [row]))[0]
+
+    async def _model_entities(self, s: AsyncSession, rows: Sequence[ModelRow]) -> list[Model]:
+        """Models with their latest version and aliases: two queries for a whole page."""
+        ids = [r.id for r in rows]
+        latest = dict(
+            (
+                await s.execute(
+                    select(VersionRow.model_id, func.max(VersionRow.version))
+                    .where(VersionRow.model_id.in_(ids))
+                    .group_by(VersionRow.model_id)
+                )
+            ).all()
         )
+        aliases: dict[int, dict[str, int]] = {i: {} for i in ids}
+        for model_id, alias, version in (
+            await s.execute(
+                select(AliasRow.model_id, AliasRow.alias, AliasRow.version).where(AliasRow.model_id.in_(ids))
+            )
+        ).all():
+            aliases[model_id][alias] = version
+        return [
+            Model(
+                name=row.name,
+                team=row.team,
+                description=row.description,
+                tags=list(row.tags or []),
+                archived=row.archived,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                created_by=row.created_by,
+                latest_version=latest.get(row.id),
+                aliases=aliases[row.id],
+            )
+            for row in rows
+        ]
 
     async def _dataset_ref(self, s: AsyncSession, dataset_version_id: int | None) -> DatasetRef | None:
         if dataset_version_id is None:
@@ -264,11 +298,12 @@ class RegistryStore:
         tag: str | None = None,
         name: str | None = None,
         include_archived: bool = False,
+        sort: ModelSort = "name",
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Model]:
         actor.require_role(Role.VIEWER)
-        stmt = select(ModelRow).where(_visible(actor, ModelRow.team)).order_by(ModelRow.name)
+        stmt = select(ModelRow).where(_visible(actor, ModelRow.team)).order_by(*_MODEL_ORDER[sort])
         if team:
             stmt = stmt.where(ModelRow.team == team)
         if name:
@@ -282,9 +317,7 @@ class RegistryStore:
                 total, rows = len(rows), rows[offset : offset + limit]
             else:
                 rows, total = await self._page(s, stmt, limit, offset)  # type: ignore[assignment]
-            return Page(
-                items=[await self._model_entity(s, r) for r in rows], total=total, limit=limit, offset=offset
-            )
+            return Page(items=await self._model_entities(s, rows), total=total, limit=limit, offset=offset)
 
     async def get_model(self, actor: Principal, name: str) -> Model:
         async with self.db.sessions() as s:
@@ -712,12 +745,20 @@ class RegistryStore:
             return await self._dataset_entity(s, row)
 
     async def list_datasets(
-        self, actor: Principal, *, team: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        actor: Principal,
+        *,
+        team: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> Page[Dataset]:
         actor.require_role(Role.VIEWER)
         stmt = select(DatasetRow).where(_visible(actor, DatasetRow.team)).order_by(DatasetRow.name)
         if team:
             stmt = stmt.where(DatasetRow.team == team)
+        if name:
+            stmt = stmt.where(DatasetRow.name.contains(name, autoescape=True))
         async with self.db.sessions() as s:
             rows, total = await self._page(s, stmt, limit, offset)
             return Page(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,19 @@ class Job(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+JobSort = Literal["created", "-created", "model", "-model"]
+"""How ``GET /v1/jobs`` orders its items; a leading ``-`` means descending."""
+
+
+class JobPage(BaseModel):
+    """One page of jobs and how many match in all."""
+
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
 
 
 class JobLogs(BaseModel):

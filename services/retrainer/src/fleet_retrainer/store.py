@@ -7,18 +7,27 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.db import Database
 from fleet_core.outbox import MessagingStore
-from fleet_retrainer.entities import Job
+from fleet_retrainer.entities import Job, JobSort
 from fleet_retrainer.models import MESSAGING, JobRow, PolicyRow
 from fleet_retrainer.policy import JobSummary
 
 SOURCE = "/fleet/retrainer"
 CONSUMER = "retrainer"
 MAX_LOG_LINES = 500
+
+
+_JOB_ORDER: dict[str, list[Any]] = {
+    "created": [JobRow.created_at, JobRow.id],
+    "-created": [JobRow.created_at.desc(), JobRow.id],
+    "model": [JobRow.model, JobRow.created_at.desc(), JobRow.id],
+    "-model": [JobRow.model.desc(), JobRow.created_at.desc(), JobRow.id],
+}
+"""ORDER BY per sort key, ending on the id so pages never overlap."""
 
 
 def _now() -> datetime:
@@ -104,6 +113,35 @@ class RetrainerStore(MessagingStore):
         if state:
             query = query.where(JobRow.state == state)
         return [_job(r) for r in (await s.execute(query.limit(limit))).scalars()]
+
+    async def job_page(
+        self,
+        s: AsyncSession,
+        *,
+        teams: Collection[str] | None = None,
+        team: str | None = None,
+        model: str | None = None,
+        state: str | None = None,
+        sort: JobSort = "-created",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """One page of jobs and how many match; ``teams`` (None: every team) keeps only jobs of
+        those teams, never a job whose team is unknown; the other filters combine with it."""
+        where: list[Any] = []
+        if teams is not None:
+            where.append(JobRow.team.in_(list(teams)))
+        if team is not None:
+            where.append(JobRow.team == team)
+        if model:
+            where.append(JobRow.model == model)
+        if state:
+            where.append(JobRow.state == state)
+        total = await s.scalar(select(func.count()).select_from(JobRow).where(*where))
+        rows = await s.scalars(
+            select(JobRow).where(*where).order_by(*_JOB_ORDER[sort]).limit(limit).offset(offset)
+        )
+        return [_job(r) for r in rows], int(total or 0)
 
     async def summaries(self, s: AsyncSession, limit: int = 1000) -> list[JobSummary]:
         rows = (await s.execute(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))).scalars()

@@ -5,11 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 
 from fleet_core.auth import Role
+from fleet_core.serving import DeploymentState, PlacementKind
 from fleet_deployer.api.deps import (
     ControllerDep,
     CurrentPrincipal,
+    Limit,
     ModelPath,
+    Offset,
     PublishedDep,
+    TeamQuery,
     VersionPath,
     visible_teams,
 )
@@ -17,24 +21,47 @@ from fleet_deployer.api.schemas import (
     DeploymentCreate,
     DeploymentCreated,
     DeploymentDetail,
+    DeploymentPage,
     ModelDeployments,
 )
 from fleet_deployer.controller import DeployFailed
-from fleet_deployer.entities import DeploymentView
+from fleet_deployer.entities import DeploymentFilter, DeploymentSort
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 
 
-@router.get("", summary="Every deployed version: placement, state, replicas, activity, traffic")
+@router.get(
+    "",
+    summary="Deployed versions, a page at a time: placement, state, replicas, activity, traffic",
+    description="Filters combine (all must match) and apply within the teams the caller may read; "
+    "`total` counts every match. `sort`: `name` (model, then version), `updated`, `last_request` "
+    "(never requested counts as oldest) or `traffic` (percent of primary traffic); a leading `-` "
+    "sorts descending. Ray is asked about the applications on the page only (the pool once).",
+)
 async def list_deployments(
     controller: ControllerDep,
     principal: CurrentPrincipal,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    team: TeamQuery = None,
+    state: DeploymentState | None = Query(default=None, description="Only this state (`retired` too)"),
+    idle: bool | None = Query(default=None, description="Only idle (true) or only active (false)"),
+    placement: PlacementKind | None = Query(default=None, description="The shared pool or dedicated"),
+    name: str | None = Query(default=None, min_length=1, max_length=100, description="Model name contains"),
+    sort: DeploymentSort = Query(default="name", description="name, updated, last_request, traffic; -desc"),
     include_retired: bool = Query(default=False, description="Also list retired deployments"),
-) -> list[DeploymentView]:
-    views, _ = await controller.deployment_views(
-        teams=visible_teams(principal), include_retired=include_retired
+) -> DeploymentPage:
+    where = DeploymentFilter(
+        teams=visible_teams(principal),
+        team=team,
+        name=name,
+        state=state,
+        placement=placement,
+        idle=idle,
+        include_retired=include_retired,
     )
-    return views
+    views, total, _ = await controller.deployment_views(where, sort=sort, limit=limit, offset=offset)
+    return DeploymentPage(items=views, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{model}", summary="One model's deployments with Ray Serve's view of each application")
@@ -46,7 +73,9 @@ async def get_model_deployments(
 ) -> ModelDeployments:
     team = await controller.team_of(model)
     principal.require(Role.VIEWER, team)
-    views, apps = await controller.deployment_views(teams=None, model=model, include_retired=include_retired)
+    views, _, apps = await controller.deployment_views(
+        DeploymentFilter(model=model, include_retired=include_retired)
+    )
     route = await controller.model_route(model)
     details = [DeploymentDetail(**v.model_dump(), ray=apps.get(v.placement.app)) for v in views]
     return ModelDeployments(model=model, team=team, route=route.table, deployments=details)

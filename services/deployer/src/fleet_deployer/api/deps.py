@@ -19,6 +19,7 @@ __all__ = [
     "Offset",
     "PublishedDep",
     "RolloutIdPath",
+    "TeamQuery",
     "VersionPath",
     "visible_teams",
 ]
@@ -55,6 +56,9 @@ Offset = Annotated[int, Query(ge=0, le=2**62, description="Items to skip")]
 ModelPath = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, max_length=100, description="Model name")]
 ModelQuery = Annotated[
     str | None, Query(pattern=MODEL_NAME_PATTERN, max_length=100, description="Only this model")
+]
+TeamQuery = Annotated[
+    str | None, Query(min_length=1, max_length=100, description="Only this team (of those you may read)")
 ]
 VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="Version number")]
 RolloutIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Query, status
 
 from fleet_core.auth import Role
-from fleet_core.events import RolloutPhase, RolloutRequested
+from fleet_core.events import RolloutPhase, RolloutRequested, Strategy
 from fleet_deployer.api.deps import (
     ControllerDep,
     CurrentPrincipal,
@@ -15,11 +15,12 @@ from fleet_deployer.api.deps import (
     Offset,
     PublishedDep,
     RolloutIdPath,
+    TeamQuery,
     visible_teams,
 )
 from fleet_deployer.api.schemas import RollbackRequest, RolloutCreate, RolloutPage
 from fleet_deployer.controller import RolloutCommand
-from fleet_deployer.entities import Rollout
+from fleet_deployer.entities import Rollout, RolloutFilter, RolloutSort
 
 router = APIRouter(tags=["rollouts"])
 
@@ -51,19 +52,28 @@ async def create_rollout(
     return rollout
 
 
-@router.get("/v1/rollouts", summary="Rollouts, newest first")
+@router.get(
+    "/v1/rollouts",
+    summary="Rollouts, a page at a time (newest first unless sorted otherwise)",
+    description="Filters combine and apply within the teams the caller may read; `total` counts "
+    "every match. `sort`: `created`, `updated` or `model`; a leading `-` sorts descending.",
+)
 async def list_rollouts(
     controller: ControllerDep,
     principal: CurrentPrincipal,
     limit: Limit = 100,
     offset: Offset = 0,
     model: ModelQuery = None,
+    team: TeamQuery = None,
     phase: RolloutPhase | None = Query(default=None),
+    strategy: Strategy | None = Query(default=None, description="direct, canary, ab, shadow, blue_green"),
+    sort: RolloutSort = Query(default="-created", description="created, updated, model; -desc"),
 ) -> RolloutPage:
-    items, total = await controller.rollouts(
-        teams=visible_teams(principal), model=model, phase=phase, limit=limit, offset=offset
+    where = RolloutFilter(
+        teams=visible_teams(principal), team=team, model=model, phase=phase, strategy=strategy
     )
-    return RolloutPage(items=items, total=total)
+    items, total = await controller.rollouts(where, sort=sort, limit=limit, offset=offset)
+    return RolloutPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/v1/rollouts/{rollout_id}", summary="One rollout")

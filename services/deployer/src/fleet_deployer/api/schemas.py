@@ -125,5 +125,18 @@ class RollbackRequest(Contract):
 
 
 class RolloutPage(BaseModel):
+    """One page of rollouts and how many match in all."""
+
     items: list[Rollout]
     total: int
+    limit: int
+    offset: int
+
+
+class DeploymentPage(BaseModel):
+    """One page of deployments and how many match in all."""
+
+    items: list[DeploymentView]
+    total: int
+    limit: int
+    offset: int

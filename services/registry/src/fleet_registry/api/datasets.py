@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
 from fleet_core.errors import NotFound
@@ -29,11 +29,16 @@ async def create_dataset(body: DatasetCreate, store: StoreDep, who: CurrentPrinc
     return await store.create_dataset(who, body)
 
 
-@router.get("", summary="List datasets")
+@router.get("", summary="List datasets (filter by team or name; paginated)")
 async def list_datasets(
-    store: StoreDep, who: CurrentPrincipal, team: str | None = None, limit: Limit = 50, offset: Offset = 0
+    store: StoreDep,
+    who: CurrentPrincipal,
+    team: Annotated[str | None, Query(max_length=100, description="Only this team's datasets")] = None,
+    name: Annotated[str | None, Query(max_length=100, description="Name contains")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[Dataset]:
-    return await store.list_datasets(who, team=team, limit=limit, offset=offset)
+    return await store.list_datasets(who, team=team, name=name, limit=limit, offset=offset)
 
 
 @router.get("/{name}", summary="Show a dataset")

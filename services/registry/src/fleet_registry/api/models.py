@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from fleet_registry.api.deps import CurrentPrincipal, Limit, Offset, StoreDep
 from fleet_registry.api.schemas import AliasSet, ModelCreate, ModelUpdate
-from fleet_registry.entities import Model, ModelVersion, Page
+from fleet_registry.entities import Model, ModelSort, ModelVersion, Page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -18,19 +18,32 @@ async def create_model(body: ModelCreate, store: StoreDep, who: CurrentPrincipal
     return await store.create_model(who, body)
 
 
-@router.get("", summary="List models (filter by team, tag or name; paginated)")
+@router.get(
+    "",
+    summary="List models (filter by team, tag or name; sorted; paginated)",
+    description="Filters combine and apply within the teams the caller may read; `total` counts every "
+    "match. `sort`: `name`, `updated` or `created`; a leading `-` sorts descending.",
+)
 async def list_models(
     store: StoreDep,
     who: CurrentPrincipal,
     limit: Limit = 50,
     offset: Offset = 0,
-    team: Annotated[str | None, Query(description="Only this team's models")] = None,
-    tag: Annotated[str | None, Query(description="Only models with this tag")] = None,
-    name: Annotated[str | None, Query(description="Name contains")] = None,
+    team: Annotated[str | None, Query(max_length=100, description="Only this team's models")] = None,
+    tag: Annotated[str | None, Query(max_length=100, description="Only models with this tag")] = None,
+    name: Annotated[str | None, Query(max_length=100, description="Name contains")] = None,
     include_archived: bool = False,
+    sort: Annotated[ModelSort, Query(description="name, updated, created; -desc")] = "name",
 ) -> Page[Model]:
     return await store.list_models(
-        who, team=team, tag=tag, name=name, include_archived=include_archived, limit=limit, offset=offset
+        who,
+        team=team,
+        tag=tag,
+        name=name,
+        include_archived=include_archived,
+        sort=sort,
+        limit=limit,
+        offset=offset,
     )
 
 

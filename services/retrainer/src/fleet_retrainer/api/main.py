@@ -14,7 +14,7 @@ from pydantic import Field
 from fleet_core.auth import CurrentPrincipal, Role
 from fleet_core.schemas import Contract
 from fleet_retrainer.engine import RetrainController
-from fleet_retrainer.entities import Job, JobLogs
+from fleet_retrainer.entities import Job, JobLogs, JobPage, JobSort
 from fleet_retrainer.policy import JobState, RetrainPolicy
 
 MODEL_NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -65,18 +65,29 @@ async def start_job(body: JobRequest, controller: ControllerDep, principal: Curr
     return JobStarted(action=decision.action, reason=decision.reason, job=job)
 
 
-@api_router.get("/v1/jobs", summary="Jobs of the caller's teams, newest first")
+@api_router.get(
+    "/v1/jobs",
+    summary="Jobs of the caller's teams, a page at a time (newest first unless sorted otherwise)",
+    description="Filters combine and apply within the teams the caller may read; `total` counts "
+    "every match. `sort`: `created` or `model`; a leading `-` sorts descending.",
+)
 async def list_jobs(
     controller: ControllerDep,
     principal: CurrentPrincipal,
     model: Annotated[str | None, Query(pattern=MODEL_NAME)] = None,
+    team: Annotated[str | None, Query(min_length=1, max_length=100, description="Only this team")] = None,
     state: JobState | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[Job]:
+    sort: Annotated[JobSort, Query(description="created, model; -desc")] = "-created",
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="Items to skip")] = 0,
+) -> JobPage:
     principal.require_role(Role.VIEWER)
     teams = None if principal.sees_all_teams else principal.teams
     async with controller.store.transaction() as s:
-        return await controller.store.jobs(s, model=model, state=state, teams=teams, limit=limit)
+        items, total = await controller.store.job_page(
+            s, teams=teams, team=team, model=model, state=state, sort=sort, limit=limit, offset=offset
+        )
+    return JobPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @api_router.get("/v1/jobs/{job_id}", summary="One job and its outcome")
