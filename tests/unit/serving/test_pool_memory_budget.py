@@ -3,6 +3,9 @@ model with a call in flight), the count as a secondary bound, and the budget a s
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -15,7 +18,8 @@ from fleet_core.serving import (
     loaded_estimate,
     pool_refusal,
 )
-from fleet_serving.cache import Eviction, ModelLedger, charge, process_rss, release_memory
+from fleet_serving.cache import Eviction, ModelLedger
+from fleet_serving.memory import charge, process_rss, release_memory, warm_up
 
 MB = 2**20
 
@@ -136,6 +140,22 @@ def test_this_process_rss_is_read_and_memory_can_be_released() -> None:
     rss = process_rss()
     assert rss is not None and rss > 10 * MB
     release_memory()
+
+
+def test_after_the_warm_up_loading_a_small_model_grows_rss_by_little(tmp_path: Path) -> None:
+    from fleet_serving.loading import aload_model
+    from fleet_serving.settings import ServingSettings
+    from support.serving import logistic_model
+
+    settings = ServingSettings(home=tmp_path)
+    asyncio.run(warm_up(settings))
+    built = logistic_model(tmp_path, model="after-warm-up")
+    before = process_rss()
+    runtime = asyncio.run(aload_model(built.spec, settings))
+    after = process_rss()
+    assert before is not None and after is not None
+    assert after - before < 2 * MB, "shared code is in the baseline, not in the first model's charge"
+    assert runtime.predict(built.rows(3)) == built.expected(3)
 
 
 def test_the_budget_derives_from_the_memory_reservation_minus_the_empty_replica() -> None:

@@ -16,62 +16,11 @@ flavors the pool serves: a loaded skops model takes ~0.7x its file, an onnxrunti
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from fleet_core.serving import MIN_MODEL_BYTES
-
 EvictionReason = Literal["bytes", "count"]
-
-
-def process_rss() -> int | None:
-    """This process's resident set size in bytes (``/proc/self/statm``; psutil elsewhere)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except Exception:  # no psutil, or a platform it cannot read
-        return None
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim  # type: ignore[no-any-return]
-
-
-_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the heap an unloaded model freed back to the OS (glibc ``malloc_trim``, ~1 ms), so the
-    replica's RSS follows its evictions instead of keeping the arenas.
-
-    No ``gc.collect()``: a loaded model is freed by reference counting when the cache drops it
-    (a full collection found a few dozen cyclic objects), and a full collection over a replica
-    holding 500 small models takes 300-450 ms here, on the request path of the load that evicts."""
-    if _TRIM is not None:
-        _TRIM(0)
-
-
-def charge(rss_delta: int | None, artifact_bytes: int, floor: int = MIN_MODEL_BYTES) -> int:
-    """What a freshly loaded model is charged: max(RSS delta, artifact size, floor)."""
-    return max(rss_delta or 0, artifact_bytes, floor)
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,10 @@ from fleet_core.serving import (
     loaded_estimate,
     model_budget,
 )
-from fleet_serving.cache import ModelLedger, charge, process_rss, release_memory
+from fleet_serving.cache import ModelLedger
 from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError
 from fleet_serving.loading import aload_model, load_model, load_verified
+from fleet_serving.memory import charge, process_rss, release_memory, warm_up
 from fleet_serving.runtimes import Runtime
 from fleet_serving.settings import ServingSettings
 
@@ -186,21 +187,35 @@ class ModelPool:
         ``model_budget_bytes`` is given."""
         self._config = PoolConfig()
         self._settings = ServingSettings()
-        self._baseline_rss = process_rss()
         self._memory_bytes = memory_bytes
-        budget = model_budget_bytes
-        if budget is None and memory_bytes is not None:
-            budget = model_budget(memory_bytes, self._baseline_rss or 0)
-        self._ledger = ModelLedger(budget, max_models_per_replica)
+        self._explicit_budget = model_budget_bytes
+        self._baseline_rss: int | None = None
+        self._ledger = ModelLedger(model_budget_bytes, max_models_per_replica)
         self._last_call: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
         self._unloads = 0
         self._sweeper: asyncio.Task[None] | None = None
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """A new ``PoolConfig``: takes effect for the next request; no restart."""
+        """A new ``PoolConfig``: takes effect for the next request; no restart. The first one
+        (Serve applies it before the replica takes traffic) also measures the empty replica."""
+        if self._baseline_rss is None:
+            await self._measure_baseline()
         self._config = PoolConfig.model_validate(user_config)
         self._ensure_sweeper()
+
+    async def _measure_baseline(self) -> None:
+        """Warm the runtimes up, then take the RSS every model's charge comes on top of; the
+        derived budget is the reservation minus it (and the headroom)."""
+        await warm_up(self._settings)
+        self._baseline_rss = process_rss()
+        if self._explicit_budget is None and self._memory_bytes is not None:
+            self._ledger.budget_bytes = model_budget(self._memory_bytes, self._baseline_rss or 0)
+        log.info(
+            "pool replica baseline RSS %s bytes; model budget %s bytes",
+            self._baseline_rss,
+            self._ledger.budget_bytes,
+        )
 
     @serve.multiplexed(max_num_models_per_replica=-1)  # bounded by the ledger (bytes, then count)
     async def _model(self, key: str) -> Runtime:
@@ -216,11 +231,17 @@ class ModelPool:
             # A load is charged at least its artifact size: this one cannot fit, so is not tried.
             raise self._too_large(spec, known or spec.size_bytes, measured=known is not None)
         expected = ledger.expected(key, loaded_estimate(spec))
-        if ledger.budget_bytes is not None:
-            expected = min(expected, ledger.budget_bytes)
-        await self._evict(expected)
+        # Room is made before the load for what it is expected to take; an estimate over the whole
+        # budget evicts nothing up front: the measurement decides whether it stays.
+        made_room = expected if ledger.fits_alone(expected) else 0
+        if made_room:
+            await self._evict(made_room)
+        # Trimmed on both sides: what the load freed again (the artifact's bytes, decompression
+        # buffers) goes back to the OS, so the delta is what the model keeps, not the load's peak.
+        release_memory()
         before = process_rss()
         runtime = await aload_model(spec, self._settings)
+        release_memory()
         after = process_rss()
         nbytes = charge(after - before if before is not None and after is not None else None, spec.size_bytes)
         if not ledger.fits_alone(nbytes):
@@ -228,7 +249,7 @@ class ModelPool:
             release_memory()
             ledger.refuse(key, nbytes)
             raise self._too_large(spec, nbytes, measured=True)
-        if nbytes > expected:  # measured above the estimate: make the rest of the room
+        if nbytes > made_room:  # measured above the room made: make the rest
             await self._evict(nbytes)
         ledger.loaded(key, nbytes)
         return runtime
