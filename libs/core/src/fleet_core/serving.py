@@ -112,9 +112,12 @@ MIN_MODEL_BYTES = 64 * 2**10
 bookkeeping. Below this an RSS delta is allocator noise (see ``docs/serving.md``)."""
 LOADED_SIZE_FACTOR: dict[str, float] = {"sklearn": 1.0, "onnx": 6.0, "python": 2.0}
 """Loaded memory over artifact size, by flavor, as measured on this box (``docs/serving.md``): a
-skops model takes about 0.7x its file once loaded (RSS); an onnxruntime session 4-5x its graph.
-Used to judge, before loading, whether a version can fit a pool replica at all and how much to
-evict for it; what a replica charges is measured at load."""
+skops model takes about 0.7x its file once loaded (RSS); an onnxruntime session 4-5x its graph,
+on top of ``LOADED_OVERHEAD``. Used to judge, before loading, whether a version can fit a pool
+replica at all and how much to evict for it; what a replica charges is measured at load."""
+LOADED_OVERHEAD: dict[str, int] = {"onnx": 3 * 2**20}
+"""Fixed memory of a loaded model beyond its graph: an onnxruntime session of a 0.3 MB forest
+took 3.3 MB."""
 BUDGET_HEADROOM = 0.10
 """Share of a replica's memory reservation kept out of the derived model budget: transient buffers
 of predictions, imports a first load pulls in, allocator fragmentation."""
@@ -180,7 +183,7 @@ class PoolSizing(Contract):
 def loaded_estimate(spec: ModelSpec) -> int:
     """Bytes ``spec`` is expected to take once loaded, before it is (``LOADED_SIZE_FACTOR``)."""
     factor = LOADED_SIZE_FACTOR.get(spec.flavor, 2.0)
-    return max(int(spec.size_bytes * factor), MIN_MODEL_BYTES)
+    return max(int(spec.size_bytes * factor) + LOADED_OVERHEAD.get(spec.flavor, 0), MIN_MODEL_BYTES)
 
 
 def pool_refusal(spec: ModelSpec, budget_bytes: int | None) -> str | None:
@@ -193,7 +196,7 @@ def pool_refusal(spec: ModelSpec, budget_bytes: int | None) -> str | None:
     factor = LOADED_SIZE_FACTOR.get(spec.flavor, 2.0)
     return (
         f"{spec.key} is too large for the shared pool: its {spec.size_bytes / 2**20:.1f} MB {spec.flavor} "
-        f"artifact needs about {needed / 2**20:.1f} MB loaded ({factor:g}x), over a pool replica's "
+        f"artifact needs about {needed / 2**20:.1f} MB loaded (~{factor:g}x), over a pool replica's "
         f"{budget_bytes / 2**20:.1f} MB model budget; it needs a dedicated deployment: deploy it with a "
         "quota (memory_mb), or raise FLEET_POOL_MEMORY_MB / FLEET_POOL_MODEL_BUDGET_MB"
     )
