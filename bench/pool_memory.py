@@ -1,7 +1,7 @@
 """What a loaded model costs a pool replica: the bytes the replica charges each model (its memory
 budget's unit) and what the replica's RSS really grew by, per kind of small model.
 
-Starts a local Ray head and one pool replica (default sizing: 1536 MB reserved, budget derived
+Starts a local Ray head and one pool replica (1536 MB reserved, budget derived
 from the replica's empty RSS), loads ``--lr`` logistic regressions, ``--rf`` random forests of a
 few MB and ``--onnx`` ONNX forests one after another through a handle, and prints per kind: mean
 artifact size, mean bytes charged, and RSS growth per model. The last line is the figure the fleet
@@ -76,7 +76,7 @@ def main() -> None:
             control = ServingControl(deploy_timeout_s=300)
             control.connect(head.address)
             specs = [s for models in built.values() for s, _ in models]
-            sizing = PoolSizing(min_replicas=1, max_replicas=1, num_cpus=0.5)
+            sizing = PoolSizing(min_replicas=1, max_replicas=1, num_cpus=0.5, memory_mb=1536)
             control.apply_pool(
                 PoolConfig(models={s.key: s for s in specs}, idle_unload_s=3600),
                 sizing,

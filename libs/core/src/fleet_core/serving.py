@@ -142,7 +142,7 @@ class PoolSizing(Contract):
     max_models_per_replica: Annotated[int, Field(ge=1)] = 1024
     target_ongoing_requests: Annotated[float, Field(gt=0)] = 8.0
     num_cpus: Annotated[float, Field(ge=0)] = 0.5
-    memory_mb: Annotated[int, Field(ge=64)] | None = 1536
+    memory_mb: Annotated[int, Field(ge=64)] | None = 1024
     """Memory each pool replica reserves from Ray; None reserves none (then set ``model_budget_mb``
     or the replica's cache is bounded by count only)."""
     model_budget_mb: Annotated[int, Field(ge=1)] | None = None
