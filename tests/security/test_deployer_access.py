@@ -20,6 +20,7 @@ def table(rollout_id: str) -> dict[tuple[str, str], Access]:
         ("GET", "/v1/rollouts"): listing(),
         ("GET", "/v1/rollouts/{rollout_id}"): team(Role.VIEWER, f"/v1/rollouts/{rollout_id}"),
         ("GET", "/v1/routes"): listing(),
+        ("GET", "/v1/pool"): listing(),
         ("GET", "/v1/routes/{model}"): team(Role.VIEWER, f"/v1/routes/{MODEL}"),
         ("POST", "/v1/deployments"): team(
             Role.DEPLOYER, request=lambda: {"json": {"model": MODEL, "version": 1}}

@@ -107,6 +107,26 @@ class FakeServingControl:
     def list_apps(self) -> list[str]:
         return list(self.apps)
 
+    def pool_stats(self) -> list[dict[str, Any]]:
+        """One replica that has loaded every configured version, each charged its artifact size."""
+        pool = self.apps.get(POOL_APP)
+        if pool is None:
+            raise LookupError("no pool app")
+        loaded = [
+            {"key": key, "team": spec.team, "bytes": max(spec.size_bytes, 64 * 2**10), "in_flight": 0}
+            for key, spec in sorted(pool.config.models.items())
+        ]
+        return [
+            {
+                "replica_id": "fake-replica",
+                "actor_id": "fake-actor",
+                "configured": sorted(pool.config.models),
+                "loaded": loaded,
+                "budget_bytes": 64 * 2**20,
+                "evictions_by_bytes": 0,
+            }
+        ]
+
 
 @dataclass
 class DeployerHarness:

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from fleet_core.schemas import ResourceQuota
-from fleet_core.serving import DEDICATED_DEPLOYMENT, POOL_DEPLOYMENT, Placement, PoolConfig, PoolSizing
+from fleet_core.serving import (
+    DEDICATED_DEPLOYMENT,
+    POOL_DEPLOYMENT,
+    Placement,
+    PoolConfig,
+    PoolSizing,
+    model_budget,
+)
 from fleet_serving import PoolReplicaStats, ServingControl, UnknownModelError
 from support.serving import BuiltModel, category_pipeline, logistic_model, python_model
 
@@ -90,6 +97,12 @@ def test_pool_serves_two_models_by_key_and_refuses_an_unknown_key(pool: Pool) ->
     view = pool.control.describe(pool.app)
     assert view.status == "RUNNING"
     assert {r.state for r in view.deployments[POOL_DEPLOYMENT].replicas} == {"RUNNING"}
+    # The replica reserves the sizing's memory and derives its model budget from its empty RSS.
+    stats = pool.stats()
+    assert pool.sizing.memory_mb is not None and stats.baseline_rss_bytes is not None
+    assert stats.memory_reserved_bytes == pool.sizing.memory_mb * 2**20
+    assert stats.budget_bytes == model_budget(pool.sizing.memory_mb * 2**20, stats.baseline_rss_bytes)
+    assert stats.loaded_bytes == sum(m.bytes for m in stats.loaded) > 0
 
 
 def test_pool_unloads_an_idle_model_and_reloads_it_on_the_next_call(pool: Pool) -> None:

@@ -39,9 +39,8 @@ async def test_a_batch_of_200_registrations_reconfigures_the_pool_once(
     applies = pool_applies(serving)
     assert len(applies) == 1
     assert len(applies[0].split(",")) == 200
-    listing = (await deployer.client.get("/v1/deployments", headers=deployer.auth())).json()
-    items = listing["items"] if isinstance(listing, dict) else listing
-    assert len(items) == 200 and {d["state"] for d in items} == {"ready"}
+    listing = (await deployer.client.get("/v1/deployments?limit=500", headers=deployer.auth())).json()
+    assert listing["total"] == 200 and {d["state"] for d in listing["items"]} == {"ready"}
     routes = (await deployer.client.get("/v1/routes", headers=deployer.auth())).json()["models"]
     assert {r["model"] for r in routes} == {f"m{i:03d}" for i in range(200)}
     metrics = (await deployer.client.get("/metrics")).text

@@ -82,8 +82,7 @@ async def test_full_queue_sheds_and_counts_without_failing_requests() -> None:
         assert 'fleet_gateway_inference_logs_shed_total{reason="queue_full"} 7.0' in metrics
         assert (
             'fleet_gateway_requests_total{arm="primary",model="churn",status="200",team="risk",'
-            'version="1"} 12.0'
-            in metrics
+            'version="1"} 12.0' in metrics
         )
 
 

@@ -51,3 +51,17 @@ def test_pool_version_ignores_the_model_list_so_reconfiguring_does_not_restart(t
     version = lambda app: app._bound_deployment.version  # noqa: E731
     assert version(empty) == version(full)
     assert version(empty) != version(bigger)
+
+
+def test_pool_replicas_reserve_their_memory_and_get_their_budget_at_bind_time() -> None:
+    sized = pool_application(PoolConfig(), PoolSizing(memory_mb=1024, model_budget_mb=200), {})
+    deployment = sized._bound_deployment
+    assert deployment.ray_actor_options["memory"] == 1024 * 2**20
+    assert deployment.init_kwargs == {
+        "max_models_per_replica": PoolSizing().max_models_per_replica,
+        "memory_bytes": 1024 * 2**20,
+        "model_budget_bytes": 200 * 2**20,
+    }
+    unreserved = pool_application(PoolConfig(), PoolSizing(memory_mb=None), {})._bound_deployment
+    assert "memory" not in unreserved.ray_actor_options
+    assert unreserved.version != deployment.version, "a new reservation or budget restarts replicas"

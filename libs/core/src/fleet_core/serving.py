@@ -21,7 +21,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fleet_core.events import ModelRegistered, RouteTable
 from fleet_core.schemas import Contract, Flavor, JsonValue, ResourceQuota, Signature, Task
@@ -107,14 +107,99 @@ class PoolConfig(Contract):
     """A model not called for this long is unloaded from the replica; its next call reloads it."""
 
 
+MIN_MODEL_BYTES = 64 * 2**10
+"""What a loaded model is charged at least: its runtime object, its spec, Serve's per-model
+bookkeeping. Below this an RSS delta is allocator noise (see ``docs/serving.md``)."""
+LOADED_SIZE_FACTOR: dict[str, float] = {"sklearn": 1.0, "onnx": 6.0, "python": 2.0}
+"""Loaded memory over artifact size, by flavor, as measured on this box (``docs/serving.md``): a
+skops model takes about 0.7x its file once loaded (RSS); an onnxruntime session 4-5x its graph,
+on top of ``LOADED_OVERHEAD``. Used to judge, before loading, whether a version can fit a pool
+replica at all and how much to evict for it; what a replica charges is measured at load."""
+LOADED_OVERHEAD: dict[str, int] = {"onnx": 3 * 2**20}
+"""Fixed memory of a loaded model beyond its graph: an onnxruntime session of a 0.3 MB forest
+took 3.3 MB."""
+BUDGET_HEADROOM = 0.10
+"""Share of a replica's memory reservation kept out of the derived model budget: transient buffers
+of predictions, imports a first load pulls in, allocator fragmentation."""
+
+
+def model_budget(memory_bytes: int, baseline_rss_bytes: int) -> int:
+    """Bytes of models a replica reserving ``memory_bytes`` can hold above its empty RSS."""
+    return max(0, int(memory_bytes * (1 - BUDGET_HEADROOM)) - baseline_rss_bytes)
+
+
 class PoolSizing(Contract):
-    """Replica bounds and per-replica cache of the shared pool (deployer settings)."""
+    """Replica bounds and per-replica memory of the shared pool (deployer settings).
+
+    Each replica reserves ``memory_mb`` (Ray ``ray_actor_options.memory``) and keeps loaded models
+    within a byte budget: ``model_budget_mb`` when set, else the reservation minus the replica's own
+    RSS before any model (measured by the replica; ``baseline_mb`` is the deployer's expectation of
+    it) minus ``BUDGET_HEADROOM``. ``max_models_per_replica`` is a secondary bound by count.
+    """
 
     min_replicas: Annotated[int, Field(ge=0)] = 1
     max_replicas: Annotated[int, Field(ge=1)] = 2
-    max_models_per_replica: Annotated[int, Field(ge=1)] = 64
+    max_models_per_replica: Annotated[int, Field(ge=1)] = 1024
     target_ongoing_requests: Annotated[float, Field(gt=0)] = 8.0
     num_cpus: Annotated[float, Field(ge=0)] = 0.5
+    memory_mb: Annotated[int, Field(ge=64)] | None = 1024
+    """Memory each pool replica reserves from Ray; None reserves none (then set ``model_budget_mb``
+    or the replica's cache is bounded by count only)."""
+    model_budget_mb: Annotated[int, Field(ge=1)] | None = None
+    """Bytes of loaded models per replica, explicitly; None derives it from ``memory_mb``."""
+    baseline_mb: Annotated[int, Field(ge=0)] = 360
+    """Expected RSS of an empty pool replica (measured here: ~337 MB). The deployer's placement
+    check uses it; each replica measures its own at start."""
+
+    @model_validator(mode="after")
+    def _budget_leaves_room(self) -> PoolSizing:
+        if (
+            self.model_budget_mb is None
+            and self.memory_mb is not None
+            and self.derived_budget_bytes(self.baseline_mb * 2**20) < 16 * 2**20
+        ):
+            raise ValueError(
+                f"memory_mb={self.memory_mb} leaves under 16 MB for models above an empty replica's "
+                f"~{self.baseline_mb} MB and {BUDGET_HEADROOM:.0%} headroom: raise memory_mb or set "
+                "model_budget_mb"
+            )
+        return self
+
+    def derived_budget_bytes(self, baseline_rss_bytes: int) -> int:
+        """The model budget of a replica whose empty RSS is ``baseline_rss_bytes``."""
+        if self.model_budget_mb is not None:
+            return self.model_budget_mb * 2**20
+        assert self.memory_mb is not None
+        return model_budget(self.memory_mb * 2**20, baseline_rss_bytes)
+
+    @property
+    def model_budget_bytes(self) -> int | None:
+        """The per-replica model budget as the deployer expects it (None: count-bounded only)."""
+        if self.model_budget_mb is None and self.memory_mb is None:
+            return None
+        return self.derived_budget_bytes(self.baseline_mb * 2**20)
+
+
+def loaded_estimate(spec: ModelSpec) -> int:
+    """Bytes ``spec`` is expected to take once loaded, before it is (``LOADED_SIZE_FACTOR``)."""
+    factor = LOADED_SIZE_FACTOR.get(spec.flavor, 2.0)
+    return max(int(spec.size_bytes * factor) + LOADED_OVERHEAD.get(spec.flavor, 0), MIN_MODEL_BYTES)
+
+
+def pool_refusal(spec: ModelSpec, budget_bytes: int | None) -> str | None:
+    """Why ``spec`` cannot go in a pool whose replicas keep ``budget_bytes`` of models, or None."""
+    if budget_bytes is None:
+        return None
+    needed = loaded_estimate(spec)
+    if needed <= budget_bytes:
+        return None
+    factor = LOADED_SIZE_FACTOR.get(spec.flavor, 2.0)
+    return (
+        f"{spec.key} is too large for the shared pool: its {spec.size_bytes / 2**20:.1f} MB {spec.flavor} "
+        f"artifact needs about {needed / 2**20:.1f} MB loaded (~{factor:g}x), over a pool replica's "
+        f"{budget_bytes / 2**20:.1f} MB model budget; it needs a dedicated deployment: deploy it with a "
+        "quota (memory_mb), or raise FLEET_POOL_MEMORY_MB / FLEET_POOL_MODEL_BUDGET_MB"
+    )
 
 
 class ServedVersion(Contract):

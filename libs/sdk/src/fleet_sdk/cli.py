@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet_sdk.cli_lists import AllOpt, LimitOpt, OffsetOpt, fetch, more, title
+from fleet_sdk.cli_pool import POOL_NAME, show_pool
 from fleet_sdk.cli_top import top
 from fleet_sdk.client import Client
 from fleet_sdk.config import fleet_home
@@ -776,7 +777,11 @@ def deployments_list(
 
 @deployments_app.command("show")
 def deployments_show(name: str, as_json: JsonOpt = False) -> None:
-    """One model's deployments with their quota as Ray applies it (actor resources, autoscaling)."""
+    """One model's deployments with their quota as Ray applies it (actor resources, autoscaling);
+    ``fleet-pool``: the shared pool's replicas, memory budget and loaded models with their bytes."""
+    if name == POOL_NAME:
+        show_pool(_client(), console, as_json=as_json)
+        return
     result = _client().deployment(name)
     if as_json:
         _dump(result)

@@ -437,6 +437,10 @@ class Client:
     def deployment(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/deployments/{name}", via=self._deployer)  # type: ignore[no-any-return]
 
+    def pool(self) -> dict[str, Any]:
+        """The shared pool: each replica's model budget, loaded versions with their bytes, evictions."""
+        return self._request("GET", "/v1/pool", via=self._deployer)  # type: ignore[no-any-return]
+
     def routes(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/routes/{name}", via=self._deployer)  # type: ignore[no-any-return]
 

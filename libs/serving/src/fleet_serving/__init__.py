@@ -28,6 +28,7 @@ from fleet_serving.deployments import (
 from fleet_serving.errors import (
     ArtifactIntegrityError,
     ModelLoadError,
+    ModelTooLargeError,
     PredictionError,
     ServingControlError,
     UnknownAppError,
@@ -50,6 +51,7 @@ __all__ = [
     "DeploymentView",
     "ModelLoadError",
     "ModelPool",
+    "ModelTooLargeError",
     "OnnxRuntime",
     "PoolReplicaStats",
     "PredictionError",

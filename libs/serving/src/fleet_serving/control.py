@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from fleet_core.schemas import ResourceQuota
 from fleet_core.serving import (
     POOL_APP,
+    POOL_DEPLOYMENT,
     SERVE_NAMESPACE,
     ModelSpec,
     Placement,
@@ -28,7 +29,13 @@ from fleet_core.serving import (
     PoolSizing,
     dedicated_app_name,
 )
-from fleet_serving.deployments import ISOLATED_FLAVORS, SPOT_RESOURCE, dedicated_application, pool_application
+from fleet_serving.deployments import (
+    ISOLATED_FLAVORS,
+    SPOT_RESOURCE,
+    PoolReplicaStats,
+    dedicated_application,
+    pool_application,
+)
 from fleet_serving.errors import ServingControlError, UnknownAppError
 from fleet_serving.loading import fetch_for_replica
 
@@ -263,6 +270,49 @@ class ServingControl:
         ``.result()`` from a worker thread is refused). Raises whatever the replica raised."""
         handle = self.handle(placement).options(multiplexed_model_id=spec.key)
         return list(await handle.predict.remote(rows))
+
+    def pool_stats(self, app_name: str = POOL_APP, timeout_s: float = 10.0) -> list[PoolReplicaStats]:
+        """``ModelPool.stats`` of every running replica of the pool, each asked directly.
+
+        A handle call lands on whichever replica the router picks; to see every replica's cache,
+        each replica actor is called by its Serve name (``SERVE_REPLICA::app#deployment#id``, in
+        the ``serve`` namespace) the way Serve's own router calls it (``handle_request`` with
+        pickled ``RequestMetadata``). A replica that does not answer in ``timeout_s`` is left out."""
+        import pickle
+        import uuid
+
+        import ray
+        from ray.serve._private.common import DeploymentID, ReplicaID, RequestMetadata
+        from ray.serve._private.constants import SERVE_NAMESPACE as RAY_SERVE_NAMESPACE
+        from ray.serve.context import _get_global_client
+
+        self._require()
+        details = _get_global_client().get_serve_details()
+        app = (details.get("applications") or {}).get(app_name)
+        if app is None:
+            raise UnknownAppError(f"no Serve application named {app_name!r}", field="app")
+        deployment = app["deployments"].get(POOL_DEPLOYMENT) or {}
+        refs = []
+        for replica in deployment.get("replicas", []):
+            if _enum_name(replica.get("state")) != "RUNNING":
+                continue
+            name = ReplicaID(replica["replica_id"], DeploymentID(POOL_DEPLOYMENT, app_name)).to_full_id_str()
+            try:
+                actor = ray.get_actor(name, namespace=RAY_SERVE_NAMESPACE)
+            except ValueError:  # stopped between the listing and the lookup
+                continue
+            request_id = uuid.uuid4().hex
+            metadata = RequestMetadata(
+                request_id=request_id, internal_request_id=request_id, call_method="stats", app_name=app_name
+            )
+            refs.append((name, actor.handle_request.remote(pickle.dumps(metadata))))
+        found: list[PoolReplicaStats] = []
+        for name, ref in refs:
+            try:
+                found.append(ray.get(ref, timeout=timeout_s))
+            except Exception as exc:  # one replica dying or slow must not hide the others
+                log.warning("pool replica %s did not report its stats: %s", name, exc)
+        return sorted(found, key=lambda r: r.replica_id)
 
     def describe(self, app_name: str) -> AppView:
         """Status, replicas, autoscaling bounds and actor options of an app, with Ray's own view

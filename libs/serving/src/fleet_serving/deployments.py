@@ -1,8 +1,9 @@
 """The Ray Serve deployments that host models, and the builders that turn fleet config into them.
 
 - ``ModelPool``: many small versions share a few replicas. Each replica loads versions on demand
-  through ``serve.multiplexed`` (keyed ``name:version``, LRU-bounded) and unloads a version nobody
-  has called for ``idle_unload_s``. Which versions it may load arrives as ``user_config`` (a
+  through ``serve.multiplexed`` (keyed ``name:version``), keeps them within a memory budget (LRU by
+  the bytes each measured at load, ``fleet_serving.cache``) and unloads a version nobody has called
+  for ``idle_unload_s``. Which versions it may load arrives as ``user_config`` (a
   ``PoolConfig``), so adding a version reconfigures live replicas instead of restarting them.
 - ``DedicatedModel``: one version with its own resources and autoscaling; concurrent requests are
   micro-batched into one model call. A ``python``-flavor version (publisher code) only ever runs
@@ -29,9 +30,19 @@ from ray import serve
 from ray.serve.deployment import Application
 
 from fleet_core.schemas import JsonValue, ResourceQuota
-from fleet_core.serving import DEDICATED_DEPLOYMENT, POOL_DEPLOYMENT, ModelSpec, PoolConfig, PoolSizing
-from fleet_serving.errors import UnknownModelError, UntrustedArtifactError
+from fleet_core.serving import (
+    DEDICATED_DEPLOYMENT,
+    POOL_DEPLOYMENT,
+    ModelSpec,
+    PoolConfig,
+    PoolSizing,
+    loaded_estimate,
+    model_budget,
+)
+from fleet_serving.cache import ModelLedger
+from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError
 from fleet_serving.loading import aload_model, load_model, load_verified
+from fleet_serving.memory import charge, process_rss, release_memory, warm_up
 from fleet_serving.runtimes import Runtime
 from fleet_serving.settings import ServingSettings
 
@@ -99,8 +110,19 @@ class LoadedModelStats(BaseModel):
     """One version in a pool replica's cache."""
 
     key: str
+    team: str | None = None
+    bytes: int = 0
+    """Charged at load: max(RSS delta of the load, artifact size, a 64 KiB floor)."""
     last_call_s_ago: float | None
     in_flight: int
+
+
+class RefusedModelStats(BaseModel):
+    """A version this replica measured larger than its whole model budget (not kept loaded)."""
+
+    key: str
+    team: str | None = None
+    bytes: int
 
 
 INLINE_MAX_ROWS = 16
@@ -125,6 +147,21 @@ class PoolReplicaStats(BaseModel):
     """In LRU order: the first is the next to be evicted."""
     idle_unload_s: float
     unloads: int
+    """Every unload: idle, no longer configured, or evicted."""
+    budget_bytes: int | None = None
+    """Bytes of loaded models this replica keeps (None: bounded by count only)."""
+    loaded_bytes: int = 0
+    max_models: int | None = None
+    memory_reserved_bytes: int | None = None
+    """Its Ray memory reservation (``ray_actor_options.memory``)."""
+    baseline_rss_bytes: int | None = None
+    """RSS when the replica started, before any model."""
+    rss_bytes: int | None = None
+    """RSS now."""
+    evictions_by_bytes: int = 0
+    evictions_by_count: int = 0
+    evicted_bytes: int = 0
+    refused: list[RefusedModelStats] = []
 
 
 class DedicatedReplicaStats(BaseModel):
@@ -139,27 +176,129 @@ class DedicatedReplicaStats(BaseModel):
 class ModelPool:
     """A replica that serves any configured version by its ``multiplexed_model_id``."""
 
-    def __init__(self, max_models_per_replica: int = 64) -> None:
-        self._max_models = max_models_per_replica
+    def __init__(
+        self,
+        max_models_per_replica: int = 1024,
+        memory_bytes: int | None = None,
+        model_budget_bytes: int | None = None,
+    ) -> None:
+        """``memory_bytes``: the replica's Ray memory reservation; the model budget derives from it
+        (``PoolSizing.derived_budget_bytes`` of the RSS measured here, before any model) unless
+        ``model_budget_bytes`` is given."""
         self._config = PoolConfig()
         self._settings = ServingSettings()
+        self._memory_bytes = memory_bytes
+        self._explicit_budget = model_budget_bytes
+        self._baseline_rss: int | None = None
+        self._ledger = ModelLedger(model_budget_bytes, max_models_per_replica)
         self._last_call: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
         self._unloads = 0
         self._sweeper: asyncio.Task[None] | None = None
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """A new ``PoolConfig``: takes effect for the next request; no restart."""
+        """A new ``PoolConfig``: takes effect for the next request; no restart. The first one
+        (Serve applies it before the replica takes traffic) also measures the empty replica."""
+        if self._baseline_rss is None:
+            await self._measure_baseline()
         self._config = PoolConfig.model_validate(user_config)
         self._ensure_sweeper()
 
-    @serve.multiplexed(max_num_models_per_replica=64)
+    async def _measure_baseline(self) -> None:
+        """Warm the runtimes up, then take the RSS every model's charge comes on top of; the
+        derived budget is the reservation minus it (and the headroom)."""
+        await warm_up(self._settings)
+        self._baseline_rss = process_rss()
+        if self._explicit_budget is None and self._memory_bytes is not None:
+            self._ledger.budget_bytes = model_budget(self._memory_bytes, self._baseline_rss or 0)
+        log.info(
+            "pool replica baseline RSS %s bytes; model budget %s bytes",
+            self._baseline_rss,
+            self._ledger.budget_bytes,
+        )
+
+    @serve.multiplexed(max_num_models_per_replica=-1)  # bounded by the ledger (bytes, then count)
     async def _model(self, key: str) -> Runtime:
+        """Load ``key``, first evicting LRU models until it fits. Serve calls this on a cache miss
+        holding its cache lock, so no other load or unload runs meanwhile."""
         spec = self._config.models.get(key)
         if spec is None:
             raise UnknownModelError(f"model {key!r} is not served by this pool", field="model")
         require_shareable(spec)
-        return await aload_model(spec, self._settings)
+        ledger = self._ledger
+        known = ledger.refused.get(key)
+        if known is not None or not ledger.fits_alone(spec.size_bytes):
+            # A load is charged at least its artifact size: this one cannot fit, so is not tried.
+            raise self._too_large(spec, known or spec.size_bytes, measured=known is not None)
+        expected = ledger.expected(key, loaded_estimate(spec))
+        # Room is made before the load for what it is expected to take; an estimate over the whole
+        # budget evicts nothing up front: the measurement decides whether it stays.
+        made_room = expected if ledger.fits_alone(expected) else 0
+        if made_room:
+            await self._evict(made_room)
+        # Trimmed on both sides: what the load freed again (the artifact's bytes, decompression
+        # buffers) goes back to the OS, so the delta is what the model keeps, not the load's peak.
+        release_memory()
+        before = process_rss()
+        runtime = await aload_model(spec, self._settings)
+        release_memory()
+        after = process_rss()
+        nbytes = charge(after - before if before is not None and after is not None else None, spec.size_bytes)
+        if not ledger.fits_alone(nbytes):
+            del runtime
+            release_memory()
+            ledger.refuse(key, nbytes)
+            raise self._too_large(spec, nbytes, measured=True)
+        if nbytes > made_room:  # measured above the room made: make the rest
+            await self._evict(nbytes)
+        ledger.loaded(key, nbytes)
+        return runtime
+
+    def _too_large(self, spec: ModelSpec, nbytes: int, *, measured: bool) -> ModelTooLargeError:
+        budget = self._ledger.budget_bytes or 0
+        how = "measured at load" if measured else "its artifact alone"
+        log.warning("%s refused: %d bytes (%s) over a %d-byte model budget", spec.key, nbytes, how, budget)
+        return ModelTooLargeError(
+            f"model {spec.key} takes {nbytes / 2**20:.1f} MB ({how}), more than this pool replica's "
+            f"whole {budget / 2**20:.1f} MB model budget: it is not kept in the shared pool and needs a "
+            "dedicated deployment (deploy it with a quota)",
+            field="model",
+        )
+
+    async def _evict(self, incoming_bytes: int, incoming: int = 1) -> list[str]:
+        """Unload least-recently-used models with no call in flight until ``incoming`` more models
+        of ``incoming_bytes`` fit; the caller holds Serve's cache lock."""
+        wrapper = getattr(self, MULTIPLEX_ATTR, None)
+        if wrapper is None:
+            return []
+        self._ledger.forget_missing(wrapper.models)
+        evictions, fits = self._ledger.plan(
+            wrapper.models, incoming_bytes, lambda k: self._in_flight[k] > 0, incoming=incoming
+        )
+        for eviction in evictions:
+            wrapper.models.move_to_end(eviction.key, last=False)
+            await wrapper.unload_model_lru()
+            self._ledger.evicted(eviction)
+            self._last_call.pop(eviction.key, None)
+        if evictions:
+            self._unloads += len(evictions)
+            release_memory()
+            # Tell the router this replica no longer holds them (Serve does this after its own evictions).
+            wrapper._push_multiplexed_replica_info = True
+            log.info(
+                "evicted %s (%d bytes) for %d incoming bytes",
+                [e.key for e in evictions],
+                sum(e.bytes for e in evictions),
+                incoming_bytes,
+            )
+        if not fits:
+            log.warning(
+                "over the model budget: %d bytes loaded + %d incoming > %s; the rest have calls in flight",
+                self._ledger.loaded_bytes,
+                incoming_bytes,
+                self._ledger.budget_bytes,
+            )
+        return [e.key for e in evictions]
 
     async def predict(self, rows: list[dict[str, JsonValue]]) -> list[JsonValue]:
         """Predict with the version named by the request's ``multiplexed_model_id``."""
@@ -179,17 +318,10 @@ class ModelPool:
         self._last_call[key] = time.monotonic()
         try:
             runtime = await self._model(key)
-            self._size_cache()
             return await run_predict(runtime, rows)
         finally:
             self._in_flight[key] -= 1
             self._last_call[key] = time.monotonic()
-
-    def _size_cache(self) -> None:
-        # The decorator's bound is fixed at import; the pool's comes from PoolSizing at bind time.
-        wrapper = getattr(self, MULTIPLEX_ATTR, None)
-        if wrapper is not None:
-            wrapper.max_num_models_per_replica = self._max_models
 
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
@@ -205,7 +337,8 @@ class ModelPool:
                 log.exception("idle unload failed")
 
     async def unload_idle(self) -> list[str]:
-        """Unload versions idle for ``idle_unload_s`` (and versions no longer configured).
+        """Unload versions idle for ``idle_unload_s`` (and versions no longer configured), then
+        evict by bytes if the replica went over its budget while calls were in flight.
 
         The multiplex cache is in LRU order, so evicting from its front while the front is idle
         unloads exactly the idle versions, through Serve's own ``unload_model_lru``.
@@ -229,13 +362,17 @@ class ModelPool:
                     break
                 await wrapper.unload_model_lru()
                 unloaded.append(key)
-        for key in unloaded:
-            self._last_call.pop(key, None)
-        if unloaded:
-            self._unloads += len(unloaded)
-            # Tell the router this replica no longer holds them (Serve does this after its own evictions).
-            wrapper._push_multiplexed_replica_info = True
-            log.info("unloaded idle models %s", unloaded)
+            for key in unloaded:
+                self._last_call.pop(key, None)
+                self._ledger.unloaded(key)
+            if unloaded:
+                self._unloads += len(unloaded)
+                release_memory()
+                # Tell the router this replica no longer holds them (Serve does this after its own evictions).
+                wrapper._push_multiplexed_replica_info = True
+                log.info("unloaded idle models %s", unloaded)
+            if self._ledger.over_budget:
+                unloaded += await self._evict(0, incoming=0)
         return unloaded
 
     async def stats(self) -> PoolReplicaStats:
@@ -248,11 +385,14 @@ class ModelPool:
         loaded = [
             LoadedModelStats(
                 key=k,
+                team=self._team_of(k),
+                bytes=self._ledger.charged(k),
                 last_call_s_ago=round(now - self._last_call[k], 3) if k in self._last_call else None,
                 in_flight=self._in_flight[k],
             )
             for k in (list(wrapper.models) if wrapper is not None else [])
         ]
+        ledger = self._ledger
         return PoolReplicaStats(
             replica_id=context.replica_id.unique_id,
             actor_id=ray.get_runtime_context().get_actor_id() or "",
@@ -260,7 +400,24 @@ class ModelPool:
             loaded=loaded,
             idle_unload_s=self._config.idle_unload_s,
             unloads=self._unloads,
+            budget_bytes=ledger.budget_bytes,
+            loaded_bytes=sum(m.bytes for m in loaded),
+            max_models=ledger.max_models,
+            memory_reserved_bytes=self._memory_bytes,
+            baseline_rss_bytes=self._baseline_rss,
+            rss_bytes=process_rss(),
+            evictions_by_bytes=ledger.evictions_by_bytes,
+            evictions_by_count=ledger.evictions_by_count,
+            evicted_bytes=ledger.evicted_bytes,
+            refused=[
+                RefusedModelStats(key=k, team=self._team_of(k), bytes=b)
+                for k, b in sorted(ledger.refused.items())
+            ],
         )
+
+    def _team_of(self, key: str) -> str | None:
+        spec = self._config.models.get(key)
+        return spec.team if spec is not None else None
 
 
 @serve.deployment(name=DEDICATED_DEPLOYMENT, max_ongoing_requests=64)
@@ -378,7 +535,10 @@ def pool_application(
     """The shared pool as a Serve application. Re-running it with only ``config`` changed
     reconfigures the live replicas. ``idle_s`` (default ``config.idle_unload_s``) is how long a
     pool with ``min_replicas=0`` stays up without traffic."""
-    actor_options = {"num_cpus": sizing.num_cpus, "runtime_env": {"env_vars": replica_env(env)}}
+    actor_options: dict[str, Any] = {
+        "num_cpus": sizing.num_cpus,
+        "runtime_env": {"env_vars": replica_env(env)},
+    }
     autoscaling = {
         "min_replicas": sizing.min_replicas,
         "max_replicas": sizing.max_replicas,
@@ -386,11 +546,17 @@ def pool_application(
         "initial_replicas": max(1, sizing.min_replicas),
         "downscale_to_zero_delay_s": idle_s if idle_s is not None else config.idle_unload_s,
     }
+    memory_bytes = sizing.memory_mb * 2**20 if sizing.memory_mb is not None else None
+    if memory_bytes is not None:
+        actor_options["memory"] = memory_bytes
+    budget_bytes = sizing.model_budget_mb * 2**20 if sizing.model_budget_mb is not None else None
     version = deployment_version(
         "pool",
         sorted(actor_options["runtime_env"]["env_vars"].items()),
         sizing.num_cpus,
         sizing.max_models_per_replica,
+        memory_bytes,
+        budget_bytes,
     )
     return ModelPool.options(  # type: ignore[attr-defined]
         version=version,
@@ -399,7 +565,11 @@ def pool_application(
         autoscaling_config=autoscaling,
         user_config=config.model_dump(mode="json"),
         **GRACEFUL_SHUTDOWN,
-    ).bind(max_models_per_replica=sizing.max_models_per_replica)
+    ).bind(
+        max_models_per_replica=sizing.max_models_per_replica,
+        memory_bytes=memory_bytes,
+        model_budget_bytes=budget_bytes,
+    )
 
 
 def dedicated_application(

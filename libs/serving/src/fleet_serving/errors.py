@@ -59,3 +59,10 @@ class ServingControlError(_CrossesProcesses, FleetError):
 
 class UnknownAppError(_CrossesProcesses, NotFound):
     """No Serve application has that name."""
+
+
+class ModelTooLargeError(_CrossesProcesses, Conflict):
+    """A version takes more memory than a pool replica's whole model budget: it is not kept
+    loaded there, and needs a dedicated deployment (a quota) instead."""
+
+    kind, title = "model-too-large", "Model too large for the shared pool"

@@ -34,7 +34,15 @@ from fleet_core.events import (
 )
 from fleet_core.log import get_logger
 from fleet_core.schemas import ResourceQuota
-from fleet_core.serving import POOL_APP, ModelRoute, ModelSpec, PoolSizing, RoutesSnapshot, ServedVersion
+from fleet_core.serving import (
+    POOL_APP,
+    ModelRoute,
+    ModelSpec,
+    PoolSizing,
+    RoutesSnapshot,
+    ServedVersion,
+    pool_refusal,
+)
 from fleet_deployer.activity import ActivityTracker
 from fleet_deployer.entities import (
     Deployment,
@@ -48,6 +56,7 @@ from fleet_deployer.entities import (
     RolloutSort,
 )
 from fleet_deployer.placement import effective_quota, placement_for, pool_config
+from fleet_deployer.pool import PoolView, pool_view
 from fleet_deployer.pool_apply import PoolApplier, PoolMetrics
 from fleet_deployer.progressive import (
     PROGRESSIVE,
@@ -1011,6 +1020,11 @@ class DeploymentController:
         self, dep: Deployment, spec: ModelSpec, *, force: bool = False, committed_at: float | None = None
     ) -> tuple[Any, str | None]:
         """Make the serving engine run ``dep``; returns its new state and the error, if any."""
+        if dep.placement.kind == "pool":
+            refusal = pool_refusal(spec, self.policy.sizing.model_budget_bytes)
+            if refusal is not None:
+                log.warning("refused from the pool", model=dep.model, version=dep.version, reason=refusal)
+                return "failed", refusal
         if not self.serving.connected:
             return ("pending" if dep.state != "ready" else "ready"), None
         if dep.state == "ready" and not force:
@@ -1036,7 +1050,9 @@ class DeploymentController:
     async def _apply_pool_now(self) -> None:
         async with self.store.transaction() as s:
             specs = await self.store.pool_specs(s)
-        config = pool_config(specs, idle_unload_s=self.policy.idle_unload_s)
+        config = pool_config(
+            specs, idle_unload_s=self.policy.idle_unload_s, budget_bytes=self.policy.sizing.model_budget_bytes
+        )
         await self.serving.apply_pool(config, self.policy.sizing, self.policy.env)
 
     async def _unplace(self, dep: Deployment) -> str | None:
@@ -1091,15 +1107,27 @@ class DeploymentController:
         async with self.store.transaction() as s:
             deployments = await self.store.deployments(s)
         pool = [d for d in deployments if d.placement.kind == "pool"]
-        if pool and (initial or POOL_APP not in apps or any(d.state != "ready" for d in pool)):
+        async with self.store.transaction() as s:
+            refused = {
+                (spec.model, spec.version): reason
+                for spec in await self.store.pool_specs(s)
+                if (reason := pool_refusal(spec, self.policy.sizing.model_budget_bytes)) is not None
+            }
+        fitting = [d for d in pool if (d.model, d.version) not in refused]
+        if fitting and (initial or POOL_APP not in apps or any(d.state != "ready" for d in fitting)):
             try:
                 await self._apply_pool()
                 state, error = "ready", None
             except Exception as exc:
                 state, error = "failed", _error(exc)
             async with self.store.transaction() as s:
-                for d in pool:
+                for d in fitting:
                     await self.store.set_deployment_state(s, d.model, d.version, state, error)  # type: ignore[arg-type]
+        async with self.store.transaction() as s:
+            for d in pool:
+                reason = refused.get((d.model, d.version))
+                if reason is not None and (d.state, d.error) != ("failed", reason):
+                    await self.store.set_deployment_state(s, d.model, d.version, "failed", reason)
         for d in deployments:
             if d.placement.kind != "dedicated":
                 continue
@@ -1239,6 +1267,17 @@ class DeploymentController:
                 )
             )
         return views, total, apps
+
+    async def pool_view(self, teams: list[str] | None) -> PoolView:
+        """The pool's replicas as they report themselves, and the versions refused from it."""
+        async with self.store.transaction() as s:
+            specs = await self.store.pool_specs(s)
+        try:
+            stats = await self.serving.pool_stats()
+        except Exception as exc:  # the pool app absent, or Ray unreachable: show what we know
+            log.info("pool stats unavailable", error=_error(exc))
+            stats = []
+        return pool_view(stats, specs, self.policy.sizing, teams, connected=self.serving.connected)
 
     async def _describe(self, app: str) -> AppView | None:
         try:

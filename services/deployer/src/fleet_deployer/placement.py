@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fleet_core.schemas import ResourceQuota
-from fleet_core.serving import ModelSpec, Placement, PoolConfig
+from fleet_core.serving import ModelSpec, Placement, PoolConfig, pool_refusal
 
 ISOLATED_FLAVORS = frozenset({"python"})
 
@@ -30,6 +30,12 @@ def placement_for(model: str, version: int, quota: ResourceQuota | None) -> Plac
     return Placement.dedicated(model, version) if quota is not None else Placement.pool()
 
 
-def pool_config(specs: Iterable[ModelSpec], *, idle_unload_s: float) -> PoolConfig:
-    """The pool's ``user_config``: every pool-placed version, keyed by ``model_key``."""
-    return PoolConfig(models={s.key: s for s in specs}, idle_unload_s=idle_unload_s)
+def pool_config(
+    specs: Iterable[ModelSpec], *, idle_unload_s: float, budget_bytes: int | None = None
+) -> PoolConfig:
+    """The pool's ``user_config``: every pool-placed version, keyed by ``model_key``, except those
+    too large for a replica's model budget (``pool_refusal``): those are never loaded there."""
+    return PoolConfig(
+        models={s.key: s for s in specs if pool_refusal(s, budget_bytes) is None},
+        idle_unload_s=idle_unload_s,
+    )

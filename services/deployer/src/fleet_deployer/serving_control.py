@@ -42,6 +42,10 @@ class ServingControlPort(Protocol):
 
     def list_apps(self) -> Iterable[Any]: ...
 
+    def pool_stats(self) -> Iterable[Any]: ...
+
+    """``ModelPool.stats`` of every running pool replica."""
+
 
 class AppView(BaseModel):
     """The deployer's summary of one Ray Serve application, from ``describe``."""
@@ -188,3 +192,10 @@ class ServingDriver:
 
     async def list_apps(self) -> set[str]:
         return app_names(await self._call(self.control.list_apps))
+
+    async def pool_stats(self) -> list[dict[str, Any]]:
+        """Each pool replica's stats as plain data; none while disconnected."""
+        if not self.connected:
+            return []
+        raw = await self._call(self.control.pool_stats)
+        return [r.model_dump(mode="json") if isinstance(r, BaseModel) else dict(r) for r in raw]

@@ -23,7 +23,18 @@ class DeployerSettings(ServiceSettings):
     pool_min_replicas: int = Field(default=PoolSizing().min_replicas, ge=0)
     pool_max_replicas: int = Field(default=PoolSizing().max_replicas, ge=1)
     pool_max_models_per_replica: int = Field(default=PoolSizing().max_models_per_replica, ge=1)
-    """Models kept loaded per pool replica (LRU)."""
+    """A secondary bound by count on the models one pool replica keeps loaded; the primary bound is
+    its memory (``pool_memory_mb``, ``pool_model_budget_mb``)."""
+    pool_memory_mb: int = Field(default=PoolSizing().memory_mb or 0, ge=0)
+    """Memory each pool replica reserves from Ray (``ray_actor_options.memory``, MB); its model
+    budget derives from it. 0 reserves none (then the budget is ``pool_model_budget_mb``, if set)."""
+    pool_model_budget_mb: int | None = Field(default=None, ge=1)
+    """Bytes (MB) of loaded models one pool replica keeps, LRU by bytes; default: the reservation
+    minus the replica's empty RSS minus 10 % headroom. A version too large for it is refused from
+    the pool (it needs a quota)."""
+    pool_baseline_mb: int = Field(default=PoolSizing().baseline_mb, ge=0)
+    """Expected RSS of an empty pool replica (MB), for the deployer's placement check; each replica
+    measures its own."""
     pool_target_ongoing_requests: float = Field(default=PoolSizing().target_ongoing_requests, gt=0)
     pool_num_cpus: float = Field(default=PoolSizing().num_cpus, ge=0)
     """CPUs reserved by each pool replica."""
@@ -48,6 +59,9 @@ class DeployerSettings(ServiceSettings):
             max_models_per_replica=self.pool_max_models_per_replica,
             target_ongoing_requests=self.pool_target_ongoing_requests,
             num_cpus=self.pool_num_cpus,
+            memory_mb=self.pool_memory_mb or None,
+            model_budget_mb=self.pool_model_budget_mb,
+            baseline_mb=self.pool_baseline_mb,
         )
 
     def replica_env(self) -> dict[str, str]:
