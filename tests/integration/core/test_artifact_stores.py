@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -116,3 +117,11 @@ def test_a_spooled_upload_refuses_bytes_past_its_limit() -> None:
         upload.write(b"y")
     assert refused.value.field == "artifact"
     assert upload.file.closed  # the spooled bytes are released at once
+
+
+async def test_concurrent_uploads_of_the_same_bytes_all_land_on_one_uri(store: ArtifactStore) -> None:
+    stored = await asyncio.gather(
+        *(store.put_content_addressed("models/churn", "model.skops", spooled(DATA)) for _ in range(8))
+    )
+    assert len({s.uri for s in stored}) == 1
+    assert await store.get(stored[0].uri) == DATA

@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -135,7 +136,9 @@ class LocalArtifactStore(ArtifactStore):
 
         def write() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            # A temporary file of its own per write: two concurrent uploads of the same bytes (one
+            # content-addressed key) in one process must not share, and lose, the same temp file.
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
             with open(tmp, "wb") as out:
                 shutil.copyfileobj(data, out, CHUNK)
             os.replace(tmp, target)

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from fleet_sdk.cli_lists import AllOpt, LimitOpt, OffsetOpt, fetch, more, title
 from fleet_sdk.cli_pool import POOL_NAME, show_pool
+from fleet_sdk.cli_register import register as register_command
 from fleet_sdk.cli_top import top
 from fleet_sdk.client import Client
 from fleet_sdk.config import fleet_home
@@ -57,6 +58,7 @@ app.add_typer(monitor_app, name="monitor")
 privacy_app = typer.Typer(help="Privacy: erase a data subject (admins).", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
 app.command("top")(top)
+app.command("register")(register_command)
 
 console = Console()
 err = Console(stderr=True)

@@ -12,13 +12,16 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
 
 from fleet_sdk.config import ClientConfig
 from fleet_sdk.errors import FleetAPIError, FleetUnavailable
+
+if TYPE_CHECKING:
+    from fleet_sdk.onboarding import EntryResult, OnboardingReport
 
 ProgressCallback = Callable[[int, int], None]  # (bytes sent, total)
 
@@ -214,12 +217,24 @@ class Client:
         progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """Upload an artifact with its metadata (see the API's VersionMetadata)."""
+        return self.register_artifact(name, artifact, metadata, progress=progress)[0]
+
+    def register_artifact(
+        self,
+        name: str,
+        artifact: bytes | Path,
+        metadata: dict[str, Any],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Like :meth:`register_version`, and whether a version was created: False when the model
+        already held these bytes and the registry answered with that version (nothing changed)."""
         raw: BinaryIO = open(artifact, "rb") if isinstance(artifact, Path) else io.BytesIO(artifact)  # noqa: SIM115
         try:
             total = raw.seek(0, io.SEEK_END)
             raw.seek(0)
             reader = _ProgressReader(raw, total, progress)
-            return self._request(  # type: ignore[no-any-return]
+            response = self._send(
                 "POST",
                 f"/v1/models/{name}/versions",
                 data={"metadata": json.dumps(metadata)},
@@ -227,6 +242,21 @@ class Client:
             )
         finally:
             raw.close()
+        return response.json(), response.status_code == 201
+
+    def register_manifest(
+        self,
+        *paths: Path | str,
+        concurrency: int = 8,
+        dry_run: bool = False,
+        on_result: Callable[[EntryResult], None] | None = None,
+    ) -> OnboardingReport:
+        """Register every model the manifests at ``paths`` describe (files, or directories of them;
+        format in docs/onboarding.md), ``concurrency`` at a time. Each entry lands or fails on its
+        own; re-running registers nothing twice. ``dry_run`` only checks the entries locally."""
+        from fleet_sdk.onboarding import register_manifest
+
+        return register_manifest(self, *paths, concurrency=concurrency, dry_run=dry_run, on_result=on_result)
 
     def register_version_from_uri(
         self, name: str, artifact_uri: str, sha256: str, metadata: dict[str, Any]

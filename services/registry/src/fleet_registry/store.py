@@ -350,12 +350,17 @@ class RegistryStore:
             model = await self._writable_model(s, actor, name)
             self._check_registration_rules(actor, model, meta)
             await self._check_dataset_team(s, model, meta)
-            if meta.version is not None and await s.scalar(
-                select(VersionRow.id).where(
-                    VersionRow.model_id == model.id, VersionRow.version == meta.version
+            if meta.version is not None:
+                held = await s.scalar(
+                    select(VersionRow.sha256).where(
+                        VersionRow.model_id == model.id, VersionRow.version == meta.version
+                    )
                 )
-            ):
-                raise Conflict(f"model '{name}' already has version {meta.version}", field="version")
+                # The same number with the bytes it already holds is a re-run (answered with the
+                # existing version once the upload is hashed); anything else is refused before it
+                # is stored.
+                if held is not None and held != meta.sha256:
+                    raise Conflict(f"model '{name}' already has version {meta.version}", field="version")
             return model.team
 
     async def check_object_owner(
@@ -438,19 +443,63 @@ class RegistryStore:
         artifact: StoredArtifact,
         *,
         untrusted_types: list[str] | None = None,
-    ) -> ModelVersion:
-        """Register a frozen version and stage ``model.registered`` in the same transaction."""
+    ) -> tuple[ModelVersion, bool]:
+        """Register a frozen version and stage ``model.registered`` in the same transaction; or,
+        when the model already holds these bytes, return that version (``created=False``) and
+        change nothing (ADR 0024)."""
         for attempt in range(NEXT_NUMBER_ATTEMPTS):
             try:
-                entity = await self._register_version(actor, name, meta, artifact, untrusted_types)
+                entity, created = await self._register_version(actor, name, meta, artifact, untrusted_types)
                 break
             except Conflict as exc:
                 # Without an explicit number, losing the next number to a concurrent registration
-                # is not the caller's conflict: take the one after it.
+                # is not the caller's conflict: take the one after it (or, when the winner
+                # registered the same bytes, find it on the next attempt and return it).
                 if meta.version is not None or exc.field != "version" or attempt == NEXT_NUMBER_ATTEMPTS - 1:
                     raise
-        self._on_commit()
-        return entity
+        if created:
+            self._on_commit()
+        return entity, created
+
+    @staticmethod
+    async def _same_bytes(
+        s: AsyncSession, model: ModelRow, meta: VersionMetadata, sha256: str
+    ) -> VersionRow | None:
+        """The version of ``model`` that a registration of these bytes repeats, if any.
+
+        Without an explicit number: the lowest version holding the same sha256. With one: that
+        version, if it holds the same sha256 (a different number is a new version: the way to
+        register the same bytes again on purpose). A repeat whose serving contract or lineage
+        differs is refused (409 naming the field): answering it with the old version would
+        silently drop what the caller meant to change.
+        """
+        stmt = select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.sha256 == sha256)
+        if meta.version is not None:
+            stmt = stmt.where(VersionRow.version == meta.version)
+        row = await s.scalar(stmt.order_by(VersionRow.version).limit(1))
+        if row is None:
+            return None
+        wanted = {
+            "flavor": meta.flavor,
+            "signature": meta.signature.model_dump(mode="json"),
+            "origin": meta.origin,
+            "parent_version": meta.parent_version,
+        }
+        held = {
+            "flavor": row.flavor,
+            "signature": Signature.model_validate(row.signature).model_dump(mode="json"),
+            "origin": row.origin,
+            "parent_version": row.parent_version,
+        }
+        for field, value in wanted.items():
+            if held[field] != value:
+                raise Conflict(
+                    f"version {row.version} of model '{model.name}' already holds these bytes "
+                    f"(sha256 {sha256[:12]}…) with a different {field}; pass an explicit, unused "
+                    "`version` to register the same bytes as a new version",
+                    field=field,
+                )
+        return row
 
     def _without_raw_pii(
         self, meta: VersionMetadata
@@ -474,15 +523,21 @@ class RegistryStore:
         meta: VersionMetadata,
         artifact: StoredArtifact,
         untrusted_types: list[str] | None,
-    ) -> ModelVersion:
+    ) -> tuple[ModelVersion, bool]:
         async with self.db.transaction() as s:
             model = await self._writable_model(s, actor, name)
             self._check_registration_rules(actor, model, meta)
             # Validated raw (above), stored and announced hashed: the registry keeps no raw PII.
             profile, example = self._without_raw_pii(meta)
+            # The highest number first, then the same-bytes look-up: a concurrent registration of
+            # the same bytes that commits in between is then either seen here or takes the number
+            # this one picks (a conflict, retried, and found on the next attempt).
             current = await s.scalar(
                 select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
             )
+            same = await self._same_bytes(s, model, meta, artifact.sha256)
+            if same is not None:
+                return await self._version_entity(s, model, same), False
             number = meta.version or (current or 0) + 1
             if await s.scalar(
                 select(VersionRow.id).where(VersionRow.model_id == model.id, VersionRow.version == number)
@@ -570,7 +625,7 @@ class RegistryStore:
                 flavor=meta.flavor,
                 event_id=event.id,
             )
-            return await self._version_entity(s, model, row)
+            return await self._version_entity(s, model, row), True
 
     async def list_versions(
         self, actor: Principal, name: str, *, limit: int = 50, offset: int = 0

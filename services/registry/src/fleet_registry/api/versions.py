@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
 from fleet_core.errors import InvalidInput
@@ -23,6 +23,27 @@ from fleet_registry.entities import Lineage, ModelVersion, ModelVersionSummary, 
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
 
+REGISTRATION_HEADER = "X-Fleet-Registration"
+"""``created`` (201) or ``existing`` (200: the model already held these bytes; nothing changed)."""
+SAME_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The model already holds these bytes: that version is returned, nothing is "
+        "registered, no event is published (header `X-Fleet-Registration: existing`)",
+    },
+    409: {
+        "description": "The version number is taken, or the model holds these bytes with another "
+        "flavor, signature or lineage",
+    },
+}
+
+
+def _answer(response: Response, registered: tuple[ModelVersion, bool]) -> ModelVersion:
+    version, created = registered
+    response.headers[REGISTRATION_HEADER] = "created" if created else "existing"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return version
+
 
 @router.post(
     "",
@@ -30,10 +51,14 @@ router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
     summary="Register a version by uploading its artifact",
     description="Multipart form: `metadata` (JSON, see VersionMetadata) and `artifact` (the file). "
     "The sha256 is computed on the way in; the version is frozen once registered and "
-    "`model.registered` is published through the outbox.",
+    "`model.registered` is published through the outbox. Idempotent: bytes the model already holds "
+    "(same sha256; with an explicit `version`, that version's) return the existing version with "
+    "200; an explicit unused `version` registers them again.",
+    responses=SAME_BYTES,
 )
 async def upload_version(
     name: str,
+    response: Response,
     metadata: Annotated[str, Form(description="VersionMetadata as JSON")],
     artifact: Annotated[UploadFile, File(description="The model artifact")],
     store: StoreDep,
@@ -53,17 +78,20 @@ async def upload_version(
         stored = await artifacts.put_content_addressed(f"models/{name}", FILENAMES[meta.flavor], spooled)
     finally:
         spooled.close()
-    return await store.create_version(who, name, meta, stored, untrusted_types=untrusted)
+    return _answer(response, await store.create_version(who, name, meta, stored, untrusted_types=untrusted))
 
 
 @router.post(
     "/from-uri",
     status_code=status.HTTP_201_CREATED,
     summary="Register a version whose artifact is already in the artifact store",
-    description="The artifact is read and hashed; a sha256 that does not match is refused (422).",
+    description="The artifact is read and hashed; a sha256 that does not match is refused (422). "
+    "Bytes the model already holds return the existing version with 200, as for an upload.",
+    responses=SAME_BYTES,
 )
 async def register_from_uri(
     name: str,
+    response: Response,
     body: VersionFromUri,
     store: StoreDep,
     artifacts: ArtifactsDep,
@@ -78,7 +106,7 @@ async def register_from_uri(
         artifacts, body.artifact_uri, body.sha256, settings.max_artifact_bytes
     )
     untrusted = check_flavor(body.flavor, data)
-    return await store.create_version(who, name, body, stored, untrusted_types=untrusted)
+    return _answer(response, await store.create_version(who, name, body, stored, untrusted_types=untrusted))
 
 
 @router.get("", summary="List a model's versions, newest first")
