@@ -10,8 +10,11 @@ does not apply the pool itself; it asks for a round that *started after* its cha
   the next round, which starts when the running one ends.
 
 Every caller that arrives while a round runs shares the one next round, so a burst of N
-registrations costs about two applies, not N. A failed round fails every caller that joined it
-(each then marks its own deployment failed), and the next caller starts a fresh round.
+registrations costs about two applies, not N. A burst that trickles in (a bulk onboarding uploads
+a few models a second) would still cost one round per round-time; so a round that follows another
+one first waits until no caller has joined it for ``settle_s`` (at most ``max_settle_s``). A lone
+change, with no round running, is applied at once. A failed round fails every caller that joined
+it (each then marks its own deployment failed), and the next caller starts a fresh round.
 """
 
 from __future__ import annotations
@@ -76,11 +79,20 @@ class PoolApplier:
             self._next_waiters = 0
             asyncio.get_running_loop().create_task(self._start_after(self._running, self._next))
         self._next_waiters += 1
+        self._last_join = time.monotonic()
         await asyncio.shield(self._next)
 
     async def _start_after(self, previous: asyncio.Task[None] | None, round_: asyncio.Future[None]) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
+            # A burst under way: gather what is still arriving before the next round starts.
+            waited_from = time.monotonic()
+            while True:
+                quiet = time.monotonic() - self._last_join
+                left = self._max_settle_s - (time.monotonic() - waited_from)
+                if quiet >= self._settle_s or left <= 0:
+                    break
+                await asyncio.sleep(min(self._settle_s - quiet, left))
         self._next = None
         waiters = self._next_waiters
         started = time.monotonic()
