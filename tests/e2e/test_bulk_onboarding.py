@@ -36,8 +36,8 @@ MAX_POOL_APPLIES = 29
 """Pool reconfigurations allowed for the 59 models of one command: fewer than one per two models
 (without coalescing it is one per model, 59). The count follows how the registrations trickle in,
 not the model count: a round covers every registration committed before it starts, and one command
-registers 8 at a time over some seconds; measured 7 and 18 in two runs on this box (2 cores,
-load 4–6)."""
+registers 8 at a time over some seconds; measured 7, 8 and 18 in three runs on this box (2 cores,
+load 4 to 6)."""
 
 
 @pytest.fixture(scope="module")
