@@ -26,12 +26,14 @@ from typing import Any
 
 from pydantic import BaseModel
 from ray import serve
+from ray.serve.config import RequestRouterConfig
 from ray.serve.deployment import Application
 
 from fleet_core.schemas import JsonValue, ResourceQuota
 from fleet_core.serving import DEDICATED_DEPLOYMENT, POOL_DEPLOYMENT, ModelSpec, PoolConfig, PoolSizing
 from fleet_serving.errors import UnknownModelError, UntrustedArtifactError
 from fleet_serving.loading import aload_model, load_model, load_verified
+from fleet_serving.pool_router import POOL_ROUTER_PATH
 from fleet_serving.runtimes import Runtime
 from fleet_serving.settings import ServingSettings
 
@@ -101,6 +103,8 @@ class LoadedModelStats(BaseModel):
     key: str
     last_call_s_ago: float | None
     in_flight: int
+    served: int = 0
+    """Calls for the version this replica has answered since it started."""
 
 
 INLINE_MAX_ROWS = 16
@@ -145,6 +149,7 @@ class ModelPool:
         self._settings = ServingSettings()
         self._last_call: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
+        self._served: Counter[str] = Counter()
         self._unloads = 0
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -180,7 +185,9 @@ class ModelPool:
         try:
             runtime = await self._model(key)
             self._size_cache()
-            return await run_predict(runtime, rows)
+            result = await run_predict(runtime, rows)
+            self._served[key] += 1
+            return result
         finally:
             self._in_flight[key] -= 1
             self._last_call[key] = time.monotonic()
@@ -250,6 +257,7 @@ class ModelPool:
                 key=k,
                 last_call_s_ago=round(now - self._last_call[k], 3) if k in self._last_call else None,
                 in_flight=self._in_flight[k],
+                served=self._served[k],
             )
             for k in (list(wrapper.models) if wrapper is not None else [])
         ]
@@ -368,6 +376,23 @@ def quota_autoscaling(quota: ResourceQuota, *, idle_s: float) -> dict[str, Any]:
     }
 
 
+def pool_placement_options(sizing: PoolSizing) -> dict[str, Any]:
+    """The pool deployment's routing and spread options (ADR 0027): its request router, and how
+    many of its replicas one node may hold."""
+    options: dict[str, Any] = {}
+    if sizing.placement == "rendezvous":
+        options["request_router_config"] = RequestRouterConfig(
+            request_router_class=POOL_ROUTER_PATH,
+            request_router_kwargs={
+                "hot_ongoing_requests": sizing.hot_ongoing_requests,
+                "max_replicas_per_model": sizing.max_replicas_per_model,
+            },
+        )
+    if sizing.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = sizing.max_replicas_per_node
+    return options
+
+
 def pool_application(
     config: PoolConfig,
     sizing: PoolSizing,
@@ -386,11 +411,13 @@ def pool_application(
         "initial_replicas": max(1, sizing.min_replicas),
         "downscale_to_zero_delay_s": idle_s if idle_s is not None else config.idle_unload_s,
     }
+    placement = pool_placement_options(sizing)
     version = deployment_version(
         "pool",
         sorted(actor_options["runtime_env"]["env_vars"].items()),
         sizing.num_cpus,
         sizing.max_models_per_replica,
+        sorted((k, repr(v)) for k, v in placement.items()),
     )
     return ModelPool.options(  # type: ignore[attr-defined]
         version=version,
@@ -399,6 +426,7 @@ def pool_application(
         autoscaling_config=autoscaling,
         user_config=config.model_dump(mode="json"),
         **GRACEFUL_SHUTDOWN,
+        **placement,
     ).bind(max_models_per_replica=sizing.max_models_per_replica)
 
 
