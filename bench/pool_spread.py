@@ -103,8 +103,14 @@ async def all_stats(handle: Any, replicas: int) -> dict[str, Any]:
     return seen
 
 
-async def drive(handle: Any, keys: list[str], connections: int, *, duration_s: float | None = None,
-                weights: list[float] | None = None) -> dict[str, Any]:
+async def drive(
+    handle: Any,
+    keys: list[str],
+    connections: int,
+    *,
+    duration_s: float | None = None,
+    weights: list[float] | None = None,
+) -> dict[str, Any]:
     """``connections`` loops of calls: each of ``keys`` once, or drawn by ``weights`` (else the first)
     for ``duration_s``. Counts failures; returns rps and the call count."""
     failures: Counter[str] = Counter()
@@ -164,15 +170,24 @@ def served_of(stats: dict[str, Any], key: str) -> dict[str, int]:
     return {rid: next((m.served for m in s.loaded if m.key == key), 0) for rid, s in stats.items()}
 
 
-async def measure(control: Any, specs: list[Any], placement: str, replicas: int, args: argparse.Namespace,
-                  env: dict[str, str]) -> dict[str, Any]:
+async def measure(
+    control: Any,
+    specs: list[Any],
+    placement: str,
+    replicas: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+) -> dict[str, Any]:
     from fleet_core.serving import POOL_DEPLOYMENT, Placement, PoolConfig, PoolSizing
 
     keys = [s.key for s in specs]
     config = PoolConfig(models={s.key: s for s in specs}, idle_unload_s=3600)
     sizing = PoolSizing(
-        min_replicas=replicas, max_replicas=replicas, num_cpus=0.1,
-        max_models_per_replica=len(specs) + 8, placement=placement,  # type: ignore[arg-type]
+        min_replicas=replicas,
+        max_replicas=replicas,
+        num_cpus=0.1,
+        max_models_per_replica=len(specs) + 8,
+        placement=placement,  # type: ignore[arg-type]
     )
     app = f"spread-{placement}-{replicas}-{uuid.uuid4().hex[:4]}"
     await asyncio.to_thread(control.apply_pool, config, sizing, env, app_name=app)
@@ -196,16 +211,26 @@ async def measure(control: Any, specs: list[Any], placement: str, replicas: int,
         await asyncio.to_thread(control.remove, app)
 
 
-async def autoscale(control: Any, specs: list[Any], placement: str, max_replicas: int,
-                    args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+async def autoscale(
+    control: Any,
+    specs: list[Any],
+    placement: str,
+    max_replicas: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+) -> dict[str, Any]:
     from fleet_core.serving import POOL_DEPLOYMENT, Placement, PoolConfig, PoolSizing
 
     keys = [s.key for s in specs]
     weights = [1 / (r + 1) ** ZIPF_S for r in range(len(keys))]
     config = PoolConfig(models={s.key: s for s in specs}, idle_unload_s=3600)
     sizing = PoolSizing(
-        min_replicas=1, max_replicas=max_replicas, target_ongoing_requests=2, num_cpus=0.1,
-        max_models_per_replica=len(specs) + 8, placement=placement,  # type: ignore[arg-type]
+        min_replicas=1,
+        max_replicas=max_replicas,
+        target_ongoing_requests=2,
+        num_cpus=0.1,
+        max_models_per_replica=len(specs) + 8,
+        placement=placement,  # type: ignore[arg-type]
     )
     app = f"scale-{placement}-{uuid.uuid4().hex[:4]}"
     await asyncio.to_thread(control.apply_pool, config, sizing, env, app_name=app)
@@ -241,9 +266,8 @@ def main() -> int:
         args.models, args.replicas, args.passes, args.duration, args.autoscale_s = 60, [2], 2, 4.0, 15.0
     sigterm_as_interrupt()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from fleet_serving import ServingControl
     from fleet_sdk.embedded_ray import EmbeddedRay
+    from fleet_serving import ServingControl
 
     work = Path(tempfile.mkdtemp(prefix="pool-spread-"))
     head = EmbeddedRay(num_cpus=4, log_path=work / "ray.log")
@@ -289,12 +313,16 @@ def print_table(runs: dict[str, Any]) -> None:
         if "placement" in run:
             p, h = run["placement"], run["hot"]
             fails = sum(run["uniform"]["failures"].values()) + sum(h["failures"].values())
-            print(f"{name:<22}{p['replicas_per_model_mean']:>11}{p['replicas_per_model_max']:>5}"
-                  f"{h['rps']:>9}{h['replicas_serving_it']:>15}{fails:>7}")
+            print(
+                f"{name:<22}{p['replicas_per_model_mean']:>11}{p['replicas_per_model_max']:>5}"
+                f"{h['rps']:>9}{h['replicas_serving_it']:>15}{fails:>7}"
+            )
         else:
-            print(f"{name:<22} autoscale: {run['replicas_running_at_end']} replicas, "
-                  f"{run['share_not_on_busiest']:.0%} of calls off the busiest, {run['rps']} rps, "
-                  f"failures {run['failures']}")
+            print(
+                f"{name:<22} autoscale: {run['replicas_running_at_end']} replicas, "
+                f"{run['share_not_on_busiest']:.0%} of calls off the busiest, {run['rps']} rps, "
+                f"failures {run['failures']}"
+            )
 
 
 if __name__ == "__main__":

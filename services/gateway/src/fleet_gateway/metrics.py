@@ -48,6 +48,12 @@ class GatewayMetrics:
             ["source", "outcome"],
             registry=registry,
         )
+        self.replica_retries = Counter(
+            "fleet_gateway_replica_retries",
+            "Model calls sent again because the replica that had them died (ActorDiedError, ...)",
+            ["reason"],
+            registry=registry,
+        )
         self._observed: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def observe(self, model: str, version: int | str, arm: str, status: int, seconds: float) -> None:
@@ -59,6 +65,9 @@ class GatewayMetrics:
                 self._observed[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def replica_retry(self, reason: str) -> None:
+        self.replica_retries.labels(reason).inc()
 
     def shed(self, reason: str, count: int = 1) -> None:
         self.logs_shed.labels(reason).inc(count)
