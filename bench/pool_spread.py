@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 import uuid

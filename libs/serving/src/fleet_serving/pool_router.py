@@ -49,7 +49,6 @@ class PoolRouter(RequestRouter):
         self.max_replicas_per_model = max(1, int(max_replicas_per_model))
         self.unavailable_hold_s = float(unavailable_hold_s)
         self._unavailable: dict[ReplicaID, float] = {}
-        self._routed: dict[str, tuple[str, ReplicaID]] = {}
         self._in_flight: Counter[tuple[str, ReplicaID]] = Counter()
 
     def _state(self) -> None:
@@ -62,17 +61,20 @@ class PoolRouter(RequestRouter):
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
         self._state()
         key = pending_request.metadata.multiplexed_model_id
-        if key:
-            self._routed[pending_request.metadata.internal_request_id] = (key, replica_id)
-            self._in_flight[(key, replica_id)] += 1
+        if not key:
+            return
+        slot = (key, replica_id)
+        self._in_flight[slot] += 1
+        # Counted down when the call ends. Serve's own ``on_request_completed`` can come *before*
+        # this hook (over gRPC a replica's acceptance arrives with its answer), so it cannot pair
+        # with it; a done callback on an already finished call runs at once.
+        loop = self._event_loop
+        result.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, slot))
 
-    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        self._state()
-        routed = self._routed.pop(internal_request_id, None)
-        if routed is not None:
-            self._in_flight[routed] -= 1
-            if self._in_flight[routed] <= 0:
-                del self._in_flight[routed]
+    def _release(self, slot: tuple[str, ReplicaID]) -> None:
+        self._in_flight[slot] -= 1
+        if self._in_flight[slot] <= 0:
+            del self._in_flight[slot]
 
     def on_replica_actor_unavailable(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_unavailable(replica_id)
