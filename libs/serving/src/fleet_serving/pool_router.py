@@ -29,6 +29,9 @@ POOL_ROUTER_PATH = "fleet_serving.pool_router:PoolRouter"
 DEFAULT_HOT_ONGOING = 4
 DEFAULT_MAX_REPLICAS_PER_MODEL = 2
 DEFAULT_UNAVAILABLE_HOLD_S = 10.0
+ROUTED_TTL_S = 120.0
+"""A call not reported completed after this long no longer counts as in flight (the gateway's
+own deadline is 30 s)."""
 
 
 class PoolRouter(RequestRouter):
@@ -49,6 +52,8 @@ class PoolRouter(RequestRouter):
         self.max_replicas_per_model = max(1, int(max_replicas_per_model))
         self.unavailable_hold_s = float(unavailable_hold_s)
         self._unavailable: dict[ReplicaID, float] = {}
+        self._routed: dict[str, tuple[tuple[str, ReplicaID], float]] = {}
+        self._last_sweep = time.monotonic()
         self._in_flight: Counter[tuple[str, ReplicaID]] = Counter()
 
     def _state(self) -> None:
@@ -58,23 +63,42 @@ class PoolRouter(RequestRouter):
 
     # ------------------------------------------------------------------ bookkeeping (Serve's hooks)
 
-    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
-        self._state()
-        key = pending_request.metadata.multiplexed_model_id
-        if not key:
+    def _fulfill_next_pending_request(self, replica: RunningReplica, request_metadata: Any = None) -> None:
+        # The one moment that knows both the request (its model) and the replica it goes to: a
+        # call counts as in flight from here until Serve reports it completed. (Serve's
+        # ``on_request_routed`` is no use for this: over gRPC it fires with the answer.)
+        pending = self._get_pending_request_matching_internal_request_id(request_metadata)
+        super()._fulfill_next_pending_request(replica, request_metadata)
+        if pending is None or not pending.future.done() or pending.future.cancelled():
             return
-        slot = (key, replica_id)
-        self._in_flight[slot] += 1
-        # Counted down when the call ends. Serve's own ``on_request_completed`` can come *before*
-        # this hook (over gRPC a replica's acceptance arrives with its answer), so it cannot pair
-        # with it; a done callback on an already finished call runs at once.
-        loop = self._event_loop
-        result.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, slot))
+        key = pending.metadata.multiplexed_model_id
+        if key:
+            self._state()
+            slot = (key, replica.replica_id)
+            self._routed[pending.metadata.internal_request_id] = (slot, time.monotonic())
+            self._in_flight[slot] += 1
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        self._state()
+        routed = self._routed.pop(internal_request_id, None)
+        if routed is not None:
+            self._release(routed[0])
 
     def _release(self, slot: tuple[str, ReplicaID]) -> None:
         self._in_flight[slot] -= 1
         if self._in_flight[slot] <= 0:
             del self._in_flight[slot]
+
+    def _forget_stale(self) -> None:
+        """Drop calls never reported completed (a caller cancelled between choice and send)."""
+        now = time.monotonic()
+        if now - self._last_sweep < ROUTED_TTL_S:
+            return
+        self._last_sweep = now
+        for request_id, (slot, since) in list(self._routed.items()):
+            if now - since > ROUTED_TTL_S:
+                del self._routed[request_id]
+                self._release(slot)
 
     def on_replica_actor_unavailable(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_unavailable(replica_id)
@@ -108,6 +132,7 @@ class PoolRouter(RequestRouter):
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
         self._state()
+        self._forget_stale()
         if pending_request is not None:
             # Back off between rounds when no candidate accepts (the base loop spins otherwise).
             pending_request.routing_context.should_backoff = True
