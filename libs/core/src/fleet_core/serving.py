@@ -34,6 +34,7 @@ SERVE_NAMESPACE = "modelfleet"
 
 DeploymentState = Literal["pending", "deploying", "ready", "failed", "retired"]
 PlacementKind = Literal["pool", "dedicated"]
+PoolPlacement = Literal["rendezvous", "serve"]
 
 
 def model_key(model: str, version: int) -> str:
@@ -142,6 +143,19 @@ class PoolSizing(Contract):
     max_models_per_replica: Annotated[int, Field(ge=1)] = 1024
     target_ongoing_requests: Annotated[float, Field(gt=0)] = 8.0
     num_cpus: Annotated[float, Field(ge=0)] = 0.5
+    placement: PoolPlacement = "rendezvous"
+    """How requests find a replica: ``rendezvous`` (``fleet_core.placement``: each model on its
+    first replica by rendezvous hashing, spread to more while they are busy) or ``serve`` (Ray
+    Serve's own multiplexed routing: a model stays where it is loaded until that replica is full)."""
+    hot_ongoing_requests: Annotated[float, Field(gt=0)] = 4.0
+    """``rendezvous``: a model spills to its next replica while its replicas so far have this
+    many requests in flight."""
+    max_replicas_per_model: Annotated[int, Field(ge=1)] = 2
+    """``rendezvous``: how many replicas a hot model spreads over (more only while all are full)."""
+    max_replicas_per_node: Annotated[int, Field(ge=1)] | None = None
+    """At most this many pool replicas on one Ray node (Serve's ``max_replicas_per_node``), so a
+    node's death takes only its share of the pool; None: no limit (Serve spreads by default)."""
+
     memory_mb: Annotated[int, Field(ge=64)] | None = 1024
     """Memory each pool replica reserves from Ray; None reserves none (then set ``model_budget_mb``
     or the replica's cache is bounded by count only)."""

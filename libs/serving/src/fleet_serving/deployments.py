@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from ray import serve
+from ray.serve.config import RequestRouterConfig
 from ray.serve.deployment import Application
 
 from fleet_core.schemas import JsonValue, ResourceQuota
@@ -43,6 +44,7 @@ from fleet_serving.cache import ModelLedger
 from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError
 from fleet_serving.loading import aload_model, load_model, load_verified
 from fleet_serving.memory import charge, process_rss, release_memory, warm_up
+from fleet_serving.pool_router import POOL_ROUTER_PATH
 from fleet_serving.runtimes import Runtime
 from fleet_serving.settings import ServingSettings
 
@@ -115,6 +117,8 @@ class LoadedModelStats(BaseModel):
     """Charged at load: max(RSS delta of the load, artifact size, a 64 KiB floor)."""
     last_call_s_ago: float | None
     in_flight: int
+    served: int = 0
+    """Calls for the version this replica has answered since it started."""
 
 
 class RefusedModelStats(BaseModel):
@@ -193,6 +197,7 @@ class ModelPool:
         self._ledger = ModelLedger(model_budget_bytes, max_models_per_replica)
         self._last_call: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
+        self._served: Counter[str] = Counter()
         self._unloads = 0
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -318,7 +323,9 @@ class ModelPool:
         self._last_call[key] = time.monotonic()
         try:
             runtime = await self._model(key)
-            return await run_predict(runtime, rows)
+            result = await run_predict(runtime, rows)
+            self._served[key] += 1
+            return result
         finally:
             self._in_flight[key] -= 1
             self._last_call[key] = time.monotonic()
@@ -389,6 +396,7 @@ class ModelPool:
                 bytes=self._ledger.charged(k),
                 last_call_s_ago=round(now - self._last_call[k], 3) if k in self._last_call else None,
                 in_flight=self._in_flight[k],
+                served=self._served[k],
             )
             for k in (list(wrapper.models) if wrapper is not None else [])
         ]
@@ -525,6 +533,23 @@ def quota_autoscaling(quota: ResourceQuota, *, idle_s: float) -> dict[str, Any]:
     }
 
 
+def pool_placement_options(sizing: PoolSizing) -> dict[str, Any]:
+    """The pool deployment's routing and spread options (ADR 0027): its request router, and how
+    many of its replicas one node may hold."""
+    options: dict[str, Any] = {}
+    if sizing.placement == "rendezvous":
+        options["request_router_config"] = RequestRouterConfig(
+            request_router_class=POOL_ROUTER_PATH,
+            request_router_kwargs={
+                "hot_ongoing_requests": sizing.hot_ongoing_requests,
+                "max_replicas_per_model": sizing.max_replicas_per_model,
+            },
+        )
+    if sizing.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = sizing.max_replicas_per_node
+    return options
+
+
 def pool_application(
     config: PoolConfig,
     sizing: PoolSizing,
@@ -550,6 +575,7 @@ def pool_application(
     if memory_bytes is not None:
         actor_options["memory"] = memory_bytes
     budget_bytes = sizing.model_budget_mb * 2**20 if sizing.model_budget_mb is not None else None
+    placement = pool_placement_options(sizing)
     version = deployment_version(
         "pool",
         sorted(actor_options["runtime_env"]["env_vars"].items()),
@@ -557,6 +583,7 @@ def pool_application(
         sizing.max_models_per_replica,
         memory_bytes,
         budget_bytes,
+        sorted((k, repr(v)) for k, v in placement.items()),
     )
     return ModelPool.options(  # type: ignore[attr-defined]
         version=version,
@@ -565,6 +592,7 @@ def pool_application(
         autoscaling_config=autoscaling,
         user_config=config.model_dump(mode="json"),
         **GRACEFUL_SHUTDOWN,
+        **placement,
     ).bind(
         max_models_per_replica=sizing.max_models_per_replica,
         memory_bytes=memory_bytes,

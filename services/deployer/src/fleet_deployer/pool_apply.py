@@ -53,9 +53,19 @@ class PoolMetrics:
 class PoolApplier:
     """Coalesces pool reconfigurations into rounds (see the module docstring)."""
 
-    def __init__(self, apply: Callable[[], Awaitable[None]], *, metrics: PoolMetrics | None = None) -> None:
+    def __init__(
+        self,
+        apply: Callable[[], Awaitable[None]],
+        *,
+        metrics: PoolMetrics | None = None,
+        settle_s: float = 0.5,
+        max_settle_s: float = 3.0,
+    ) -> None:
         self._apply = apply
         self._metrics = metrics
+        self._settle_s = settle_s
+        self._max_settle_s = max_settle_s
+        self._last_join = 0.0
         self._next: asyncio.Future[None] | None = None
         """The round callers join while another one runs; starts when that one ends."""
         self._next_waiters = 0
@@ -83,22 +93,15 @@ class PoolApplier:
         await asyncio.shield(self._next)
 
     async def _start_after(self, previous: asyncio.Task[None] | None, round_: asyncio.Future[None]) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-            # A burst under way: gather what is still arriving before the next round starts.
-            waited_from = time.monotonic()
-            while True:
-                quiet = time.monotonic() - self._last_join
-                left = self._max_settle_s - (time.monotonic() - waited_from)
-                if quiet >= self._settle_s or left <= 0:
-                    break
-                await asyncio.sleep(min(self._settle_s - quiet, left))
-        self._next = None
-        waiters = self._next_waiters
-        started = time.monotonic()
-        self._running_started = started
-        self._running = asyncio.get_running_loop().create_task(self._round(started, waiters))
         try:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+                await self._settle()
+            self._next = None
+            waiters = self._next_waiters
+            started = time.monotonic()
+            self._running_started = started
+            self._running = asyncio.get_running_loop().create_task(self._round(started, waiters))
             await self._running
         except asyncio.CancelledError:
             round_.cancel()
@@ -107,6 +110,19 @@ class PoolApplier:
             round_.exception()  # retrieved: every waiter re-raises it from the shield
         else:
             round_.set_result(None)
+        finally:
+            if self._next is round_:  # failed before it started: later callers start a fresh one
+                self._next = None
+
+    async def _settle(self) -> None:
+        """A burst under way: gather what is still arriving before the next round starts."""
+        waited_from = time.monotonic()
+        while True:
+            quiet = time.monotonic() - self._last_join
+            left = self._max_settle_s - (time.monotonic() - waited_from)
+            if quiet >= self._settle_s or left <= 0:
+                return
+            await asyncio.sleep(min(self._settle_s - quiet, left))
 
     async def _round(self, started: float, waiters: int) -> None:
         self.rounds += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fleet_core.serving import PoolSizing
+from fleet_core.serving import PoolPlacement, PoolSizing
 from fleet_core.settings import ServiceSettings
 
 
@@ -38,6 +38,15 @@ class DeployerSettings(ServiceSettings):
     pool_target_ongoing_requests: float = Field(default=PoolSizing().target_ongoing_requests, gt=0)
     pool_num_cpus: float = Field(default=PoolSizing().num_cpus, ge=0)
     """CPUs reserved by each pool replica."""
+    pool_placement: PoolPlacement = PoolSizing().placement
+    """``rendezvous`` (each model on its own first replica, spread while hot; ADR 0027) or
+    ``serve`` (Ray Serve's multiplexed routing)."""
+    pool_hot_ongoing_requests: float = Field(default=PoolSizing().hot_ongoing_requests, gt=0)
+    """A model's requests in flight at one replica from which it spills to its next replica."""
+    pool_max_replicas_per_model: int = Field(default=PoolSizing().max_replicas_per_model, ge=1)
+    """How many pool replicas a hot model spreads over (more only while they are all full)."""
+    pool_max_replicas_per_node: int | None = Field(default=None, ge=1)
+    """At most this many pool replicas on one Ray node (unset: no limit)."""
 
     idle_unload_s: float = Field(default=300.0, gt=0)
     """A version with no request for this long is idle: unloaded from pool replicas, and its dedicated
@@ -62,6 +71,10 @@ class DeployerSettings(ServiceSettings):
             memory_mb=self.pool_memory_mb or None,
             model_budget_mb=self.pool_model_budget_mb,
             baseline_mb=self.pool_baseline_mb,
+            placement=self.pool_placement,
+            hot_ongoing_requests=self.pool_hot_ongoing_requests,
+            max_replicas_per_model=self.pool_max_replicas_per_model,
+            max_replicas_per_node=self.pool_max_replicas_per_node,
         )
 
     def replica_env(self) -> dict[str, str]:

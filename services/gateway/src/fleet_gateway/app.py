@@ -60,7 +60,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics: GatewayMetrics = app.state.gateway_metrics
         book: RouteBook = app.state.routes
-        serving = backend or RayBackend(settings.ray_address, timeout_s=settings.predict_timeout_s)
+        serving = backend or RayBackend(
+            settings.ray_address,
+            timeout_s=settings.predict_timeout_s,
+            max_retries=settings.predict_retries,
+            on_retry=metrics.replica_retry,
+        )
         sink = InferenceLogSink(
             log_transport or KafkaLogTransport(settings.kafka_servers, linger_ms=settings.log_linger_ms),
             metrics,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fleet_core.errors import FleetError, InvalidInput, NotFound
@@ -48,13 +49,55 @@ class ServingBackend(Protocol):
     async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]: ...
 
 
-class RayBackend:
-    """Ray Serve deployments called through ``DeploymentHandle``s from this driver process."""
+def replica_lost(exc: BaseException) -> str | None:
+    """Why a call failed because the replica (or its node) went away, or None for any other error.
 
-    def __init__(self, address: str | None, *, timeout_s: float = 30.0, retry_s: float = 2.0) -> None:
+    Such a call may be sent again elsewhere: predictions have no side effects, and the replica
+    never answered. A model's own error, a refusal (back-pressure, no replica at all) and a
+    timeout are not this: resending those would only add load or repeat the failure."""
+    from ray import exceptions as ray_exc
+    from ray.serve import exceptions as serve_exc
+
+    if isinstance(exc, ray_exc.RayActorError):  # ActorDiedError, ActorUnavailableError
+        return type(exc).__name__
+    if isinstance(exc, serve_exc.ReplicaUnavailableError):
+        return type(exc).__name__
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - Serve installs grpcio
+        return None
+    # Serve's gRPC transport turns UNAVAILABLE into ActorUnavailableError; one it lets through
+    # means the same: the peer process is gone.
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE:
+        return "grpc-unavailable"
+    return None
+
+
+RETRY_BACKOFF_S = 0.05
+
+
+class RayBackend:
+    """Ray Serve deployments called through ``DeploymentHandle``s from this driver process.
+
+    A call that failed because its replica died is sent again, ``max_retries`` times at most and
+    within the request's ``timeout_s``; the handle's router has by then dropped (or, for a node
+    not yet declared dead, set aside) that replica, so the retry lands on another.
+    ``on_retry(reason)`` is told of each one (the gateway counts them)."""
+
+    def __init__(
+        self,
+        address: str | None,
+        *,
+        timeout_s: float = 30.0,
+        retry_s: float = 2.0,
+        max_retries: int = 2,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
         self._address = address
         self._timeout_s = timeout_s
         self._retry_s = retry_s
+        self._max_retries = max_retries
+        self._on_retry = on_retry
         self._handles: dict[tuple[str, str], Any] = {}
         self._keyed: dict[tuple[str, str, str], Any] = {}
         self._connected = False
@@ -122,13 +165,31 @@ class RayBackend:
             handle = self._handle(served)
         except Exception as exc:  # the application or deployment does not exist (yet)
             raise ModelUnavailable(f"{served.spec.key}: no deployment handle: {exc}") from exc
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await handle.predict.remote(rows)  # type: ignore[no-any-return]
-        except TimeoutError as exc:
-            raise ModelUnavailable(f"{served.spec.key} did not answer within {self._timeout_s:g} s") from exc
-        except Exception as exc:
-            raise self._translate(served, exc) from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        retries = 0
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await handle.predict.remote(rows)  # type: ignore[no-any-return]
+            except TimeoutError as exc:
+                raise ModelUnavailable(
+                    f"{served.spec.key} did not answer within {self._timeout_s:g} s"
+                ) from exc
+            except Exception as exc:
+                reason = replica_lost(exc)
+                backoff = RETRY_BACKOFF_S * 4**retries
+                if reason is None or retries >= self._max_retries or loop.time() + backoff >= deadline:
+                    raise self._translate(served, exc) from exc
+                retries += 1
+                if self._on_retry is not None:
+                    self._on_retry(reason)
+                log.warning(
+                    "replica lost; retrying on another", model=served.spec.key, reason=reason, retry=retries
+                )
+                # The router hears of the death from the failed call itself; a short pause lets a
+                # replica that is merely unreachable be probed before the next try.
+                await asyncio.sleep(backoff)
 
     def _translate(self, served: ServedVersion, exc: Exception) -> FleetError:
         """A Ray or serving-engine error as the gateway's answer: the client's fault (422), not

@@ -88,6 +88,12 @@ class GatewayMetrics:
             ["source", "outcome"],
             registry=registry,
         )
+        self.replica_retries = Counter(
+            "fleet_gateway_replica_retries",
+            "Model calls sent again because the replica that had them died (ActorDiedError, ...)",
+            ["reason"],
+            registry=registry,
+        )
 
     def observe(self, model: str, version: int | str, arm: str, status: int, seconds: float) -> None:
         key = (model, str(version), arm, str(status))
@@ -97,6 +103,9 @@ class GatewayMetrics:
             latency = self._latency[key[:3]] = _Latency()
         latency.observe(seconds)
         self.series.count(model)
+
+    def replica_retry(self, reason: str) -> None:
+        self.replica_retries.labels(reason).inc()
 
     def shed(self, reason: str, count: int = 1) -> None:
         self.logs_shed.labels(reason).inc(count)

@@ -48,6 +48,9 @@ class GatewaySettings(FleetSettings):
     metrics_rank_interval_s: float = Field(default=60.0, gt=0)
     """How often ``top:N`` re-ranks the models by the traffic since the last ranking."""
     predict_timeout_s: float = Field(default=30.0, gt=0)
+    predict_retries: int = Field(default=2, ge=0, le=5)
+    """A model call whose replica died (not a model error, not a timeout) is sent again this many
+    times at most, within ``predict_timeout_s``; counted in ``fleet_gateway_replica_retries``."""
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     """A shadow call is abandoned (and logged as an error) after this long."""
     feedback_window_s: float = Field(default=86_400.0, gt=0)

@@ -1,0 +1,51 @@
+"""How the pool deployment is told to place models: its request router and per-node bound."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from ray.serve.config import RequestRouterConfig
+
+import fleet_serving.pool_router as pool_router
+from fleet_core.serving import PoolConfig, PoolSizing
+from fleet_serving.deployments import pool_application, pool_placement_options
+
+
+def test_the_pool_routes_by_rendezvous_with_the_sizing_bounds() -> None:
+    options = pool_placement_options(PoolSizing(hot_ongoing_requests=3, max_replicas_per_model=3))
+    config = options["request_router_config"]
+    assert isinstance(config, RequestRouterConfig)
+    assert config.request_router_class == pool_router.POOL_ROUTER_PATH
+    assert config.request_router_kwargs == {"hot_ongoing_requests": 3.0, "max_replicas_per_model": 3}
+    assert "max_replicas_per_node" not in options
+
+
+def test_serve_placement_keeps_serves_own_router() -> None:
+    assert pool_placement_options(PoolSizing(placement="serve")) == {}
+
+
+def test_replicas_per_node_reach_the_deployment() -> None:
+    app = pool_application(PoolConfig(), PoolSizing(max_replicas_per_node=1, max_replicas=2))
+    assert app._bound_deployment._replica_config.max_replicas_per_node == 1
+
+
+def test_changing_the_placement_restarts_the_pool() -> None:
+    # Serve applies a same-version change as a lightweight update; the router must not be one.
+    version = lambda sizing: pool_application(PoolConfig(), sizing)._bound_deployment.version  # noqa: E731
+    assert version(PoolSizing()) != version(PoolSizing(placement="serve"))
+    assert version(PoolSizing()) != version(PoolSizing(hot_ongoing_requests=9))
+    assert version(PoolSizing()) == version(PoolSizing())
+
+
+def test_the_router_module_needs_nothing_the_gateway_lacks() -> None:
+    # Serve ships the router module to the gateway by value; what it imports must be there.
+    tree = ast.parse(Path(pool_router.__file__).read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+        if not (isinstance(node, ast.ImportFrom) and node.level)
+    }
+    assert imported <= {"__future__", "random", "time", "collections", "typing", "ray", "fleet_core"}
