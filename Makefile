@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help uv install demo up down status test test-fast test-production check-deploy images lint format clean bench bench-quick
+.PHONY: help uv install demo up down status test test-fast test-production check-deploy images lint format clean bench bench-quick bench-fleet bench-fleet-quick
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ bench: install  ## Serving benchmarks (uses wrk when installed); results in benc
 	$(UV) run python bench/serving.py
 	$(UV) run python bench/multimodel.py
 	$(UV) run python bench/monitor.py
+
+bench-fleet: install  ## 1,000 models from 20 teams: onboard, serve, measure (by hand, ~20 min)
+	$(UV) run python bench/fleet.py
+
+bench-fleet-quick: install  ## Smoke run of bench/fleet.py (100 models; CI runs it)
+	$(UV) run python bench/fleet.py --quick
 
 bench-quick: install  ## Smoke run of the benchmarks (3 s cells, 30 models)
 	$(UV) run python bench/serving.py --quick
