@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 from harness import RESULTS_DIR, machine, run_driver, run_guarded, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
+from multimodel import dist, rss_bytes, uniform_sequence, zipf_sequence
 
 N_FEATURES = 4
 FEATURES = [f"x{i}" for i in range(N_FEATURES)]
@@ -135,48 +135,6 @@ def write_manifest(directory: Path, entries: list[dict[str, Any]]) -> Path:
 
 
 # ---------------------------------------------------------------------- measures
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
-
-
-def dist(values: list[float]) -> dict[str, float | None]:
-    return {
-        "n": len(values),
-        "p50": pct(values, 50),
-        "p90": pct(values, 90),
-        "p99": pct(values, 99),
-        "max": max(values) if values else None,
-        "mean": statistics.fmean(values) if values else None,
-    }
-
-
-def zipf_sequence(n_models: int, length: int, s: float, seed: int = 1) -> list[int]:
-    weights = np.array([1 / (k + 1) ** s for k in range(n_models)])
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_models)
-    return [int(order[k]) for k in rng.choice(n_models, size=length, p=weights / weights.sum())]
-
-
-def uniform_sequence(n_models: int, length: int, seed: int = 2) -> list[int]:
-    rng = random.Random(seed)
-    seq: list[int] = []
-    while len(seq) < length:
-        block = list(range(n_models))
-        rng.shuffle(block)
-        seq += block
-    return seq[:length]
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise OSError(f"no VmRSS for pid {pid}")
 
 
 def body() -> str:
