@@ -175,10 +175,14 @@ def test_sixty_models_from_three_teams_onboard_in_one_command(home: Path, tmp_pa
 
     # Re-running the same manifest registers nothing: every good entry is unchanged at version 1,
     # the bad one fails again, and no version, event or pool reconfiguration follows.
+    rollouts = len(client.rollouts())
     rerun = fleet_register(home, path)
     assert rerun.returncode == 1 and f"failed: {BAD}" in rerun.stderr
     again = json.loads(rerun.stdout)
     assert (again["registered"], again["unchanged"], again["failed"]) == (0, 59, 1), again
     assert {r["version"] for r in again["results"] if r["status"] == "unchanged"} == {1}
     assert all(m["latest_version"] == 1 for m in client.list_models(tag="onboarding"))
-    assert pool_applies(client) - before == applies
+    # No redeploy: not one rollout more. (The pool's apply counter is not compared here: the
+    # deployer's periodic reconcile may re-apply the pool once while the burst's last versions
+    # were still deploying, whatever the re-run does.)
+    assert len(client.rollouts()) == rollouts
