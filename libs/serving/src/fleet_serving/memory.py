@@ -40,7 +40,7 @@ def process_rss() -> int | None:
         with open("/proc/self/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        pass
+        pass  # no /proc (not Linux): psutil below
     try:
         import psutil
 
