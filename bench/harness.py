@@ -72,6 +72,10 @@ def run_driver(args: list[str], log: Path, timeout_s: float) -> dict[str, object
         stdout=subprocess.PIPE,
         stderr=open(log, "ab"),  # noqa: SIM115
         start_new_session=True,
+        # Under `uv run` (the Makefile's bench targets) Ray's uv hook would ship the project to the
+        # workers as a runtime env and refuse because the driver's cwd is bench/; the cluster's
+        # workers already run in this venv, so the driver only attaches.
+        env={**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"},
     )
     try:
         out, _ = proc.communicate(timeout=timeout_s)
