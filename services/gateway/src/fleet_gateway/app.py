@@ -16,6 +16,7 @@ from fleet_gateway.access import Gatekeeper, RateLimiter, TokenCache
 from fleet_gateway.api.inference import INFER_SCHEMAS
 from fleet_gateway.api.main import api_router
 from fleet_gateway.backend import RayBackend, ServingBackend
+from fleet_gateway.batching import BatchingBackend, BatchMetrics, BatchPolicy
 from fleet_gateway.dataplane import DataPlane
 from fleet_gateway.events import AuditPublisher, FeedbackPublisher, RolloutFollower
 from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, LogTransport
@@ -65,6 +66,14 @@ def create_app(
             timeout_s=settings.predict_timeout_s,
             max_retries=settings.predict_retries,
             on_retry=metrics.replica_retry,
+        )
+        default_batching = BatchPolicy(
+            max_rows=settings.batch_max_rows,
+            max_delay_ms=settings.batch_max_delay_ms,
+            max_inflight=settings.batch_max_inflight,
+        )
+        serving = BatchingBackend(
+            serving, BatchMetrics(app.state.metrics.registry), lambda _: default_batching
         )
         sink = InferenceLogSink(
             log_transport or KafkaLogTransport(settings.kafka_servers, linger_ms=settings.log_linger_ms),

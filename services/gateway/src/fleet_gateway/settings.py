@@ -51,6 +51,14 @@ class GatewaySettings(FleetSettings):
     predict_retries: int = Field(default=2, ge=0, le=5)
     """A model call whose replica died (not a model error, not a timeout) is sent again this many
     times at most, within ``predict_timeout_s``; counted in ``fleet_gateway_replica_retries``."""
+    batch_max_rows: int = Field(default=32, ge=1, le=10_000)
+    """Adaptive batching: concurrent requests to one version are sent as one model call of at most
+    this many rows (1 turns batching off). A version's deployment may set its own
+    (``batching.max_rows``); see docs/serving.md."""
+    batch_max_delay_ms: float = Field(default=5.0, ge=0, le=1000)
+    """The longest a request waits for a busy version's calls before it is sent anyway."""
+    batch_max_inflight: int = Field(default=2, ge=1, le=64)
+    """Calls of one version running at once before new requests wait to be gathered."""
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     """A shadow call is abandoned (and logged as an error) after this long."""
     feedback_window_s: float = Field(default=86_400.0, gt=0)

@@ -1,0 +1,254 @@
+"""Adaptive micro-batching: concurrent requests to one served version share one model call.
+
+A small model's prediction costs microseconds; what a request pays for is the call into the
+replica's process (serialisation, the handle's router, a network hop). ``BatchingBackend`` wraps
+a ``ServingBackend`` and, per served version, gathers the requests that arrive while that
+version's calls are busy into one call (rows concatenated in arrival order, predictions split
+back by count), so under load the gateway makes a few large calls instead of many small ones.
+
+When each batch is sent (its *flush cause*, counted in ``fleet_gateway_batch_flushes``):
+
+- ``idle``: fewer than ``max_inflight`` calls of this version are running. The request goes at
+  once, alone or with whatever was already waiting, so a lone request (one connection, a quiet
+  model) never waits for company.
+- ``drained``: a running call returned and requests were waiting for it.
+- ``full``: the waiting requests reached ``max_rows`` rows.
+- ``delay``: the oldest waiting request has waited ``max_delay_ms``; it goes even if
+  ``max_inflight`` calls are running, which bounds what batching may add to a request's latency.
+- ``large``: the request alone has ``max_rows`` rows or more; it is sent on its own.
+
+Rows are validated per request before they get here (``DataPlane``), so one request's bad input
+never reaches a batch. If a batched call still fails with the model's own error (the model refused
+a value, or raised) every request of that batch is retried alone, so only the request that caused
+it gets the error (``fleet_gateway_batch_isolations``); an unavailable model fails the batch as a
+whole, since resending each request would only multiply the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from fleet_core.errors import InvalidInput
+from fleet_core.serving import ServedVersion
+from fleet_gateway.backend import ModelFailed, ServingBackend
+
+FLUSH_CAUSES = ("idle", "drained", "full", "delay", "large")
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How one served version's requests are gathered; ``max_rows`` 1 turns batching off."""
+
+    max_rows: int = 32
+    max_delay_ms: float = 5.0
+    max_inflight: int = 2
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_rows > 1
+
+
+class BatchMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.flushes = Counter(
+            "fleet_gateway_batch_flushes",
+            "Model calls the batcher made, by why the batch was sent (idle, drained, full, delay, large)",
+            ["cause"],
+            registry=registry,
+        )
+        self.rows = Histogram(
+            "fleet_gateway_batch_rows",
+            "Rows per model call the batcher made",
+            buckets=ROW_BUCKETS,
+            registry=registry,
+        )
+        self.requests = Histogram(
+            "fleet_gateway_batch_requests",
+            "Requests gathered into one model call",
+            buckets=ROW_BUCKETS,
+            registry=registry,
+        )
+        self.isolations = Counter(
+            "fleet_gateway_batch_isolations",
+            "Batched calls that failed with a model error and were retried one request at a time",
+            registry=registry,
+        )
+        self._flush = {cause: self.flushes.labels(cause) for cause in FLUSH_CAUSES}
+
+    def batch(self, cause: str, requests: int, rows: int) -> None:
+        self._flush[cause].inc()
+        self.requests.observe(requests)
+        self.rows.observe(rows)
+
+    def flush_counts(self) -> dict[str, float]:
+        return {cause: counter._value.get() for cause, counter in self._flush.items()}
+
+
+@dataclass(slots=True)
+class _Waiting:
+    rows: list[dict[str, Any]]
+    future: asyncio.Future[list[Any]]
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One served version's queue: requests waiting to be sent, and calls running."""
+
+    served: ServedVersion
+    policy: BatchPolicy
+    waiting: list[_Waiting] = field(default_factory=list)
+    waiting_rows: int = 0
+    inflight: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class BatchingBackend:
+    """A ``ServingBackend`` that batches concurrent calls to the same served version.
+
+    ``policy_for(served)`` says how a version is batched (``None`` or ``max_rows`` 1: not at all)."""
+
+    def __init__(
+        self,
+        inner: ServingBackend,
+        metrics: BatchMetrics,
+        policy_for: Callable[[ServedVersion], BatchPolicy | None],
+    ) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self._policy_for = policy_for
+        self._lanes: dict[tuple[str, str, str], _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        await self.inner.close()
+
+    async def ready(self) -> tuple[bool, str]:
+        return await self.inner.ready()
+
+    async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]:
+        policy = self._policy_for(served)
+        if policy is None or not policy.enabled:
+            return await self.inner.predict(served, rows)
+        placement = served.placement
+        key = (placement.app, placement.deployment, served.spec.key)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(served, policy)
+        else:
+            # Same version at the same place; the newest route update's copy is the one to call.
+            lane.served, lane.policy = served, policy
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if len(rows) >= policy.max_rows:
+            self._send(lane, [_Waiting(rows, future)], "large")
+            return await future
+        lane.waiting.append(_Waiting(rows, future))
+        lane.waiting_rows += len(rows)
+        if lane.inflight < policy.max_inflight:
+            self._flush(lane, "idle")
+        elif lane.waiting_rows >= policy.max_rows:
+            self._flush(lane, "full")
+        elif lane.timer is None:
+            lane.timer = asyncio.get_running_loop().call_later(
+                policy.max_delay_ms / 1000, self._flush, lane, "delay"
+            )
+        return await future
+
+    # ------------------------------------------------------------------ sending
+
+    def _flush(self, lane: _Lane, cause: str) -> None:
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        batch, lane.waiting, lane.waiting_rows = lane.waiting, [], 0
+        if batch:
+            self._send(lane, batch, cause)
+
+    def _send(self, lane: _Lane, batch: list[_Waiting], cause: str) -> None:
+        lane.inflight += 1
+        task = asyncio.create_task(self._call(lane, batch, cause))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, lane: _Lane, batch: list[_Waiting], cause: str) -> None:
+        served = lane.served
+        try:
+            if len(batch) == 1:
+                self.metrics.batch(cause, 1, len(batch[0].rows))
+                await self._answer(batch[0], served)
+                return
+            rows = [row for waiting in batch for row in waiting.rows]
+            self.metrics.batch(cause, len(batch), len(rows))
+            try:
+                predictions = await self.inner.predict(served, rows)
+                if not isinstance(predictions, list) or len(predictions) != len(rows):
+                    got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+                    raise ModelFailed(f"{served.spec.key} answered {got} predictions for {len(rows)} rows")
+            except (InvalidInput, ModelFailed):
+                # Whose rows broke it is unknown: each request again alone, so only its own fails.
+                self.metrics.isolations.inc()
+                await asyncio.gather(*(self._answer(waiting, served) for waiting in batch))
+                return
+            except BaseException as exc:
+                for waiting in batch:
+                    _settle(waiting.future, exc=exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            at = 0
+            for waiting in batch:
+                n = len(waiting.rows)
+                _settle(waiting.future, result=predictions[at : at + n])
+                at += n
+        finally:
+            lane.inflight -= 1
+            if lane.waiting:
+                self._flush(lane, "drained")
+            elif lane.inflight == 0 and self._lanes.get(self._key(lane)) is lane:
+                del self._lanes[self._key(lane)]
+
+    async def _answer(self, waiting: _Waiting, served: ServedVersion) -> None:
+        try:
+            result = await self.inner.predict(served, waiting.rows)
+        except BaseException as exc:
+            _settle(waiting.future, exc=exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            _settle(waiting.future, result=result)
+
+    @staticmethod
+    def _key(lane: _Lane) -> tuple[str, str, str]:
+        placement = lane.served.placement
+        return (placement.app, placement.deployment, lane.served.spec.key)
+
+    def lanes(self) -> int:
+        """Versions with requests waiting or calls running (tests, introspection)."""
+        return len(self._lanes)
+
+
+def _settle(
+    future: asyncio.Future[list[Any]], *, result: list[Any] | None = None, exc: BaseException | None = None
+) -> None:
+    """Answer one waiting request, unless it gave up (its client went away, it was cancelled)."""
+    if future.done():
+        return
+    if exc is not None:
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(exc)
+    else:
+        with contextlib.suppress(asyncio.InvalidStateError):
+            future.set_result(result if result is not None else [])
