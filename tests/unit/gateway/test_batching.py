@@ -101,9 +101,9 @@ async def test_waiting_rows_are_sent_when_they_fill_a_batch() -> None:
     assert metrics.flush_counts()["full"] == 2
 
 
-async def test_a_request_waits_at_most_max_delay_for_a_busy_version() -> None:
+async def test_with_a_call_slot_free_a_request_waits_at_most_max_delay() -> None:
     model = EchoModel(delay_s=0.3)
-    backend, metrics = batcher(model, BatchPolicy(max_rows=32, max_delay_ms=5, max_inflight=1))
+    backend, metrics = batcher(model, BatchPolicy(max_rows=32, max_delay_ms=5, max_inflight=2))
     version = served()
     first = asyncio.create_task(backend.predict(version, [{"age": 1}]))
     await asyncio.sleep(0.01)
@@ -112,6 +112,20 @@ async def test_a_request_waits_at_most_max_delay_for_a_busy_version() -> None:
     # The second did not wait for the first call to return: both ran at the same time.
     assert model.most_running == 2
     assert metrics.flush_counts()["delay"] == 1
+
+
+async def test_with_every_call_slot_busy_requests_wait_for_one_to_return() -> None:
+    model = EchoModel(delay_s=0.1)
+    backend, metrics = batcher(model, BatchPolicy(max_rows=32, max_delay_ms=1, max_inflight=1))
+    version = served()
+    first = asyncio.create_task(backend.predict(version, [{"age": 1}]))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(backend.predict(version, [{"age": i}])) for i in range(2, 6)]
+    assert await first == [2]
+    assert [await t for t in rest] == [[2 * i] for i in range(2, 6)]
+    assert model.most_running == 1
+    assert [len(c) for c in model.calls] == [1, 4]
+    assert metrics.flush_counts()["drained"] == 1
 
 
 async def test_a_request_as_large_as_a_batch_goes_alone() -> None:

@@ -8,14 +8,18 @@ back by count), so under load the gateway makes a few large calls instead of man
 
 When each batch is sent (its *flush cause*, counted in ``fleet_gateway_batch_flushes``):
 
-- ``idle``: fewer than ``max_inflight`` calls of this version are running. The request goes at
-  once, alone or with whatever was already waiting, so a lone request (one connection, a quiet
-  model) never waits for company.
-- ``drained``: a running call returned and requests were waiting for it.
-- ``full``: the waiting requests reached ``max_rows`` rows.
-- ``delay``: the oldest waiting request has waited ``max_delay_ms``; it goes even if
-  ``max_inflight`` calls are running, which bounds what batching may add to a request's latency.
+- ``idle``: no call of this version is running and nothing waits. The request goes at once and
+  alone, so a lone request (one connection, a quiet model) never waits for company.
+- ``delay``: a call is running but another may start (fewer than ``max_inflight``): the requests
+  that arrive are gathered for ``max_delay_ms``, then sent together.
+- ``drained``: a running call returned while requests were waiting (every slot busy, or none
+  left running).
+- ``full``: the waiting requests reached ``max_rows`` rows; they go even if every slot is busy.
 - ``large``: the request alone has ``max_rows`` rows or more; it is sent on its own.
+
+So a request waits at most ``max_delay_ms`` when a call slot is free, and otherwise until one of
+the version's running calls returns: the wait is back-pressure from the model, never longer than
+the call it queues behind.
 
 Rows are validated per request before they get here (``DataPlane``), so one request's bad input
 never reaches a batch. If a batched call still fails with the model's own error (the model refused
@@ -155,15 +159,20 @@ class BatchingBackend:
             return await future
         lane.waiting.append(_Waiting(rows, future))
         lane.waiting_rows += len(rows)
-        if lane.inflight < policy.max_inflight:
+        if lane.inflight == 0 and len(lane.waiting) == 1:
             self._flush(lane, "idle")
         elif lane.waiting_rows >= policy.max_rows:
             self._flush(lane, "full")
-        elif lane.timer is None:
+        elif lane.timer is None and lane.inflight < policy.max_inflight:
             lane.timer = asyncio.get_running_loop().call_later(
-                policy.max_delay_ms / 1000, self._flush, lane, "delay"
+                policy.max_delay_ms / 1000, self._on_delay, lane
             )
         return await future
+
+    def _on_delay(self, lane: _Lane) -> None:
+        lane.timer = None
+        if lane.waiting and lane.inflight < lane.policy.max_inflight:
+            self._flush(lane, "delay")
 
     # ------------------------------------------------------------------ sending
 
@@ -213,7 +222,9 @@ class BatchingBackend:
                 at += n
         finally:
             lane.inflight -= 1
-            if lane.waiting:
+            if lane.waiting and lane.timer is None:
+                self._flush(lane, "drained")
+            elif lane.waiting and lane.inflight == 0:
                 self._flush(lane, "drained")
             elif lane.inflight == 0 and self._lanes.get(self._key(lane)) is lane:
                 del self._lanes[self._key(lane)]
