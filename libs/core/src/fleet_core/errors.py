@@ -120,15 +120,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FleetError)
     async def _domain(request: Request, exc: FleetError) -> JSONResponse:
-        return problem(
-            status=exc.status,
-            kind=exc.kind,
-            title=exc.title,
-            detail=exc.detail,
-            instance=request.url.path,
-            extra={"field": exc.field, "errors": exc.errors},
-            headers=exc.headers,
-        )
+        return problem_for(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -157,6 +149,28 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_for(exc, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return problem_for(exc, request.url.path)
+
+
+def problem_for(exc: BaseException, instance: str) -> JSONResponse:
+    """The problem+json answer to an error raised while handling a request at ``instance``: what
+    the app's exception handlers send, and what a route served outside FastAPI's routing (the
+    gateway's inference fast path) sends too."""
+    if isinstance(exc, FleetError):
+        return problem(
+            status=exc.status,
+            kind=exc.kind,
+            title=exc.title,
+            detail=exc.detail,
+            instance=instance,
+            extra={"field": exc.field, "errors": exc.errors},
+            headers=exc.headers,
+        )
+    if isinstance(exc, StarletteHTTPException):
         kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
             exc.status_code, "http-error"
         )
@@ -165,17 +179,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             kind=kind,
             title=str(exc.detail),
             detail=str(exc.detail),
-            instance=request.url.path,
+            instance=instance,
             headers=getattr(exc, "headers", None),
         )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", path=request.url.path)
-        return problem(
-            status=500,
-            kind="internal-error",
-            title="Internal error",
-            detail="An unexpected error occurred; see the service log for the request id",
-            instance=request.url.path,
-        )
+    log.exception("unhandled error", path=instance, exc_info=exc)
+    return problem(
+        status=500,
+        kind="internal-error",
+        title="Internal error",
+        detail="An unexpected error occurred; see the service log for the request id",
+        instance=instance,
+    )

@@ -222,9 +222,7 @@ class BatchingBackend:
                 at += n
         finally:
             lane.inflight -= 1
-            if lane.waiting and lane.timer is None:
-                self._flush(lane, "drained")
-            elif lane.waiting and lane.inflight == 0:
+            if (lane.waiting and lane.timer is None) or (lane.waiting and lane.inflight == 0):
                 self._flush(lane, "drained")
             elif lane.inflight == 0 and self._lanes.get(self._key(lane)) is lane:
                 del self._lanes[self._key(lane)]
