@@ -361,7 +361,7 @@ def make_event(
     expected = PAYLOADS[topic]
     if not isinstance(data, expected):
         raise TypeError(f"{topic} carries {expected.__name__}, not {type(data).__name__}")
-    return CloudEvent[expected](  # type: ignore[valid-type]
+    return _envelope(topic)(
         id=str(uuid.uuid4()),
         type=topic.event_type,
         source=source,
