@@ -6,7 +6,6 @@ fleet-pool``) shows each replica's budget and loaded versions, a viewer only its
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 from fleet_core.auth import Role
 from fleet_core.serving import POOL_APP, PoolSizing
 from fleet_sdk.cli import app as cli
+from support.cli_output import printed_json
 from support.deployer import DeployerHarness, FakeServingControl
 from support.http import serving as listening
 
@@ -102,5 +102,5 @@ async def test_fleet_deployments_show_fleet_pool_prints_the_pool(
             CliRunner().invoke, cli, ["deployments", "show", "fleet-pool", "--json"]
         )
         assert as_json.exit_code == 0, as_json.output
-        view = json.loads(as_json.output)
+        view = printed_json(as_json.output)
         assert view["replicas"][0]["loaded"][0]["key"] == "churn:1"

@@ -5,7 +5,6 @@ filtered and sorted by the monitor; ``Client.iter_overview`` pages through every
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from fleet_sdk.cli import app as cli
 from fleet_sdk.client import Client
 from fleet_sdk.config import DEFAULT_URLS, ClientConfig
 from support import backend
+from support.cli_output import printed_json
 from support.http import serving
 from support.monitor import SECRET, Population, inference, registered
 
@@ -104,10 +104,8 @@ async def fleet(
 
 def payload(run: Result) -> dict[str, Any]:
     """The JSON the command printed (the served monitor's own log lines share stdout here)."""
-    lines = run.output.splitlines()
-    start = lines.index("{")
-    document, _ = json.JSONDecoder().raw_decode("\n".join(lines[start:]))
-    return document  # type: ignore[no-any-return]
+    document: dict[str, Any] = printed_json(run.output)
+    return document
 
 
 async def test_fleet_top_once_shows_the_busiest_slowest_erroring_and_drifting(
