@@ -399,7 +399,15 @@ def test_tritonclient_grpc_calls_the_gateways_grpc_port(fleet: Fleet) -> None:
     headers = {"authorization": f"Bearer {fleet.token(Role.VIEWER, ['serving'])}"}
     try:
         assert client.is_server_live() and client.is_server_ready()
-        assert client.is_model_ready("grpc-churn", headers=headers)
+        # Answering already; "ready" follows once the gateway's route book has the deployer's state.
+        deadline = time.monotonic() + 90
+        while not client.is_model_ready("grpc-churn", headers=headers):
+            over_http = fleet.http.get("/v2/models/grpc-churn/ready")
+            assert time.monotonic() < deadline, (
+                f"never ready; over HTTP: {over_http.status_code} {over_http.text}"
+            )
+            time.sleep(1)
+        assert fleet.http.get("/v2/models/grpc-churn/ready").status_code == 200
         meta = client.get_model_metadata("grpc-churn", headers=headers)
         assert [t.name for t in meta.inputs] == FEATURES
         rows = np.array([[ROW[f] for f in FEATURES], [-1.0, 2.0, 0.5, 0.0]])
