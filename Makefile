@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help uv install demo up down status test test-fleet test-fast test-production check-deploy images lint format clean bench bench-quick bench-fleet bench-fleet-quick
+.PHONY: help uv install demo up down status test test-fleet test-fast test-production check-deploy images lint format clean bench bench-quick bench-fleet bench-fleet-quick grpc-stubs
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ images:  ## Build the six images with a content-addressed tag (needs a Docker en
 	  docker build -f deploy/docker/$$image.Dockerfile -t $${FLEET_IMAGE_REGISTRY:-modelfleet}/$$image:$$tag \
 	    --build-arg REVISION=$$revision . || exit 1; \
 	done && echo "FLEET_IMAGE_TAG=$$tag"
+
+grpc-stubs: install  ## Regenerate the gateway's gRPC modules from its .proto (they are committed)
+	$(UV) run python services/gateway/scripts/generate_grpc.py
 
 test-fast: install  ## Unit tests only
 	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)

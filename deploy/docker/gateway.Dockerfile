@@ -35,10 +35,11 @@ RUN groupadd --gid 1000 fleet \
     && install -d -o 1000 -g 1000 /var/lib/fleet
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    FLEET_MODE=production FLEET_HOME=/var/lib/fleet FLEET_HOST=0.0.0.0 FLEET_PORT=8000
+    FLEET_MODE=production FLEET_HOME=/var/lib/fleet FLEET_HOST=0.0.0.0 FLEET_PORT=8000 FLEET_GRPC_PORT=8081
 USER 1000:1000
 WORKDIR /var/lib/fleet
-EXPOSE 8000
+# HTTP, and the Open Inference Protocol over gRPC.
+EXPOSE 8000 8081
 # slim has no curl; the healthcheck follows FLEET_PORT if it is overridden.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['FLEET_PORT'], timeout=4)"]

@@ -114,6 +114,8 @@ class ComposeProject:
         env["FLEET_HOST"] = "127.0.0.1"
         if name in PORTS:
             env["FLEET_PORT"] = self.loopback.address(name).rsplit(":", 1)[1]
+        if "FLEET_GRPC_PORT" in env:  # the gateway's second port (8081 in its image)
+            env["FLEET_GRPC_PORT"] = str(free_port())
         env["FLEET_RAY_NODE_IP"] = "127.0.0.1"
         env["FLEET_RAY_NODE_MANAGER_PORT"] = str(free_port())
         # Containers have a network namespace each; processes sharing one need distinct Ray ports.

@@ -399,6 +399,54 @@ def test_deployer_restart_keeps_serving_and_resumes(fleet: Fleet) -> None:
     assert fleet.served_version("restart-churn", ROW) == v1
 
 
+def test_tritonclient_grpc_calls_the_gateways_grpc_port(fleet: Fleet) -> None:
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    version = register(fleet, "grpc-churn", policy="direct")
+    fleet.wait_served("grpc-churn", version)
+    gateway = next(c for c in fleet.state.services if c.name == "gateway")
+    assert gateway.grpc_url and gateway.grpc_url.startswith("grpc://127.0.0.1:")
+    status = {row["name"]: row for row in fleet.stack.status()}
+    assert status["gateway-grpc"]["state"] == "healthy" and status["gateway-grpc"]["url"] == gateway.grpc_url
+
+    client = triton.InferenceServerClient(gateway.grpc_url.removeprefix("grpc://"))
+    headers = {"authorization": f"Bearer {fleet.token(Role.VIEWER, ['serving'])}"}
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        # Answering already; "ready" follows once the gateway's route book has the deployer's state.
+        deadline = time.monotonic() + 90
+        while not client.is_model_ready("grpc-churn", headers=headers):
+            over_http = fleet.http.get("/v2/models/grpc-churn/ready")
+            assert time.monotonic() < deadline, (
+                f"never ready; over HTTP: {over_http.status_code} {over_http.text}"
+            )
+            time.sleep(1)
+        assert fleet.http.get("/v2/models/grpc-churn/ready").status_code == 200
+        meta = client.get_model_metadata("grpc-churn", headers=headers)
+        assert [t.name for t in meta.inputs] == FEATURES
+        rows = np.array([[ROW[f] for f in FEATURES], [-1.0, 2.0, 0.5, 0.0]])
+        matrix = triton.InferInput("input-0", list(rows.shape), "FP64")
+        matrix.set_data_from_numpy(rows)
+        result = client.infer("grpc-churn", [matrix], headers=headers)
+        assert result.get_response().model_version == str(version)
+        [output] = result.get_response().outputs
+        over_http = fleet.http.post(
+            "/v2/models/grpc-churn/infer",
+            json={"inputs": [dict(zip(FEATURES, r, strict=True)) for r in rows]},
+        )
+        assert result.as_numpy(output.name).tolist() == over_http.json()["predictions"]
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer(
+                "grpc-churn",
+                [matrix],
+                headers={"authorization": f"Bearer {fleet.token(Role.VIEWER, ['other'])}"},
+            )
+        assert caught.value.status() == "StatusCode.PERMISSION_DENIED"
+    finally:
+        client.close()
+
+
 def test_zz_gateway_keeps_answering_with_the_broker_down(fleet: Fleet) -> None:
     v1 = register(fleet, "outage-churn", policy="direct")
     fleet.wait_served("outage-churn", v1)

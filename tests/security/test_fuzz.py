@@ -122,6 +122,7 @@ def gateway_schema(registry_app: ServedApp) -> Iterator[Any]:
         registry_url=registry_app.url,
         follow_rollouts=False,
         feedback_timeout_s=0.5,
+        grpc_port=0,
     )
     routes = snapshot(route("churn", [RouteArm(version=1, weight=100)], team="risk"))
     with ServedApp(create_app(config, backend=FakeBackend(), routes=routes)) as served:

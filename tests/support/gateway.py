@@ -172,6 +172,7 @@ def gateway_settings(**overrides: Any) -> GatewaySettings:
         "jwt_secret": SECRET,
         "follow_rollouts": False,
         "log_linger_ms": 5,
+        "grpc_port": 0,  # off unless a test asks for it (free_port()): 8081 may be taken on this box
     }
     values.update(overrides)
     return GatewaySettings(**values)

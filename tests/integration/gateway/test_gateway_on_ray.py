@@ -4,48 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from fleet_core.events import RouteArm, RouteTable
-from fleet_core.serving import (
-    POOL_DEPLOYMENT,
-    ModelRoute,
-    Placement,
-    PoolConfig,
-    PoolSizing,
-    RoutesSnapshot,
-    ServedVersion,
-)
-from fleet_serving import ServingControl
+from fleet_core.serving import POOL_DEPLOYMENT, ModelRoute, Placement, RoutesSnapshot, ServedVersion
 from support.gateway import running_gateway
-from support.serving import BuiltModel, logistic_model
+from support.serving import BuiltModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-SUFFIX = uuid.uuid4().hex[:6]
-
-
-@pytest.fixture(scope="module")
-def pool(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, BuiltModel]]:
-    directory = tmp_path_factory.mktemp("gateway-ray")
-    built = logistic_model(directory, model=f"gw-iris-{SUFFIX}")
-    control = ServingControl(deploy_timeout_s=120)
-    control.connect(ray_cluster)
-    app = f"test-gw-pool-{SUFFIX}"
-    control.apply_pool(
-        PoolConfig(models={built.spec.key: built.spec}),
-        PoolSizing(min_replicas=1, max_replicas=1, num_cpus=0.25, max_models_per_replica=4),
-        {"FLEET_HOME": str(directory / "replica-home")},
-        app_name=app,
-    )
-    try:
-        yield app, built
-    finally:
-        control.remove(app)
 
 
 async def test_gateway_serves_a_pool_model_through_its_deployment_handle(

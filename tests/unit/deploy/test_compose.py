@@ -31,7 +31,7 @@ DATASOURCES = COMPOSE_DIR / "grafana" / "provisioning" / "datasources" / "promet
 INIT_SCRIPT = COMPOSE_DIR / "postgres" / "init-databases.sh"
 
 DATABASE_SERVICES = ["registry", "deployer", "monitor", "retrainer"]
-PUBLISHED = {"gateway": 8000, "monitor": 8003, "grafana": 3000, "prometheus": 9090}
+PUBLISHED = {"gateway": {8000, 8081}, "monitor": {8003}, "grafana": {3000}, "prometheus": {9090}}
 RAY_NODES = {"ray-head", "ray-worker"}
 # Metric names in PromQL: ModelFleet's own, and the `up` series Prometheus makes for each target.
 METRIC_NAME = re.compile(r"\b(fleet_[a-z0-9_]+|up)\b(?![(\w])")
@@ -231,13 +231,13 @@ def test_postgres_init_creates_exactly_the_service_databases() -> None:
 
 
 def test_only_the_gateway_dashboards_and_prometheus_are_published_on_loopback() -> None:
-    published = {}
+    published: dict[str, set[int]] = {}
     for name, spec in services().items():
         for port in spec.get("ports", []):
             assert isinstance(port, str) and port.startswith("${FLEET_BIND_ADDRESS:-127.0.0.1}:"), (
                 f"{name}: bind {port!r} to FLEET_BIND_ADDRESS (default 127.0.0.1)"
             )
-            published[name] = int(port.rpartition(":")[2])
+            published.setdefault(name, set()).add(int(port.rpartition(":")[2]))
     assert published == PUBLISHED
 
 

@@ -26,6 +26,7 @@ DOCKERFILES = sorted(DOCKER_DIR.glob("*.Dockerfile"))
 RAY_IMAGE = DOCKER_DIR / "ray.Dockerfile"
 # Services that call Ray as drivers, so run on a Ray node of their own (fleet_core.raynode).
 RAY_DRIVERS = {"deployer", "gateway", "retrainer"}
+EXTRA_PORTS = {"gateway": ["8081"]}  # the Open Inference Protocol over gRPC (FLEET_GRPC_PORT)
 RAYNODE_ENTRYPOINT = ["python", "-m", "fleet_core.raynode", "--"]
 
 
@@ -128,7 +129,7 @@ def test_service_image_installs_its_package_and_serves_on_its_port(service: str)
     dockerfile = service_dockerfile(service)
     port = default_port(service)
     assert f"fleet-{service}" in synced_packages(dockerfile)
-    assert of(dockerfile, "EXPOSE") == [str(port)]
+    assert of(dockerfile, "EXPOSE") == [" ".join([str(port), *EXTRA_PORTS.get(service, [])])]
     env = " ".join(of(dockerfile, "ENV"))
     for setting in ("FLEET_MODE=production", "FLEET_HOST=0.0.0.0", f"FLEET_PORT={port}"):
         assert setting in env, f"{setting} is not set"

@@ -28,6 +28,7 @@ SECRETS_EXAMPLE = K8S / "secrets.example.env"
 
 RAY_DRIVERS = ("deployer", "gateway", "retrainer")
 SERVICES_WITH_DATABASE = ("registry", "deployer", "monitor", "retrainer")
+GATEWAY_GRPC_PORT = 8081
 SERVICE_PORTS = {"gateway": 8000, "registry": 8001, "deployer": 8002, "monitor": 8003, "retrainer": 8004}
 IMAGES = {f"modelfleet/{name}" for name in [*SERVICE_PORTS, "ray"]}
 RAY_PEER_LABEL = "modelfleet.dev/ray-peer"
@@ -391,7 +392,7 @@ def test_ingress_is_denied_by_default_and_only_the_gateway_accepts_any_source(
         assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "gateway"}}
         assert labels_match(policy["spec"]["podSelector"], gateway_labels)
         assert all(
-            port["port"] == SERVICE_PORTS["gateway"]
+            port["port"] in (SERVICE_PORTS["gateway"], GATEWAY_GRPC_PORT)
             for rule in policy["spec"]["ingress"]
             for port in rule["ports"]
         )

@@ -22,7 +22,7 @@ from fleet_sdk.cli_top import top
 from fleet_sdk.client import Client
 from fleet_sdk.config import fleet_home
 from fleet_sdk.errors import FleetAPIError, FleetUnavailable
-from fleet_sdk.stack import DEFAULT_BROKER_PORT, Stack, StackError
+from fleet_sdk.stack import DEFAULT_BROKER_PORT, DEFAULT_GRPC_PORT, Stack, StackError
 
 app = typer.Typer(
     help="ModelFleet: run, inspect and manage the fleet.",
@@ -105,6 +105,9 @@ def up(
     registry_port: Annotated[int, typer.Option(help="Registry port (0 = any free port)")] = 8001,
     deployer_port: Annotated[int, typer.Option(help="Deployer port (0 = any free port)")] = 8002,
     gateway_port: Annotated[int, typer.Option(help="Gateway port (0 = any free port)")] = 8000,
+    gateway_grpc_port: Annotated[
+        int, typer.Option(help="Gateway's gRPC (Open Inference Protocol) port (0 = any free port)")
+    ] = DEFAULT_GRPC_PORT,
     monitor_port: Annotated[int, typer.Option(help="Monitor and dashboard port (0 = any free port)")] = 8003,
     retrainer_port: Annotated[int, typer.Option(help="Retrainer port (0 = any free port)")] = 8004,
 ) -> None:
@@ -120,6 +123,7 @@ def up(
                 "monitor": monitor_port,
                 "retrainer": retrainer_port,
             },
+            grpc_port=gateway_grpc_port,
             detach=detach,
             log=lambda m: err.print(f"[dim]{m}[/]"),
         )
@@ -142,6 +146,9 @@ def _print_urls(stack: Stack) -> None:
     ]
     _table("ModelFleet embedded stack", ["component", "url", "api docs", "log"], rows)
     console.print(f"CLI config with the admin token: {stack.home / 'config'}")
+    for comp in state.components:
+        if comp.grpc_url:
+            console.print(f"{comp.name} gRPC (Open Inference Protocol): [bold]{comp.grpc_url}[/]")
     monitor = next((c for c in state.components if c.name == "monitor"), None)
     if monitor is not None:
         console.print(f"Ops dashboard: [bold]{monitor.url}/[/]")

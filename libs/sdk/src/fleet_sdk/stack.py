@@ -48,6 +48,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("retrainer", "fleet_retrainer", 8004),
 )
 DEFAULT_BROKER_PORT = 9092
+DEFAULT_GRPC_PORT = 8081
+"""The gateway's Open Inference Protocol gRPC port (``FLEET_GRPC_PORT``)."""
 
 
 class StackError(RuntimeError):
@@ -61,6 +63,8 @@ class ComponentState:
     port: int
     url: str
     log: str
+    grpc_url: str | None = None
+    """The gateway's gRPC endpoint (``grpc://host:port``); None for every other component."""
 
 
 @dataclass
@@ -151,6 +155,7 @@ class Stack:
         *,
         broker_port: int = DEFAULT_BROKER_PORT,
         ports: dict[str, int] | None = None,
+        grpc_port: int | None = None,
         detach: bool = False,
         timeout_s: float = 180.0,
         env: dict[str, str] | None = None,
@@ -159,9 +164,13 @@ class Stack:
         if self.running():
             raise StackError(f"a stack is already running from {self.home} (`fleet status`, `fleet down`)")
         ports = {s.name: (ports or {}).get(s.name, s.port) for s in SERVICES}
+        if grpc_port is None:  # the gateway's second port: free too when its HTTP port is left free
+            grpc_port = 0 if ports["gateway"] == 0 else DEFAULT_GRPC_PORT
         broker_port = broker_port or free_port()
         ports = {name: port or free_port() for name, port in ports.items()}
-        busy = [f"{n}:{p}" for n, p in [("broker", broker_port), *ports.items()] if port_open("127.0.0.1", p)]
+        grpc_port = grpc_port or free_port()
+        wanted = [("broker", broker_port), *ports.items(), ("gateway-grpc", grpc_port)]
+        busy = [f"{n}:{p}" for n, p in wanted if port_open("127.0.0.1", p)]
         if busy:
             raise StackError(
                 f"ports already in use: {', '.join(busy)} (pass other ports, or stop what uses them)"
@@ -207,7 +216,9 @@ class Stack:
                 **(env or {}),
             }
             for spec in SERVICES:
-                state.services.append(self._spawn(spec, ports[spec.name], state.env, detach))
+                state.services.append(
+                    self._spawn(spec, ports[spec.name], state.env, detach, grpc_port=grpc_port)
+                )
                 state.save(self.state_path)
             for svc in state.services:
                 self._wait_ready(svc, timeout_s)
@@ -224,7 +235,16 @@ class Stack:
         ).save(self.home / "config")
         return state
 
-    def _spawn(self, spec: ServiceSpec, port: int, stack_env: dict[str, str], detach: bool) -> ComponentState:
+    def _spawn(
+        self,
+        spec: ServiceSpec,
+        port: int,
+        stack_env: dict[str, str],
+        detach: bool,
+        *,
+        grpc_port: int | None = None,
+    ) -> ComponentState:
+        grpc_url = f"grpc://127.0.0.1:{grpc_port}" if spec.name == "gateway" and grpc_port else None
         env = {
             **os.environ,
             **stack_env,
@@ -234,6 +254,7 @@ class Stack:
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "PYTHONUNBUFFERED": "1",
             **RAY_CLIENT_ENV,
+            **({"FLEET_GRPC_PORT": str(grpc_port)} if grpc_url else {}),
         }
         log_path = self.logs / f"{spec.name}.log"
         with open(log_path, "ab") as out:
@@ -244,7 +265,9 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=detach,
             )
-        return ComponentState(spec.name, proc.pid, port, f"http://127.0.0.1:{port}", str(log_path))
+        return ComponentState(
+            spec.name, proc.pid, port, f"http://127.0.0.1:{port}", str(log_path), grpc_url=grpc_url
+        )
 
     def restart_service(self, name: str, timeout_s: float = 120.0) -> ComponentState:
         """Stop one service and start it again on the same port (its state lives in its database)."""
@@ -256,7 +279,8 @@ class Stack:
         if spec is None or old is None:
             raise StackError(f"unknown service {name!r}; one of {', '.join(s.name for s in SERVICES)}")
         terminate(old.pid, 15.0)
-        new = self._spawn(spec, old.port, state.env, detach=True)
+        grpc_port = int(old.grpc_url.rsplit(":", 1)[1]) if old.grpc_url else None
+        new = self._spawn(spec, old.port, state.env, detach=True, grpc_port=grpc_port)
         state.services = [new if c.name == name else c for c in state.services]
         state.save(self.state_path)
         self._wait_ready(new, timeout_s)
@@ -328,6 +352,17 @@ class Stack:
                     "detail": detail,
                 }
             )
+            if comp.grpc_url:
+                listening = alive and port_open("127.0.0.1", int(comp.grpc_url.rsplit(":", 1)[1]))
+                rows.append(
+                    {
+                        "name": f"{comp.name}-grpc",
+                        "pid": str(comp.pid),
+                        "url": comp.grpc_url,
+                        "state": "healthy" if listening else ("running" if alive else "stopped"),
+                        "detail": "Open Inference Protocol, inference.GRPCInferenceService",
+                    }
+                )
         return rows
 
 

@@ -20,6 +20,7 @@ from fleet_gateway.batching import BatchingBackend, BatchMetrics, BatchPolicy
 from fleet_gateway.dataplane import DataPlane
 from fleet_gateway.events import AuditPublisher, FeedbackPublisher, RolloutFollower
 from fleet_gateway.fastpath import InferFastPath
+from fleet_gateway.grpc_server import GrpcGateway, GrpcMetrics, InferenceServicer
 from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, LogTransport
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
@@ -158,9 +159,16 @@ def create_app(
             follower.start()
         if source is not None:
             source.start()
+        grpc_gateway = _grpc_gateway(app, settings, plane)
+        app.state.grpc = grpc_gateway
         try:
+            if grpc_gateway is not None:
+                await grpc_gateway.start()
             yield
         finally:
+            # First, while the model calls they wait for can still be answered.
+            if grpc_gateway is not None:
+                await grpc_gateway.stop(settings.grpc_shutdown_grace_s)
             if source is not None:
                 await source.stop()
             if follower is not None:
@@ -198,6 +206,7 @@ def create_app(
         ),
         team_of=lambda model: book.team(model) if book.knows(model) else None,
     )
+    app.state.grpc_metrics = GrpcMetrics(app.state.metrics.registry)
     app.state.gatekeeper = Gatekeeper(
         TokenCache(app.state.tokens, settings.token_cache_s),
         RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
@@ -207,6 +216,28 @@ def create_app(
     app.add_middleware(InferFastPath, fleet_app=app, max_body_bytes=settings.max_body_bytes)
     _add_openapi_components(app, INFER_SCHEMAS)
     return app
+
+
+def _grpc_gateway(app: FastAPI, settings: GatewaySettings, plane: DataPlane) -> GrpcGateway | None:
+    """The gRPC endpoint over the same data plane, gatekeeper, readiness and audit (None when
+    ``FLEET_GRPC_PORT`` is 0)."""
+    if not settings.grpc_port:
+        return None
+    servicer = InferenceServicer(
+        plane,
+        app.state.gatekeeper,
+        readiness=app.state.readiness,
+        metrics=app.state.grpc_metrics,
+        tokens=app.state.tokens,
+        audit=app.state.audit_sink,
+    )
+    return GrpcGateway(
+        servicer,
+        host=settings.host,
+        port=settings.grpc_port,
+        max_receive_bytes=settings.max_body_bytes,
+        max_send_bytes=4 * settings.max_body_bytes,
+    )
 
 
 def _add_openapi_components(app: FastAPI, schemas: dict[str, Any]) -> None:

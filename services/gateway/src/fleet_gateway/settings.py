@@ -12,6 +12,12 @@ from fleet_core.settings import FleetSettings
 class GatewaySettings(FleetSettings):
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """The Open Inference Protocol over gRPC (``inference.GRPCInferenceService``) on ``host`` at
+    this port, in the same process as HTTP; 0 turns it off. A message may be ``max_body_mb``
+    long (``RESOURCE_EXHAUSTED`` above), an answer four times that."""
+    grpc_shutdown_grace_s: float = Field(default=5.0, ge=0)
+    """At shutdown, gRPC calls in flight get this long to finish (new ones are refused at once)."""
     deployer_url: str = "http://127.0.0.1:8002"
     """Where ``GET /v1/routes`` bootstraps and re-syncs the route tables."""
     ray_address: str | None = "auto"
