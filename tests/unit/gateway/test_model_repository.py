@@ -4,13 +4,17 @@ role-and-team checks decide, with the caller's own token."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from fleet_core.auth import Role
 from support.gateway import running_gateway
+from support.http import serving
 from support.repository import RepositoryStack, gateway_with_deployer
 
 ROW = {"x": 1.0}
@@ -178,3 +182,34 @@ async def test_a_deployer_that_cannot_be_reached_is_503() -> None:
 async def test_server_metadata_declares_the_extension(stack: RepositoryStack) -> None:
     body = (await stack.gateway.client.get("/v2")).json()
     assert "model_repository" in body["extensions"]
+
+
+async def test_tritonclient_http_lists_loads_and_unloads_over_loopback(stack: RepositoryStack) -> None:
+    # tritonclient sends the index request with an empty body and JSON bodies without a JSON content
+    # type; its calls are blocking, so they run in a thread while this loop serves the gateway.
+    gw = stack.gateway
+    deployer, viewer = gw.auth(Role.DEPLOYER, ["fraud"]), gw.auth(Role.VIEWER, ["fraud"])
+
+    def calls(url: str) -> None:
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            assert "model_repository" in client.get_server_metadata()["extensions"]
+            assert client.get_model_repository_index(headers=viewer) == []
+            with pytest.raises(InferenceServerException) as refused:
+                client.load_model("churn", headers=viewer)
+            assert refused.value.status() == "403"
+            client.load_model("churn", headers=deployer)
+            assert client.get_model_repository_index(headers=viewer) == [
+                {"name": "churn", "version": "2", "state": "READY", "reason": ""}
+            ]
+            assert client.is_model_ready("churn", headers=viewer)
+            client.unload_model("churn", headers=deployer)
+            assert not client.is_model_ready("churn", headers=viewer)
+            assert client.get_model_repository_index(headers=viewer) == [
+                {"name": "churn", "version": "2", "state": "UNAVAILABLE", "reason": "unloaded"}
+            ]
+        finally:
+            client.close()
+
+    async with serving(gw.app, lifespan="off") as url:
+        await asyncio.to_thread(calls, url)

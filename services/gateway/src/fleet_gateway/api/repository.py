@@ -19,12 +19,13 @@ gateway: a load that carries files or a model configuration is refused.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Path, Request
-from pydantic import BaseModel, Field, JsonValue, StrictBool
+import orjson
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, Field, JsonValue, StrictBool, ValidationError
 
-from fleet_core.errors import InvalidInput
+from fleet_core.errors import InvalidInput, MalformedRequest
 from fleet_core.schemas import Contract
 from fleet_core.serving import DeploymentState, ModelRoute
 from fleet_gateway.api.deps import MODEL_NAME_PATTERN, CallerDep
@@ -89,6 +90,52 @@ class RepositoryAction(BaseModel):
     state: ModelState
 
 
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+async def _read(request: Request, schema: type[BodyT]) -> BodyT:
+    """The body as ``schema``, whatever its content type (tritonclient sends JSON without saying so;
+    its index request is empty): 400 when it is not JSON, 422 naming the field when it does not fit."""
+    raw = await request.body()
+    if not raw.strip():
+        return schema()
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"the request body is not valid JSON: {exc}") from exc
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        first = errors[0]
+        raise InvalidInput(
+            f"{first['field']}: {first['message']}", field=first["field"], errors=errors
+        ) from None
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/...`` reference replaced by its definition (such references do
+    not resolve inside an OpenAPI document; these schemas are small and not recursive)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _body_doc(schema: type[BaseModel]) -> dict[str, Any]:
+    """The operation's (optional) JSON body, for a route that reads it raw."""
+    document = schema.model_json_schema()
+    body = _inline(document, document.pop("$defs", {}))
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": body}}}}
+
+
 def _client(request: Request) -> DeployerClient:
     return request.app.state.deployer  # type: ignore[no-any-return]
 
@@ -113,11 +160,11 @@ def _primary(route: ModelRoute) -> int | None:
     summary="The deployed versions the caller's teams may see, with their state",
     description="Triton's repository index: `READY`, `LOADING` (pending or deploying) or "
     "`UNAVAILABLE` (failed, with the error as `reason`; or `unloaded`). The body may be empty.",
+    openapi_extra=_body_doc(RepositoryIndexRequest),
 )
-async def repository_index(
-    request: Request, caller: CallerDep, body: RepositoryIndexRequest | None = Body(default=None)
-) -> list[RepositoryModel]:
-    ready = body is not None and body.ready is True
+async def repository_index(request: Request, caller: CallerDep) -> list[RepositoryModel]:
+    body = await _read(request, RepositoryIndexRequest)
+    ready = body.ready is True
     items = await _client(request).deployments(
         _token(request), state="ready" if ready else None, include_retired=not ready
     )
@@ -153,14 +200,10 @@ def _refuse_parameters(parameters: dict[str, JsonValue] | None) -> None:
     "the deployer role of the model's team. 404 when the model has no registered version; 502 "
     "when Ray refuses it. The gateway serves it from the next request. `config` and `file:` "
     "parameters are refused (422): models come from the registry, never from an upload.",
+    openapi_extra=_body_doc(RepositoryLoadRequest),
 )
-async def load_model(
-    name: ModelName,
-    request: Request,
-    caller: CallerDep,
-    body: RepositoryLoadRequest | None = Body(default=None),
-) -> RepositoryAction:
-    _refuse_parameters(body.parameters if body else None)
+async def load_model(name: ModelName, request: Request, caller: CallerDep) -> RepositoryAction:
+    _refuse_parameters((await _read(request, RepositoryLoadRequest)).parameters)
     route = await _client(request).deploy(_token(request), name)
     _learn(request, route)
     version = _primary(route)
@@ -175,13 +218,10 @@ async def load_model(
     description="The deployer's undeploy (`DELETE /v1/deployments/{name}`), with the caller's "
     "token: the deployer role of the model's team. The gateway answers 404 for the model from "
     "the next request; `POST /v1/models/{name}/rollback` on the deployer restores it.",
+    openapi_extra=_body_doc(RepositoryUnloadRequest),
 )
-async def unload_model(
-    name: ModelName,
-    request: Request,
-    caller: CallerDep,
-    body: RepositoryUnloadRequest | None = Body(default=None),
-) -> RepositoryAction:
+async def unload_model(name: ModelName, request: Request, caller: CallerDep) -> RepositoryAction:
+    await _read(request, RepositoryUnloadRequest)
     route = await _client(request).undeploy(_token(request), name)
     _learn(request, route)
     return RepositoryAction(name=name, version="", state="UNAVAILABLE")
