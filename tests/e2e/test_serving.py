@@ -447,6 +447,40 @@ def test_tritonclient_grpc_calls_the_gateways_grpc_port(fleet: Fleet) -> None:
         client.close()
 
 
+def test_tritonclient_loads_lists_and_unloads_a_model_through_the_repository_extension(fleet: Fleet) -> None:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    version = register(fleet, "repo-churn")  # registered, not deployed
+    deployer = {"Authorization": f"Bearer {fleet.token(Role.DEPLOYER, ['serving'])}"}
+    viewer = {"Authorization": f"Bearer {fleet.token(Role.VIEWER, ['serving'])}"}
+    other = {"Authorization": f"Bearer {fleet.token(Role.DEPLOYER, ['elsewhere'])}"}
+    client = triton.InferenceServerClient(fleet.gateway_url.removeprefix("http://"), network_timeout=180)
+    try:
+        assert "model_repository" in client.get_server_metadata()["extensions"]
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model("repo-churn", headers=viewer)
+        assert refused.value.status() == "403"
+
+        client.load_model("repo-churn", headers=deployer)
+        entry = {"name": "repo-churn", "version": str(version), "state": "READY", "reason": ""}
+        assert entry in client.get_model_repository_index(headers=viewer)
+        assert client.is_model_ready("repo-churn", headers=viewer)
+        assert fleet.served_version("repo-churn", ROW) == version  # served at once, on Ray
+        assert all(m["name"] != "repo-churn" for m in client.get_model_repository_index(headers=other))
+
+        with pytest.raises(InferenceServerException) as refused:
+            client.unload_model("repo-churn", headers=other)
+        assert refused.value.status() == "403"
+        client.unload_model("repo-churn", headers=deployer)
+        assert not client.is_model_ready("repo-churn", headers=viewer)
+        assert fleet.infer("repo-churn", ROW).status_code == 404
+        unloaded = {**entry, "state": "UNAVAILABLE", "reason": "unloaded"}
+        assert unloaded in client.get_model_repository_index(headers=viewer)
+    finally:
+        client.close()
+
+
 def test_zz_gateway_keeps_answering_with_the_broker_down(fleet: Fleet) -> None:
     v1 = register(fleet, "outage-churn", policy="direct")
     fleet.wait_served("outage-churn", v1)

@@ -36,6 +36,8 @@ def table(rollout_id: str) -> dict[tuple[str, str], Access]:
         ),
         ("POST", "/v1/models/{model}/rollback"): team(Role.DEPLOYER, f"/v1/models/{MODEL}/rollback"),
         ("DELETE", "/v1/deployments/{model}/{version}"): team(Role.DEPLOYER, f"/v1/deployments/{MODEL}/3"),
+        # Last: it undeploys the model every row above acts on.
+        ("DELETE", "/v1/deployments/{model}"): team(Role.DEPLOYER, f"/v1/deployments/{MODEL}"),
     }
 
 

@@ -98,7 +98,7 @@ def registry_schema(registry_app: ServedApp) -> Any:
 
 
 @pytest.fixture(scope="module")
-def deployer_schema(tmp_path_factory: pytest.TempPathFactory, registry_app: ServedApp) -> Iterator[Any]:
+def deployer_app(tmp_path_factory: pytest.TempPathFactory, registry_app: ServedApp) -> Iterator[ServedApp]:
     from fleet_deployer.app import create_app
     from fleet_deployer.settings import DeployerSettings
 
@@ -107,18 +107,24 @@ def deployer_schema(tmp_path_factory: pytest.TempPathFactory, registry_app: Serv
         **_common(home, consume_events=False, registry_url=registry_app.url, ray_address="fake://ray")
     )
     with ServedApp(create_app(config, serving_control=FakeServingControl())) as served:
-        yield _schema(served)
+        yield served
 
 
 @pytest.fixture(scope="module")
-def gateway_schema(registry_app: ServedApp) -> Iterator[Any]:
+def deployer_schema(deployer_app: ServedApp) -> Any:
+    return _schema(deployer_app)
+
+
+@pytest.fixture(scope="module")
+def gateway_schema(registry_app: ServedApp, deployer_app: ServedApp) -> Iterator[Any]:
     from fleet_gateway.app import create_app
     from fleet_gateway.settings import GatewaySettings
 
+    # The repository extension's routes reach the deployer (its routes still come injected).
     config = GatewaySettings(
         jwt_secret=SECRET,
         kafka_bootstrap=CLOSED,
-        deployer_url="http://127.0.0.1:1",
+        deployer_url=deployer_app.url,
         registry_url=registry_app.url,
         follow_rollouts=False,
         feedback_timeout_s=0.5,

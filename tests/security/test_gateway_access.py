@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fleet_core.auth import Role
 from fleet_core.events import RouteArm
-from security.matrix import PUBLIC, SERVICE_ROUTES, TEAM, Access, MatrixRun, team
-from support.gateway import AcknowledgedFeedback, route, running_gateway, snapshot
+from security.matrix import PUBLIC, SERVICE_ROUTES, TEAM, Access, MatrixRun, listing, team
+from support.gateway import AcknowledgedFeedback, route, snapshot
+from support.repository import gateway_with_deployer
 
 MODEL = f"{TEAM}-churn"
 ROW = {"age": 42, "income": 5100.5, "email": "ada@example.com"}
@@ -32,12 +35,27 @@ def table(request_id: str) -> dict[tuple[str, str], Access]:
             Role.VIEWER,
             request=lambda: {"json": {"request_id": request_id, "model": MODEL, "labels": [1]}},
         ),
+        # The model repository extension: the deployer decides, with the caller's token. Last, in
+        # this order: unload undeploys the model every row above acts on.
+        ("POST", "/v2/repository/index"): listing(),
+        ("POST", "/v2/repository/models/{name}/load"): team(
+            Role.DEPLOYER, f"/v2/repository/models/{MODEL}/load"
+        ),
+        ("POST", "/v2/repository/models/{name}/unload"): team(
+            Role.DEPLOYER, f"/v2/repository/models/{MODEL}/unload"
+        ),
     }
 
 
-async def test_every_gateway_route_checks_role_and_team() -> None:
+async def test_every_gateway_route_checks_role_and_team(tmp_path: Path) -> None:
     routes = snapshot(route(MODEL, [RouteArm(version=1, weight=100)], team=TEAM))
-    async with running_gateway(routes, feedback=AcknowledgedFeedback()) as gw:
+    async with gateway_with_deployer(tmp_path, routes=routes, feedback=AcknowledgedFeedback()) as stack:
+        gw = stack.gateway
+        await stack.deployer.register(MODEL, 1, team=TEAM)
+        deployed = await stack.deployer.client.post(
+            "/v1/deployments", json={"model": MODEL}, headers=stack.deployer.auth()
+        )
+        assert deployed.status_code == 201, deployed.text
         served = await gw.client.post(
             f"/v2/models/{MODEL}/infer", json={"inputs": ROW}, headers=gw.auth(Role.ADMIN, ["*"])
         )

@@ -260,3 +260,48 @@ async def test_an_explicit_table_deploys_known_versions_first_and_changes_nothin
     }
     assert "fleet-churn-v2" in serving.apps
     assert set(serving.apps["fleet-pool"].config.models) == {"churn:1", "churn:3"}
+
+
+async def test_undeploy_empties_the_routes_retires_every_version_and_rollback_restores_it(
+    deployer: DeployerHarness, serving: FakeServingControl
+) -> None:
+    await deployer.register("churn", 1)
+    await deployer.register("churn", 2, quota={"num_cpus": 1})
+    auth = deployer.auth(Role.DEPLOYER, ["fraud"])
+    for v in (1, 2):
+        r = await deployer.client.post("/v1/deployments", json={"model": "churn", "version": v}, headers=auth)
+        assert r.status_code == 201, r.text
+    assert "fleet-churn-v2" in serving.apps and "churn:1" in serving.apps[POOL_APP].config.models
+
+    r = await deployer.client.delete("/v1/deployments/churn", headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["table"] == {"model": "churn", "revision": 3, "arms": []}
+    assert r.json()["versions"] == []
+    assert "fleet-churn-v2" not in serving.apps
+    assert serving.apps[POOL_APP].config.models == {}
+    listing = (await deployer.client.get("/v1/deployments?include_retired=true", headers=auth)).json()
+    assert [(d["version"], d["state"]) for d in listing["items"]] == [(1, "retired"), (2, "retired")]
+    last = (await deployer.published())[-1]
+    assert (last.data.phase, last.data.version, last.data.routes.arms) == ("aborted", 2, [])
+    rollouts = (await deployer.client.get("/v1/rollouts?model=churn", headers=auth)).json()["items"]
+    assert rollouts[0]["action"] == "undeploy" and "v2 100%" in rollouts[0]["reason"]
+
+    # Again: nothing left to undeploy, nothing changes.
+    again = await deployer.client.delete("/v1/deployments/churn", headers=auth)
+    assert (again.status_code, again.json()["table"]["revision"]) == (200, 3)
+    assert len(await deployer.published()) == 3
+
+    back = await deployer.client.post("/v1/models/churn/rollback", headers=auth)
+    assert (back.status_code, back.json()["version"]) == (201, 2), back.text
+    assert "fleet-churn-v2" in serving.apps
+
+    # Role and team: a scientist of the team and a deployer of another are refused; unknown is 404.
+    scientist = await deployer.client.delete(
+        "/v1/deployments/churn", headers=deployer.auth(Role.SCIENTIST, ["fraud"])
+    )
+    other = await deployer.client.delete(
+        "/v1/deployments/churn", headers=deployer.auth(Role.DEPLOYER, ["ads"])
+    )
+    assert (scientist.status_code, other.status_code) == (403, 403)
+    ghost = await deployer.client.delete("/v1/deployments/ghost", headers=auth)
+    assert (ghost.status_code, ghost.json()["field"]) == (404, "model")

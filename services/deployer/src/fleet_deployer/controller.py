@@ -624,6 +624,73 @@ class DeploymentController:
                         s, model, version, "retired", f"retired, but removing it from Ray failed: {error}"
                     )
 
+    async def undeploy(self, model: str, requested_by: str) -> ModelRoute:
+        """Stop serving a model: its route table is emptied (a new revision, announced on
+        ``rollout.updated``), a progressive rollout under way is aborted, and every deployment is
+        retired and removed from the serving engine. A model already undeployed is left as it is.
+        ``rollback`` routes it back to its last stable version."""
+        async with self._lock(model):
+            async with self.store.transaction() as s:
+                team = await self.store.team_of(s, model)
+                if team is None:
+                    raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+                current = await self.store.route(s, model) or empty_table(model)
+                live = await self.store.deployments(s, model=model)
+                if current.arms or live:
+                    primaries = [a for a in current.arms if a.mode == "primary"]
+                    lead = (
+                        max(primaries, key=lambda a: a.weight).version
+                        if primaries
+                        else max((a.version for a in current.arms), default=max(d.version for d in live))
+                    )
+                    reason = (
+                        f"undeployed by {requested_by}: routes were {_describe_arms(current)}; "
+                        f"retired {', '.join(f'v{d.version}' for d in live) or 'nothing'}"
+                    )
+                    rollout = await self.store.add_rollout(
+                        s,
+                        rollout_id=str(uuid.uuid4()),
+                        model=model,
+                        team=team,
+                        version=lead,
+                        strategy="direct",
+                        phase="aborted",
+                        requested_by=requested_by,
+                        reason=reason,
+                        request={"action": "undeploy"},
+                    )
+                    table = RouteTable(model=model, revision=current.revision + 1, arms=[])
+                    await self.store.save_route(
+                        s, table, team=team, cause="undeploy", rollout_id=rollout.id, by=requested_by
+                    )
+                    await self._end_active(
+                        s,
+                        model,
+                        "aborted",
+                        f"aborted: the model was undeployed (rollout {rollout.id})",
+                        table,
+                    )
+                    await self._announce(s, rollout, table)
+                    for dep in live:
+                        await self.store.set_deployment_state(s, model, dep.version, "retired")
+            if live:
+                log.info("model undeployed", model=model, retired=[d.version for d in live], by=requested_by)
+            # One pool round covers every pool version; dedicated applications go one by one.
+            pooled = [d for d in live if d.placement.kind == "pool"]
+            for dep in [d for d in live if d.placement.kind != "pool"] + pooled[:1]:
+                error = await self._unplace(dep)
+                if error:
+                    async with self.store.transaction() as s:
+                        for gone in pooled if dep in pooled else [dep]:
+                            await self.store.set_deployment_state(
+                                s,
+                                model,
+                                gone.version,
+                                "retired",
+                                f"retired, but removing it from Ray failed: {error}",
+                            )
+        return await self.model_route(model)
+
     # ------------------------------------------------------------------ rollout machinery
 
     async def _begin(

@@ -21,7 +21,16 @@ RolloutSort = Literal["created", "-created", "updated", "-updated", "model", "-m
 """How ``GET /v1/rollouts`` orders its items; a leading ``-`` means descending."""
 
 RolloutAction = Literal[
-    "direct", "rollback", "candidate", "explicit", "unavailable", "canary", "ab", "shadow", "blue_green"
+    "direct",
+    "rollback",
+    "candidate",
+    "explicit",
+    "unavailable",
+    "canary",
+    "ab",
+    "shadow",
+    "blue_green",
+    "undeploy",
 ]
 
 
@@ -84,7 +93,8 @@ class Rollout(BaseModel):
     action: RolloutAction = Field(
         default="direct",
         description="What the rollout does: deploy, roll back, add a 0 % candidate, "
-        "set an explicit table, record an unavailable strategy, or run a progressive strategy",
+        "set an explicit table, record an unavailable strategy, run a progressive strategy, or "
+        "undeploy the model",
     )
     progress: dict[str, Any] | None = Field(
         default=None,

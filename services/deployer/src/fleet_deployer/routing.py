@@ -18,9 +18,9 @@ from fleet_core.events import ArmMode, RouteArm, RouteTable
 from fleet_core.schemas import Contract
 
 WEIGHT_TOLERANCE = 1e-6
-RouteCause = Literal["direct", "explicit", "rollback", "candidate", "progressive"]
+RouteCause = Literal["direct", "explicit", "rollback", "candidate", "progressive", "undeploy"]
 """Why a revision was made: a direct deploy, an operator's explicit table, a rollback, a candidate
-added at 0 %, or a step of a progressive rollout."""
+added at 0 %, a step of a progressive rollout, or an undeploy (the empty table)."""
 
 
 class ArmRequest(Contract):

@@ -18,6 +18,7 @@ from fleet_gateway.api.main import api_router
 from fleet_gateway.backend import RayBackend, ServingBackend
 from fleet_gateway.batching import BatchingBackend, BatchMetrics, BatchPolicy
 from fleet_gateway.dataplane import DataPlane
+from fleet_gateway.deployer_client import DeployerClient
 from fleet_gateway.events import AuditPublisher, FeedbackPublisher, RolloutFollower
 from fleet_gateway.fastpath import InferFastPath
 from fleet_gateway.grpc_server import GrpcGateway, GrpcMetrics, InferenceServicer
@@ -151,6 +152,7 @@ def create_app(
         app.state.route_source = source
         app.state.follower = follower
         app.state.log_sink = sink
+        app.state.deployer = DeployerClient(settings.deployer_url, timeout_s=settings.repository_timeout_s)
 
         await serving.start()
         sink.start()
@@ -177,6 +179,7 @@ def create_app(
             await sink.stop()
             await audit.stop()
             await publisher.close()
+            await app.state.deployer.close()
             await serving.close()
 
     app = build_app(
@@ -194,6 +197,7 @@ def create_app(
             {"name": "inference", "description": "Open Inference Protocol v2 and the plain JSON form"},
             {"name": "health", "description": "Liveness and readiness"},
             {"name": "feedback", "description": "Ground truth for earlier requests"},
+            {"name": "repository", "description": "OIP model repository extension: index, load, unload"},
         ],
     )
     app.state.routes = RouteBook()

@@ -30,6 +30,8 @@ class GatewaySettings(FleetSettings):
     """On-demand look-ups (a request names a model the cache lacks) that the deployer may answer
     "unknown", per second over all names: bounds what probing random names costs the deployer."""
     routes_fetch_timeout_s: float = Field(default=3.0, gt=0)
+    repository_timeout_s: float = Field(default=120.0, gt=0)
+    """How long ``/v2/repository/...`` waits for the deployer (a load places the model on Ray)."""
     follow_rollouts: bool = True
     """Consume ``rollout.updated`` (no consumer group: every gateway instance sees every update)."""
     log_queue_size: int = Field(default=10_000, ge=1)

@@ -1,11 +1,11 @@
-"""/v1/deployments: what runs where, deploy (direct), retire."""
+"""/v1/deployments: what runs where, deploy (direct), retire a version, undeploy a model."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response, status
 
 from fleet_core.auth import Role
-from fleet_core.serving import DeploymentState, PlacementKind
+from fleet_core.serving import DeploymentState, ModelRoute, PlacementKind
 from fleet_deployer.api.deps import (
     ControllerDep,
     CurrentPrincipal,
@@ -113,3 +113,21 @@ async def delete_deployment(
     principal.require(Role.DEPLOYER, await controller.team_of(model))
     await controller.retire(model, version, principal.subject)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/{model}",
+    summary="Undeploy a model: no route, every deployment retired",
+    description="The route table becomes empty (a new revision on `rollout.updated`; the gateway "
+    "answers 404 for the model from then on), a progressive rollout under way is aborted, and "
+    "every deployed version is retired and removed from Ray. A model already undeployed is left "
+    "as it is; `POST /v1/models/{model}/rollback` routes it back to its last stable version. "
+    "Answers the model's route after it.",
+)
+async def undeploy_model(
+    model: ModelPath, controller: ControllerDep, principal: CurrentPrincipal, published: PublishedDep
+) -> ModelRoute:
+    principal.require(Role.DEPLOYER, await controller.team_of(model))
+    route = await controller.undeploy(model, principal.subject)
+    await published()
+    return route

@@ -13,7 +13,9 @@ router = APIRouter(prefix="/v2", tags=["health"])
 
 @router.get("", summary="Server metadata")
 async def server_metadata() -> MetadataServerResponse:
-    return MetadataServerResponse(name="modelfleet-gateway", version=__version__, extensions=["plain-json"])
+    return MetadataServerResponse(
+        name="modelfleet-gateway", version=__version__, extensions=["plain-json", "model_repository"]
+    )
 
 
 @router.get("/health/live", summary="The process is up")

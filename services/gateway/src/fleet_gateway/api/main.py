@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from fleet_gateway.api import feedback, health, inference
+from fleet_gateway.api import feedback, health, inference, repository
 
 api_router = APIRouter()
-for module in (health, inference, feedback):
+for module in (health, inference, feedback, repository):
     api_router.include_router(module.router)
