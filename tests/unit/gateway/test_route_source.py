@@ -203,3 +203,28 @@ async def test_lookups_of_unknown_names_are_bounded_over_all_names() -> None:
     assert not any(found)
     # The burst (ten seconds' worth) and what refills while probing; not the 200 names.
     assert len(deployer.lookups) <= 100 + 20
+
+
+async def test_model_readiness_asks_the_deployer_when_the_book_says_deploying() -> None:
+    # The book learned the version while it was deploying; it became ready since, with no change
+    # of route (so no rollout.updated). The readiness probe looks it up instead of answering 503
+    # until the periodic re-sync (10 minutes here).
+    deployer = FakeDeployer()
+    deploying = route("churn", [RouteArm(version=1, weight=100)])
+    deploying.versions[0].state = "deploying"
+    deployer.models = [deploying]
+    async with (
+        deployer.running(),
+        running_gateway(
+            None, deployer_url=deployer.url, routes_resync_s=600, routes_refresh_min_interval_s=0.1
+        ) as gw,
+    ):
+        deadline = time.monotonic() + 10
+        while (await gw.client.get("/v2/health/ready")).status_code != 200:
+            assert time.monotonic() < deadline, "never became ready"
+            await asyncio.sleep(0.05)
+        assert (await gw.client.get("/v2/models/churn/ready", headers=gw.auth())).status_code == 503
+        deployer.models = [route("churn", [RouteArm(version=1, weight=100)])]  # now ready
+        r = await gw.client.get("/v2/models/churn/ready", headers=gw.auth())
+        assert r.status_code == 200, r.text
+        assert r.json() == {"name": "churn", "ready": True}

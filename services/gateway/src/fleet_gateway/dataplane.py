@@ -375,15 +375,22 @@ class DataPlane:
 
     async def model_ready(self, principal: Principal, model: str, version: int | None) -> bool:
         await self.authorise(principal, model)
-        if version is not None:
-            served = await self._served(model, version)
-            candidates = [served]
-        else:
-            table = self.book.table(model)
-            arms = [a for a in (table.arms if table else []) if a.mode == "primary" and a.weight > 0]
-            candidates = [s for a in arms if (s := self.book.served(model, a.version)) is not None]
+        candidates = await self._ready_candidates(model, version)
+        if not candidates or any(s.state != "ready" for s in candidates):
+            # The book learns a version's state when its route changes; a deployment that became
+            # ready since then is only seen by asking (readiness probes are rare; look-ups are
+            # coalesced and bounded by the route source).
+            await self._lookup(model)
+            candidates = await self._ready_candidates(model, version)
         backend_ok, _ = await self.backend.ready()
         return backend_ok and bool(candidates) and all(s.state == "ready" for s in candidates)
+
+    async def _ready_candidates(self, model: str, version: int | None) -> list[ServedVersion]:
+        if version is not None:
+            return [await self._served(model, version)]
+        table = self.book.table(model)
+        arms = [a for a in (table.arms if table else []) if a.mode == "primary" and a.weight > 0]
+        return [s for a in arms if (s := self.book.served(model, a.version)) is not None]
 
 
 def _pii_fields(signature: Signature) -> frozenset[str]:
