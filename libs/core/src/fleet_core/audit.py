@@ -111,7 +111,7 @@ class AuditMiddleware:
         self, scope: Scope, method: str, status: int, outcome: str, app: Any, request_id: str | None
     ) -> AuditRecorded:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        actor, role = _caller(headers.get("authorization"), getattr(app.state, "tokens", None))
+        actor, role = caller_of(headers.get("authorization"), getattr(app.state, "tokens", None))
         route = scope.get("route")
         template = getattr(route, "path", None) or scope.get("path", "")
         note = scope.get(AUDIT_SCOPE_KEY) or {}
@@ -129,7 +129,7 @@ class AuditMiddleware:
         )
 
 
-def _caller(authorization: str | None, tokens: TokenAuthority | None) -> tuple[str, str | None]:
+def caller_of(authorization: str | None, tokens: TokenAuthority | None) -> tuple[str, str | None]:
     """Who sent the request, as far as its token says (verified: an invalid token names nobody)."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token or tokens is None:

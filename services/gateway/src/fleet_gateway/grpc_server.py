@@ -32,7 +32,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from fleet_core.audit import AuditSink
+from fleet_core.audit import AuditSink, caller_of
 from fleet_core.auth import TokenAuthority
 from fleet_core.errors import PROBLEM_BASE, FleetError, InvalidInput
 from fleet_core.events import AuditRecorded
@@ -165,18 +165,6 @@ def _metadata(context: grpc.aio.ServicerContext, *names: str) -> dict[str, str]:
         if key in names and key not in found and isinstance(value, str):
             found[key] = value
     return found
-
-
-def _actor(authorization: str | None, tokens: TokenAuthority) -> tuple[str, str | None]:
-    """Who a refused call came from, as far as its token says (an invalid token names nobody)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return "anonymous", None
-    try:
-        principal = tokens.verify(token)
-    except FleetError:
-        return "invalid-token", None
-    return principal.subject, str(principal.role)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -336,7 +324,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> None:
         if self.audit is None:
             return
-        actor, role = _actor(authorization, self.tokens)
+        actor, role = caller_of(authorization, self.tokens)
         entry = AuditRecorded(
             service="gateway",
             actor=actor,
