@@ -18,6 +18,8 @@ from fleet_core.log import current_request_id, get_logger
 
 PROBLEM_BASE = "https://modelfleet.dev/problems"
 PROBLEM_JSON = "application/problem+json"
+OIP_PREFIX = "/v2"
+"""Paths of the Open Inference Protocol, whose problems also carry its ``error`` member."""
 
 log = get_logger(__name__)
 
@@ -105,6 +107,10 @@ def problem(
     if rid:
         body["request_id"] = rid
     body.update({k: v for k, v in (extra or {}).items() if v is not None})
+    if instance == OIP_PREFIX or instance.startswith(OIP_PREFIX + "/"):
+        # The Open Inference Protocol's error body is {"error": "<message>"}: its clients
+        # (tritonclient, kserve) read that member only, so /v2 answers carry it as well.
+        body["error"] = detail
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
-from fleet_core.errors import FleetError, InvalidInput
-from fleet_core.oip import InferenceRequest, RequestInput, datatype_of
+from fleet_core.errors import FleetError, InvalidInput, MalformedRequest
+from fleet_core.oip import InferenceRequest, Parameters, RequestInput, RequestOutput, datatype_of
 from fleet_core.schemas import Signature
 
 Form = Literal["oip", "plain"]
@@ -40,6 +40,9 @@ class ParsedRequest:
     client_id: str | None
     rows: list[dict[str, Any]] | None = None
     tensors: list[RequestInput] | None = None
+    parameters: Parameters | None = None
+    """The tensor form's request-level parameters (``binary_data_output``) and requested outputs."""
+    outputs: list[RequestOutput] | None = None
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -52,6 +55,11 @@ def decode_request(body: bytes) -> ParsedRequest:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedJson(f"the request body is not valid JSON: {exc}") from exc
+    return decode_payload(payload)
+
+
+def decode_payload(payload: Any) -> ParsedRequest:
+    """A parsed JSON body (or the JSON header of a binary one, its tensors' ``data`` filled in)."""
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise _invalid("inputs", "is required: an object of feature values, a list of them, or tensors")
     inputs = payload["inputs"]
@@ -75,12 +83,24 @@ def decode_request(body: bytes) -> ParsedRequest:
             first = errors[0]
             detail = f"{first['field']}: {first['message']}"
             raise InvalidInput(detail, field=first["field"], errors=errors) from None
-        return ParsedRequest("oip", request.id, tensors=request.inputs)
+        return ParsedRequest(
+            "oip", request.id, tensors=request.inputs, parameters=request.parameters, outputs=request.outputs
+        )
+    if any(_is_binary_tensor(item) for item in inputs):
+        raise MalformedRequest(
+            "Inference-Header-Content-Length: is required when inputs carry parameters.binary_data_size",
+            field="Inference-Header-Content-Length",
+        )
     extra = set(payload) - {"inputs", "id", "parameters"}
     if extra:
         name = sorted(extra)[0]
         raise _invalid(name, "is not a field of the plain request form")
     return ParsedRequest("plain", client_id, rows=inputs)
+
+
+def _is_binary_tensor(item: dict[str, Any]) -> bool:
+    parameters = item.get("parameters")
+    return "datatype" in item and isinstance(parameters, dict) and "binary_data_size" in parameters
 
 
 def _loc(loc: tuple[Any, ...]) -> list[str]:

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from fleet_core.oip import MetadataServerResponse, ServerLiveResponse, ServerReadyResponse
 from fleet_gateway import __version__
+from fleet_gateway.binary import EXTENSION as BINARY_EXTENSION
 
 router = APIRouter(prefix="/v2", tags=["health"])
 
@@ -14,7 +15,9 @@ router = APIRouter(prefix="/v2", tags=["health"])
 @router.get("", summary="Server metadata")
 async def server_metadata() -> MetadataServerResponse:
     return MetadataServerResponse(
-        name="modelfleet-gateway", version=__version__, extensions=["plain-json", "model_repository"]
+        name="modelfleet-gateway",
+        version=__version__,
+        extensions=["plain-json", "model_repository", BINARY_EXTENSION],
     )
 
 

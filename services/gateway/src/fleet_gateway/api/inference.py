@@ -16,6 +16,7 @@ from fleet_core.errors import InvalidInput
 from fleet_core.log import current_request_id
 from fleet_core.oip import InferenceRequest, InferenceResponse, MetadataModelResponse, ModelReadyResponse
 from fleet_gateway.api.deps import MODEL_NAME_PATTERN, CallerDep, PlaneDep
+from fleet_gateway.binary import NO_FRAMING, asks_binary_outputs, binary_response_body, decode_binary_request
 from fleet_gateway.dataplane import VERSION_HEADER
 from fleet_gateway.protocol import decode_request, oip_response_body, plain_response_body
 
@@ -109,12 +110,27 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         raise InvalidInput(
             f"X-Fleet-Routing-Key: at most {MAX_ROUTING_KEY} characters", field="X-Fleet-Routing-Key"
         )
-    parsed = decode_request(await request.body())
+    header_length = headers.get("inference-header-content-length")
+    if header_length is None:
+        parsed = decode_request(await request.body())
+    else:
+        parsed = decode_binary_request(await request.body(), header_length, max_rows=state.settings.max_rows)
     request_id = current_request_id() or ""
     result = await state.dataplane.infer(
         caller, name, parsed, version=version, routing_key=routing_key, request_id=request_id
     )
-    if parsed.form == "oip":
+    media_type, framing = "application/json", NO_FRAMING
+    if parsed.form == "oip" and asks_binary_outputs(parsed):
+        encoded = binary_response_body(
+            parsed,
+            model=result.model,
+            version=result.version,
+            request_id=parsed.client_id or request_id,
+            predictions=result.predictions,
+            signature=result.served.spec.signature,
+        )
+        body, media_type, framing = encoded.body, encoded.media_type, encoded.headers
+    elif parsed.form == "oip":
         body = oip_response_body(
             model=result.model,
             version=result.version,
@@ -126,10 +142,10 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         body = plain_response_body(
             model=result.model, version=result.version, request_id=request_id, predictions=result.predictions
         )
-    headers = {VERSION_HEADER: str(result.version)}
+    headers = {VERSION_HEADER: str(result.version), **framing}
     if result.receipt is not None:
         headers[RECEIPT_HEADER] = result.receipt
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 @router.post(
