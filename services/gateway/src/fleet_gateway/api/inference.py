@@ -56,6 +56,14 @@ INFER_DOC: dict[str, Any] = {
             "description": "Sticky assignment: the same key gets the same version while the route "
             "table is unchanged",
         },
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Binary tensor extension: the body's first N bytes are the JSON request; "
+            "inputs with parameters.binary_data_size take their bytes, in order, from the rest",
+        },
     ],
     "requestBody": {
         "required": True,
@@ -84,7 +92,12 @@ INFER_DOC: dict[str, Any] = {
                         },
                     ]
                 }
-            }
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "The tensor form's JSON, then binary tensor data "
+                "(with Inference-Header-Content-Length)",
+            },
         },
     },
 }
@@ -94,7 +107,9 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "OIP response for tensor requests; "
         '{"model", "version", "predictions", "request_id"} for plain ones. '
         "Header X-Fleet-Model-Version names the version that answered; X-Fleet-Feedback-Receipt "
-        "proves the answer to /v1/feedback on any gateway instance.",
+        "proves the answer to /v1/feedback on any gateway instance. Outputs asked for in binary "
+        "(parameters.binary_data_output, or binary_data on a requested output) follow the JSON as "
+        "application/octet-stream, its length in Inference-Header-Content-Length.",
     }
 }
 
