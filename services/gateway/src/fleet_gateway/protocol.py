@@ -86,7 +86,7 @@ def decode_payload(payload: Any) -> ParsedRequest:
         return ParsedRequest(
             "oip", request.id, tensors=request.inputs, parameters=request.parameters, outputs=request.outputs
         )
-    if any(_is_binary_tensor(item) for item in inputs):
+    if "datatype" in inputs[0] and any(_is_binary_tensor(item) for item in inputs):
         raise MalformedRequest(
             "Inference-Header-Content-Length: is required when inputs carry parameters.binary_data_size",
             field="Inference-Header-Content-Length",
