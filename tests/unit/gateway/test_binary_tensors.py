@@ -41,9 +41,12 @@ class LabelBackend(FakeBackend):
     """Answers a string label per row, or, for ``nulls``, a null among numbers."""
 
     nulls: bool = False
+    pairs: bool = False
 
     async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]:
         await super().predict(served, rows)
+        if self.pairs:
+            return [{"label": f"c{row['age']}", "score": row["age"] / 2} for row in rows]
         if self.nulls:
             return [None if i == 0 else float(i) for i in range(len(rows))]
         return [f"class-{row['age'] % 3}" for row in rows]
@@ -357,6 +360,35 @@ async def test_binary_bytes_outputs_are_length_prefixed_and_read_by_tritonclient
         assert rest == encode_tensor_bytes("BYTES", ["class-0", "class-1", "class-2"])
         result = InferenceServerClient.parse_response_body(r.content, header_length=int(r.headers[HEADER]))
         assert result.as_numpy("label").tolist() == [b"class-0", b"class-1", b"class-2"]
+
+
+async def test_several_binary_outputs_follow_the_json_in_outputs_order() -> None:
+    both = Signature(
+        inputs=SIGNATURE.inputs,
+        outputs=[FieldSpec(name="label", type="string"), FieldSpec(name="score", type="float")],
+    )
+    routes = snapshot(route("pairs", [RouteArm(version=1, weight=100)], signature=both))
+    async with running_gateway(routes, backend=LabelBackend(pairs=True)) as h:
+        body = orjson.dumps({"inputs": JSON_INPUTS, "parameters": {"binary_data_output": True}})
+        r = await h.client.post("/v2/models/pairs/infer", content=body, headers=h.auth())
+        assert r.status_code == 200, r.text
+        header, rest = split_response(r.content, int(r.headers[HEADER]))
+        label, score = header["outputs"]
+        assert (label["name"], score["name"]) == ("label", "score")
+        labels = encode_tensor_bytes("BYTES", ["c4", "c5"])
+        assert label["parameters"] == {"binary_data_size": len(labels)}
+        assert score["parameters"] == {"binary_data_size": 16}
+        assert rest == labels + encode_tensor_bytes("FP64", [2.0, 2.5])
+
+        # The label in binary, the score in JSON: only the label's bytes follow.
+        asked = [{"name": "score", "parameters": {"binary_data": False}}]
+        body = orjson.dumps(
+            {"inputs": JSON_INPUTS, "parameters": {"binary_data_output": True}, "outputs": asked}
+        )
+        r = await h.client.post("/v2/models/pairs/infer", content=body, headers=h.auth())
+        header, rest = split_response(r.content, int(r.headers[HEADER]))
+        assert header["outputs"][1]["data"] == [2.0, 2.5]
+        assert rest == labels
 
 
 async def test_an_output_with_a_null_stays_json_among_binary_ones() -> None:
