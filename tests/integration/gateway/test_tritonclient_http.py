@@ -2,7 +2,7 @@
 Ray cluster: readiness, metadata, inference, and the gateway's errors as the client's messages.
 
 The gateway listens on a loopback port (tritonclient speaks real HTTP); the client is synchronous
-(gevent), so its calls run in a worker thread while the gateway serves on the test's event loop.
+(gevent), so its calls run on a thread of their own while the gateway serves on the test's loop.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -62,10 +63,15 @@ def pool(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 class Gateway:
-    """The gateway's address, a tritonclient for it, and tokens."""
+    """A tritonclient for the gateway, and tokens. The client is gevent-based: its connections
+    belong to the thread that made them, so every call runs on one thread of its own."""
 
     def __init__(self, url: str, tokens: Any, team: str) -> None:
-        self.client = triton.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=60)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonclient")
+        address = url.removeprefix("http://")
+        self.client = self._thread.submit(
+            lambda: triton.InferenceServerClient(url=address, network_timeout=60)
+        ).result()
         self._tokens = tokens
         self.team = team
 
@@ -76,7 +82,11 @@ class Gateway:
         return {"Authorization": f"Bearer {token}"}
 
     async def call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    def close(self) -> None:
+        self._thread.submit(self.client.close).result()
+        self._thread.shutdown()
 
 
 @pytest.fixture
@@ -105,7 +115,7 @@ async def gateway(ray_cluster: str, pool: tuple[str, BuiltModel]) -> AsyncIterat
         try:
             yield gw
         finally:
-            gw.client.close()
+            gw.close()
 
 
 def feature_inputs(built: BuiltModel, n: int) -> list[triton.InferInput]:
