@@ -3,14 +3,14 @@ Ray cluster: readiness, metadata, inference, and the gateway's errors as the cli
 
 The gateway listens on a loopback port (tritonclient speaks real HTTP); the client is synchronous
 (gevent), so its calls run on a thread of their own while the gateway serves on the test's loop.
+The pool (``pool``) comes from this folder's conftest, shared with the other Ray tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,44 +22,15 @@ from tritonclient.utils import InferenceServerException
 
 from fleet_core.auth import Role
 from fleet_core.events import RouteArm, RouteTable
-from fleet_core.serving import (
-    POOL_DEPLOYMENT,
-    ModelRoute,
-    Placement,
-    PoolConfig,
-    PoolSizing,
-    RoutesSnapshot,
-    ServedVersion,
-)
+from fleet_core.serving import POOL_DEPLOYMENT, ModelRoute, Placement, RoutesSnapshot, ServedVersion
 from fleet_gateway.app import create_app
-from fleet_serving import ServingControl
 from support.gateway import gateway_settings
 from support.http import serving
-from support.serving import BuiltModel, logistic_model
+from support.serving import BuiltModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SUFFIX = uuid.uuid4().hex[:6]
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def pool(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, BuiltModel]]:
-    directory = tmp_path_factory.mktemp("tritonclient-http")
-    built = logistic_model(directory, model=f"triton-iris-{SUFFIX}")
-    control = ServingControl(deploy_timeout_s=120)
-    control.connect(ray_cluster)
-    app = f"test-triton-pool-{SUFFIX}"
-    control.apply_pool(
-        PoolConfig(models={built.spec.key: built.spec}),
-        PoolSizing(min_replicas=1, max_replicas=1, num_cpus=0.25, max_models_per_replica=4),
-        {"FLEET_HOME": str(directory / "replica-home")},
-        app_name=app,
-    )
-    try:
-        yield app, built
-    finally:
-        control.remove(app)
 
 
 class Gateway:
