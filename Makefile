@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help uv install demo up down status test test-fleet test-fast test-production check-deploy images lint format clean bench bench-quick bench-fleet bench-fleet-quick grpc-stubs
+.PHONY: help uv install demo up down status test test-extended test-fast test-production check-deploy images lint format clean bench bench-quick bench-fleet bench-fleet-quick grpc-stubs
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,10 +29,10 @@ status:  ## Health of the running stack
 
 test: install  ## Lint, then run the test suite (unit, integration, end-to-end; not the fleet-scale runs)
 	$(UV) run ruff check .
-	$(UV) run pytest -m "not fleet" --durations=15 $(PYTEST_ARGS)
+	$(UV) run pytest -m "not extended" --durations=15 $(PYTEST_ARGS)
 
-test-fleet: install  ## The minutes-long fleet-scale tests (node loss, 60-model onboarding); CI runs them
-	$(UV) run pytest -m fleet --durations=5 $(PYTEST_ARGS)
+test-extended: install  ## The minutes-long end-to-end runs make test leaves out (marker extended); CI runs them
+	$(UV) run pytest -m extended --durations=5 $(PYTEST_ARGS)
 
 test-production: install  ## Integration and end-to-end tests again, every service on PostgreSQL and S3
 	FLEET_TEST_BACKEND=production $(UV) run pytest tests/integration tests/e2e $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ from fleet_sdk.stack import Stack
 from support import backend
 from support.onboarding import FEATURES, ROWS, skops_file
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.fleet, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.extended, pytest.mark.timeout(600)]
 
 TEAMS = ["team-a", "team-b", "team-c"]
 MODELS = 60

@@ -399,6 +399,7 @@ def test_deployer_restart_keeps_serving_and_resumes(fleet: Fleet) -> None:
     assert fleet.served_version("restart-churn", ROW) == v1
 
 
+@pytest.mark.extended
 def test_tritonclient_grpc_calls_the_gateways_grpc_port(fleet: Fleet) -> None:
     import tritonclient.grpc as triton
     from tritonclient.utils import InferenceServerException
@@ -447,6 +448,7 @@ def test_tritonclient_grpc_calls_the_gateways_grpc_port(fleet: Fleet) -> None:
         client.close()
 
 
+@pytest.mark.extended
 def test_tritonclient_loads_lists_and_unloads_a_model_through_the_repository_extension(fleet: Fleet) -> None:
     import tritonclient.http as triton
     from tritonclient.utils import InferenceServerException

@@ -43,7 +43,7 @@ from support.gateway import running_gateway
 from support.raylets import raylet_running
 from support.serving import BuiltModel, logistic_model
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fleet]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
 SUFFIX = uuid.uuid4().hex[:6]
 MODELS = 12
