@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray
 from ray import serve
-from workload import as_rows, example_row, fleet_runtime, predict_rows
+from workload import example_row, fleet_runtime, predict_rows, rows_from_body
 
 BENCH_APP = "bench-model"
 BENCH_DEPLOYMENT = "BenchModel"
@@ -42,7 +42,7 @@ class BenchModel:
 
     async def __call__(self, request: Any) -> dict[str, Any]:
         body = await request.json()
-        return {"predictions": predict_rows(self.model, as_rows(body["inputs"]))}
+        return {"predictions": predict_rows(self.model, rows_from_body(body))}
 
     async def predict(self, rows: list[dict[str, Any]]) -> list[Any]:
         return predict_rows(self.model, rows)
