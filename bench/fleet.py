@@ -354,7 +354,7 @@ class Bench:
         try:
             state = stack.start(
                 broker_port=0,
-                ports={"registry": 0, "deployer": 0, "gateway": 0},
+                ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0, "retrainer": 0},
                 detach=True,
                 env=env,
                 timeout_s=self.args.stack_timeout,

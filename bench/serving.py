@@ -215,7 +215,7 @@ def serve_stack(start_timeout_s: float) -> Server:
         try:
             state = stack.start(
                 broker_port=0,
-                ports={"registry": 0, "deployer": 0, "gateway": 0},
+                ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0, "retrainer": 0},
                 detach=True,
                 env=env,
                 timeout_s=start_timeout_s,
