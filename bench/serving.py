@@ -18,6 +18,9 @@ Every HTTP cell gets the same body (one row as an OIP tensor, ``workload.request
 closed-loop load (wrk, or the bench's aiohttp fallback) at 1 and 16 connections for ``--duration``
 seconds after a warm-up. A cell is a name, the server it needs and how to load it (``CELLS``); the
 targets are ratios between cells of this one run (``CHECKS``), never absolute numbers from another day.
+Adding a cell is a ``Cell(name, server, measure)`` line (``http(path, body)`` or ``handle_loop``, or a
+new ``Measure`` for another load generator); a new server is a context manager in ``servers()`` that
+yields its ``Endpoint``; a new target is a ``Check`` line.
 
 Usage: ``.venv/bin/python bench/serving.py [--duration 10] [--only gateway mlserver ...]``
 (``--quick``: 3 s cells). Writes ``bench/results/serving[-quick]-<date>.json``.
@@ -379,25 +382,15 @@ class Check:
 
 
 CHECKS = [
-    Check("gateway / MLServer (defaults) throughput", "gateway", "mlserver", "hi", ">=", 1.5),
-    Check(
-        "gateway / MLServer (adaptive batching) throughput", "gateway", "mlserver-batched", "hi", ">=", 1.0
-    ),
-    Check("gateway / MLServer (defaults) throughput", "gateway", "mlserver", "lo", ">=", 1.0),
-    Check("gateway / ray-proxy throughput", "gateway", "ray-proxy", "hi", ">=", 3.0),
-    Check("gateway / in-process throughput", "gateway", "in-process", "hi", ">=", 0.5),
+    Check("gateway / mlserver rps", "gateway", "mlserver", "hi", ">=", 1.5),
+    Check("gateway / mlserver-batched rps", "gateway", "mlserver-batched", "hi", ">=", 1.0),
+    Check("gateway / mlserver rps", "gateway", "mlserver", "lo", ">=", 1.0),
+    Check("gateway / ray-proxy rps", "gateway", "ray-proxy", "hi", ">=", 3.0),
+    Check("gateway / in-process rps", "gateway", "in-process", "hi", ">=", 0.5),
     Check("gateway p50 - handle-pool p50", "gateway", "handle-pool", "lo", "<=", 2.0, kind="p50"),
-    Check("gateway gRPC / gateway HTTP throughput", "gateway-grpc", "gateway", "hi", ">=", 1.2),
-    Check(
-        "gateway / ray-proxy-default throughput",
-        "gateway",
-        "ray-proxy-default",
-        "hi",
-        ">=",
-        3.0,
-        secondary=True,
-    ),
-    Check("gateway p50 - handle (plain deployment) p50", "gateway", "handle", "lo", "<=", 2.0, "p50", True),
+    Check("gateway-grpc / gateway rps", "gateway-grpc", "gateway", "hi", ">=", 1.2),
+    Check("gateway / ray-proxy-default rps", "gateway", "ray-proxy-default", "hi", ">=", 3.0, secondary=True),
+    Check("gateway p50 - handle p50", "gateway", "handle", "lo", "<=", 2.0, kind="p50", secondary=True),
 ]
 CONTEXT = [
     ("mlserver-batched", "mlserver", "hi"),
@@ -445,7 +438,7 @@ def summarize(run: Run) -> dict[str, Any]:
     for a, b, at in CONTEXT:
         value = ratio(get(a, at, "rps"), get(b, at, "rps"))
         if value is not None:
-            info.append({"check": f"{a} / {b} throughput", "at": f"c={conns[at]}", "value": value})
+            info.append({"check": f"{a} / {b} rps", "at": f"c={conns[at]}", "value": value})
     return {"checks": out, "context_ratios": info}
 
 
