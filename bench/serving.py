@@ -447,6 +447,8 @@ def print_report(run: Run, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # under make or a pipe rich assumes 80 columns and clips the checks
+        console = Console(width=120)
     tool = "wrk" if wrk_available() and not run.python_load else "python aiohttp"
     table = Table(title=f"Serving, {run.duration_s:g}s per cell ({tool} load)")
     for col in ("cell", "conns", "rps", "p50 ms", "p99 ms", "errors"):
