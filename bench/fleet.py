@@ -38,6 +38,10 @@ from typing import Any
 
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Under `uv run` (the Makefile) Ray's uv hook would ship the cwd to every worker as a runtime env and
+# run them with `uv run` (from bench/ it refuses outright: pyproject.toml is not in the working_dir);
+# the bench's Ray heads already run this venv, so drivers here and in children only attach.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import httpx
 import numpy as np
@@ -350,7 +354,7 @@ class Bench:
         try:
             state = stack.start(
                 broker_port=0,
-                ports={"registry": 0, "deployer": 0, "gateway": 0},
+                ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0, "retrainer": 0},
                 detach=True,
                 env=env,
                 timeout_s=self.args.stack_timeout,

@@ -48,13 +48,15 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def child(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=BENCH_DIR,
+            cwd=cwd or BENCH_DIR,
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from workload import as_rows, fleet_runtime, predict_rows
+from workload import fleet_runtime, predict_rows, rows_from_body
 
 
 def build_app() -> FastAPI:
@@ -24,7 +24,7 @@ def build_app() -> FastAPI:
 
     @app.post("/predict")
     async def predict(body: dict[str, Any]) -> dict[str, Any]:
-        return {"predictions": predict_rows(model, as_rows(body["inputs"]))}
+        return {"predictions": predict_rows(model, rows_from_body(body))}
 
     return app
 

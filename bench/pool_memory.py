@@ -7,8 +7,8 @@ few MB and ``--onnx`` ONNX forests one after another through a handle, and print
 artifact size, mean bytes charged, and RSS growth per model. The last line is the figure the fleet
 benchmark checks: pool RSS growth per loaded small model (target <= 2 MB; KServe MMS ~6.3 MB).
 
-Usage: ``.venv/bin/python bench/pool_memory.py [--lr 100] [--rf 10] [--onnx 5]``.
-Writes ``bench/results/pool-memory-<date>.json``.
+Usage: ``.venv/bin/python bench/pool_memory.py [--lr 100] [--rf 10] [--onnx 5] [--quick] [--out F]``
+(``--quick``: 10 / 2 / 1 models, a smoke run). Writes ``bench/results/pool-memory[-quick]-<date>.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Under `uv run` (the Makefile) Ray's uv hook would ship the cwd to every worker as a runtime env and
+# run them with `uv run` (from bench/ it refuses outright: pyproject.toml is not in the working_dir);
+# the bench's Ray heads already run this venv, so drivers here and in children only attach.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -64,7 +68,11 @@ def main() -> None:
     parser.add_argument("--lr", type=int, default=100)
     parser.add_argument("--rf", type=int, default=10)
     parser.add_argument("--onnx", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="10 / 2 / 1 models: a smoke run")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results path")
     args = parser.parse_args()
+    if args.quick:
+        args.lr, args.rf, args.onnx = min(args.lr, 10), min(args.rf, 2), min(args.onnx, 1)
     kinds = {"lr": args.lr, "rf": args.rf, "onnx": args.onnx}
     os.environ.update(RAY_CLIENT_ENV)
     with tempfile.TemporaryDirectory(prefix="fleet-pool-memory-") as tmp:
@@ -96,6 +104,8 @@ def main() -> None:
             results: dict[str, Any] = {"baseline_rss_mb": empty.baseline_rss_bytes / MB, "kinds": {}}
             rss = empty.rss_bytes
             for kind, models in built.items():
+                if not models:
+                    continue
                 for spec, rows in models:
                     handle.options(multiplexed_model_id=spec.key).predict.remote(rows).result(timeout_s=120)
                 (stats,) = control.pool_stats("bench-pool-memory")
@@ -133,7 +143,8 @@ def main() -> None:
                 "(target <= 2 MB; KServe MMS ~6.3 MB)"
             )
             control.remove("bench-pool-memory")
-            out = ROOT / "bench" / "results" / f"pool-memory-{dt.date.today().isoformat()}.json"
+            kind_name = "pool-memory-quick" if args.quick else "pool-memory"
+            out = args.out or ROOT / "bench" / "results" / f"{kind_name}-{dt.date.today().isoformat()}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=2) + "\n")
         finally:

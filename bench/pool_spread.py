@@ -35,6 +35,10 @@ from typing import Any
 
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Under `uv run` (the Makefile) Ray's uv hook would ship the cwd to every worker as a runtime env and
+# run them with `uv run` (from bench/ it refuses outright: pyproject.toml is not in the working_dir);
+# the bench's Ray heads already run this venv, so drivers here and in children only attach.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import numpy as np
 import pandas as pd
@@ -260,6 +264,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--autoscale-s", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="60 models, 2 replicas, short phases")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results path")
     args = parser.parse_args()
     if args.quick:
         args.models, args.replicas, args.passes, args.duration, args.autoscale_s = 60, [2], 2, 4.0, 15.0
@@ -299,10 +304,11 @@ def main() -> int:
         head.stop()
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     print_table(results["runs"])
-    RESULTS_DIR.mkdir(exist_ok=True)
     name = f"pool-spread{'-quick' if args.quick else ''}-{dt.date.today().isoformat()}.json"
-    (RESULTS_DIR / name).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS_DIR / name}")
+    out = args.out or RESULTS_DIR / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

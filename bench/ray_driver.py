@@ -20,10 +20,14 @@ os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # A ~/.ray/auth_token left by any local `ray.init()` turns token auth on for every new head started
 # without RAY_AUTH_MODE, and drivers that connect by address then fail; everything here is loopback.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Under `uv run` (the Makefile) Ray's uv hook would ship the cwd to every worker as a runtime env and
+# run them with `uv run` (from bench/ it refuses outright: pyproject.toml is not in the working_dir);
+# the bench's Ray heads already run this venv, so drivers here and in children only attach.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray
 from ray import serve
-from workload import as_rows, example_row, fleet_runtime, predict_rows
+from workload import example_row, fleet_runtime, predict_rows, rows_from_body
 
 BENCH_APP = "bench-model"
 BENCH_DEPLOYMENT = "BenchModel"
@@ -38,7 +42,7 @@ class BenchModel:
 
     async def __call__(self, request: Any) -> dict[str, Any]:
         body = await request.json()
-        return {"predictions": predict_rows(self.model, as_rows(body["inputs"]))}
+        return {"predictions": predict_rows(self.model, rows_from_body(body))}
 
     async def predict(self, rows: list[dict[str, Any]]) -> list[Any]:
         return predict_rows(self.model, rows)

@@ -1,21 +1,28 @@
-"""Serving benchmark: one sklearn model served four ways on this box, measured in the same run.
+"""Serving benchmark: one sklearn model served by the gateway and by what a user would run instead,
+measured in the same run on this box.
 
-  (a) in-process  plain FastAPI + uvicorn, one worker, the model in the process (the limit)
-  (b) ray-proxy   a Ray Serve deployment behind Serve's own HTTP proxy (private Ray head)
-  (c) gateway     the ModelFleet gateway (embedded stack, ``deploy_policy="direct"``, shared pool),
-                  ``POST /v2/models/{name}/infer`` with the plain JSON body and a bearer token
-  (d) handle      ``DeploymentHandle.predict.remote`` loops from a driver: to (b)'s deployment, and
-                  to the fleet pool with the model's multiplexed id (what the gateway itself calls)
+Servers (``--only`` picks among them), each started once for the cells that use it:
 
-Each HTTP target gets the same closed-loop load (wrk, or an aiohttp fallback) at 1 and 16
-connections for ``--duration`` seconds after a warm-up. The targets compare ratios measured in
-this one run, never absolute numbers from another day:
+  inprocess         plain FastAPI + uvicorn, one worker, the model in the process (the limit)
+  proxy             a Ray Serve deployment behind Serve's own HTTP proxy (private Ray head), and
+                    ``DeploymentHandle`` loops from a driver to the same deployment
+  proxy-default     the same proxy with Serve's default flags (RAY_SERVE_THROUGHPUT_OPTIMIZED=0)
+  gateway           the ModelFleet gateway (embedded stack, ``deploy_policy="direct"``, shared pool),
+                    ``POST /v2/models/{name}/infer`` with a bearer token, and handle loops to the pool
+                    with the model's multiplexed id (what the gateway itself calls)
+  mlserver          MLServer 1.7 + mlserver-sklearn with its default settings (``bench/peers``, its
+                    own environment: ``mlserver_peer.py``)
+  mlserver-batched  the same with adaptive batching on (max_batch_size 32, max_batch_time 2 ms)
 
-  gateway / ray-proxy throughput      >= 3x        (16 connections)
-  gateway / in-process throughput     >= 0.35      (16 connections)
-  gateway p50 - direct-handle p50     <= 3 ms      (1 connection)
+Every HTTP cell gets the same body (one row as an OIP tensor, ``workload.request_body``) and the same
+closed-loop load (wrk, or the bench's aiohttp fallback) at 1 and 16 connections for ``--duration``
+seconds after a warm-up. A cell is a name, the server it needs and how to load it (``CELLS``); the
+targets are ratios between cells of this one run (``CHECKS``), never absolute numbers from another day.
+Adding a cell is a ``Cell(name, server, measure)`` line (``http(path, body)`` or ``handle_loop``, or a
+new ``Measure`` for another load generator); a new server is a context manager in ``servers()`` that
+yields its ``Endpoint``; a new target is a ``Check`` line.
 
-Usage: ``.venv/bin/python bench/serving.py [--duration 10] [--only inprocess proxy proxy-default gateway]``
+Usage: ``.venv/bin/python bench/serving.py [--duration 10] [--only gateway mlserver ...]``
 (``--quick``: 3 s cells). Writes ``bench/results/serving[-quick]-<date>.json``.
 """
 
@@ -30,7 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +46,19 @@ os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # A ~/.ray/auth_token left by any local `ray.init()` turns token auth on for every new head started
 # without RAY_AUTH_MODE, and drivers that connect by address then fail; everything here is loopback.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Under `uv run` (the Makefile) Ray's uv hook would ship the cwd to every worker as a runtime env and
+# run them with `uv run` (from bench/ it refuses outright: pyproject.toml is not in the working_dir);
+# the bench's Ray heads already run this venv, so drivers here and in children only attach.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
+import httpx
+import mlserver_peer
 from harness import BENCH_DIR, RESULTS_DIR, child, machine, run_driver, sigterm_as_interrupt, wait_http
 from loadgen import LoadResult, run_load, wrk_available
-from workload import request_body, train_model, training_data
+from workload import example_row, request_body, train_model, training_data
 
-TARGETS = {"proxy_x": 3.0, "inprocess_fraction": 0.35, "p50_delta_ms": 3.0}
 MODEL_NAME = "bench-logreg"
+OIP_INFER = f"/v2/models/{MODEL_NAME}/infer"
 
 
 @dataclass
@@ -56,8 +69,20 @@ class Run:
     python_load: bool
     workdir: Path
     results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
+    """Each HTTP cell's answer to the body, as sent before its load (same model, same prediction)."""
     errors: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def record(self, name: str, res: dict[str, Any]) -> None:
+        self.results.setdefault(name, {})[str(res["connections"])] = res
+        print(
+            f"  {name:<18} c={res['connections']:<3} {res['rps']:8.1f} rps  p50 {res['p50_ms']:7.2f} ms  "
+            f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}",
+            flush=True,
+        )
+        if res["errors"]:
+            self.notes.append(f"{name} c={res['connections']}: {res['errors']} failed requests")
 
     def load(self, name: str, url: str, body: str, headers: dict[str, str] | None = None) -> None:
         """Warm up at the highest connection count, then measure at each."""
@@ -78,14 +103,7 @@ class Run:
                 headers=headers,
                 force_python=self.python_load,
             )
-            self.results.setdefault(name, {})[str(c)] = res.as_dict()
-            print(
-                f"  {name:<16} c={c:<3} {res.rps:8.1f} rps  p50 {res.p50_ms:7.2f} ms  "
-                f"p99 {res.p99_ms:7.2f} ms  errors {res.errors}",
-                flush=True,
-            )
-            if res.errors:
-                self.notes.append(f"{name} c={c}: {res.errors} failed requests of {res.requests}")
+            self.record(name, res.as_dict())
 
     def handles(self, name: str, args: list[str], log: Path) -> None:
         out = run_driver(
@@ -103,16 +121,27 @@ class Run:
             timeout_s=120 + 3 * self.duration_s * len(self.connections),
         )
         for c, res in out.items():
-            res = {"tool": "handle-loop", "connections": int(c), **res}  # type: ignore[dict-item]
-            self.results.setdefault(name, {})[c] = res
-            print(
-                f"  {name:<16} c={c:<3} {res['rps']:8.1f} rps  p50 {res['p50_ms']:7.2f} ms  "
-                f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}",
-                flush=True,
-            )
+            self.record(name, {"tool": "handle-loop", **res, "connections": int(c)})  # type: ignore[dict-item]
 
 
-def bench_inprocess(run: Run) -> None:
+# ---------------------------------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a started server answers: its base URL and headers for HTTP cells, and the
+    ``ray_driver.py handle`` arguments for handle-loop cells."""
+
+    base_url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    driver_args: list[str] = field(default_factory=list)
+
+
+Server = Callable[[Run], contextlib.AbstractContextManager[Endpoint]]
+
+
+@contextlib.contextmanager
+def serve_inprocess(run: Run) -> Iterator[Endpoint]:
     from fleet_sdk.embedded_broker import free_port
 
     port = free_port()
@@ -120,9 +149,9 @@ def bench_inprocess(run: Run) -> None:
         [sys.executable, str(BENCH_DIR / "inprocess_app.py"), "--port", str(port)],
         run.workdir / "inprocess.log",
     ):
-        url = f"http://127.0.0.1:{port}/predict"
-        wait_http(url, timeout_s=60, method="POST", body=request_body())
-        run.load("in-process", url, request_body())
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/predict", timeout_s=60, method="POST", body=request_body())
+        yield Endpoint(base)
 
 
 @contextlib.contextmanager
@@ -139,211 +168,277 @@ def throughput_optimized(on: bool) -> Iterator[None]:
             os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = before
 
 
-def bench_ray(run: Run, *, optimized: bool = True) -> None:
-    """(b) Serve's HTTP proxy and (d) handles to the same deployment, on a private Ray head.
+def serve_ray(*, optimized: bool) -> Server:
+    """A Serve deployment behind Serve's HTTP proxy on a private Ray head; ``optimized``: with
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1, as the stack runs Ray, else Serve's defaults."""
 
-    ``optimized``: with RAY_SERVE_THROUGHPUT_OPTIMIZED=1, as the stack runs Ray; without it (Serve's
-    defaults) only the proxy is measured, as ``ray-proxy-default``.
-    """
-    from fleet_sdk.embedded_broker import free_port
-    from fleet_sdk.embedded_ray import EmbeddedRay
+    @contextlib.contextmanager
+    def start(run: Run) -> Iterator[Endpoint]:
+        from fleet_sdk.embedded_broker import free_port
+        from fleet_sdk.embedded_ray import EmbeddedRay
 
-    label = "ray-proxy" if optimized else "ray-proxy-default"
-    with throughput_optimized(optimized):
-        ray = EmbeddedRay(log_path=run.workdir / f"{label}-head.log")
+        label = "ray-proxy" if optimized else "ray-proxy-default"
+        with throughput_optimized(optimized):
+            ray = EmbeddedRay(log_path=run.workdir / f"{label}-head.log")
+            t0 = time.monotonic()
+            try:
+                ray.start()
+                http_port = free_port()
+                run_driver(
+                    ["deploy", "--address", ray.address, "--http-port", str(http_port)],
+                    run.workdir / f"{label}-driver.log",
+                    timeout_s=180,
+                )
+                print(f"  private Ray head + serve.run ready in {time.monotonic() - t0:.1f}s", flush=True)
+                base = f"http://127.0.0.1:{http_port}"
+                wait_http(f"{base}/predict", timeout_s=60, method="POST", body=request_body())
+                yield Endpoint(base, driver_args=["--address", ray.address])
+            finally:
+                ray.stop()
+
+    return start
+
+
+def serve_stack(start_timeout_s: float) -> Server:
+    """The embedded stack with the bench model registered (``deploy_policy="direct"``: the shared pool)
+    and answering through the gateway."""
+
+    @contextlib.contextmanager
+    def start(run: Run) -> Iterator[Endpoint]:
+        from fleet_core.serving import POOL_APP, POOL_DEPLOYMENT, SERVE_NAMESPACE
+        from fleet_sdk import Client
+        from fleet_sdk.config import ClientConfig
+        from fleet_sdk.stack import Stack
+
+        home = run.workdir / "fleet-home"
+        stack = Stack(home)
+        # The gateway limits requests per token; the bench sends thousands per second with one token.
+        env = {"FLEET_RATE_LIMIT_RPS": "1000000", "FLEET_RATE_LIMIT_BURST": "1000000"}
         t0 = time.monotonic()
         try:
-            ray.start()
-            http_port = free_port()
-            run_driver(
-                ["deploy", "--address", ray.address, "--http-port", str(http_port)],
-                run.workdir / f"{label}-driver.log",
-                timeout_s=180,
+            state = stack.start(
+                broker_port=0,
+                ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0, "retrainer": 0},
+                detach=True,
+                env=env,
+                timeout_s=start_timeout_s,
+                log=lambda m: print("  " + m),
             )
-            print(f"  private Ray head + serve.run ready in {time.monotonic() - t0:.1f}s", flush=True)
-            url = f"http://127.0.0.1:{http_port}/predict"
-            wait_http(url, timeout_s=60, method="POST", body=request_body())
-            run.load(label, url, request_body())
-            if optimized:
-                run.handles("handle", ["--address", ray.address], run.workdir / f"{label}-driver.log")
+            print(f"  stack up in {time.monotonic() - t0:.1f}s (logs: {stack.logs})", flush=True)
+            cfg = ClientConfig.load(home / "config")
+            row = example_row()
+            with Client(
+                cfg.registry_url,
+                cfg.token,
+                gateway_url=cfg.urls["gateway_url"],
+                deployer_url=cfg.urls["deployer_url"],
+                config=cfg,
+            ) as client:
+                X, y = training_data()
+                t1 = time.monotonic()
+                reg = client.register_sklearn(
+                    MODEL_NAME, train_model(), X, y, team="bench", deploy_policy="direct"
+                )
+                version = int(reg.get("version", 1))
+                deadline = time.monotonic() + start_timeout_s
+                while True:
+                    try:
+                        client.predict(MODEL_NAME, row)
+                        break
+                    except Exception as exc:  # not routed / not loaded yet
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(
+                                f"{MODEL_NAME} never answered through the gateway: {str(exc)[:300]}"
+                            ) from exc
+                        time.sleep(0.5)
+                print(
+                    f"  registered + deployed + first prediction in {time.monotonic() - t1:.1f}s", flush=True
+                )
+            assert state.ray is not None
+            yield Endpoint(
+                cfg.urls["gateway_url"],
+                headers={"Authorization": f"Bearer {cfg.token}"},
+                driver_args=[
+                    *("--address", state.ray.url.removeprefix("ray://")),
+                    *("--namespace", SERVE_NAMESPACE, "--app", POOL_APP, "--deployment", POOL_DEPLOYMENT),
+                    *("--model-id", f"{MODEL_NAME}:{version}", "--rows-json", json.dumps([row])),
+                ],
+            )
         finally:
-            ray.stop()
+            stopped = stack.stop()
+            print(f"  stack stopped ({', '.join(stopped) or 'nothing running'})", flush=True)
+
+    return start
 
 
-def bench_gateway(run: Run, start_timeout_s: float) -> None:
-    """(c) the ModelFleet gateway on the embedded stack, and (d) handles to the fleet pool."""
-    from fleet_core.serving import POOL_APP, POOL_DEPLOYMENT, SERVE_NAMESPACE
-    from fleet_sdk import Client
-    from fleet_sdk.config import ClientConfig
-    from fleet_sdk.stack import Stack
+def serve_mlserver(*, batching: bool) -> Server:
+    @contextlib.contextmanager
+    def start(run: Run) -> Iterator[Endpoint]:
+        t0 = time.monotonic()
+        with mlserver_peer.serve(run.workdir, train_model(), MODEL_NAME, batching=batching) as base:
+            print(f"  mlserver ready in {time.monotonic() - t0:.1f}s", flush=True)
+            yield Endpoint(base)
 
-    home = run.workdir / "fleet-home"
-    stack = Stack(home)
-    # The gateway limits requests per token; the bench sends thousands per second with one token.
-    env = {"FLEET_RATE_LIMIT_RPS": "1000000", "FLEET_RATE_LIMIT_BURST": "1000000"}
-    t0 = time.monotonic()
-    try:
-        state = stack.start(
-            broker_port=0,
-            ports={"registry": 0, "deployer": 0, "gateway": 0},
-            detach=True,
-            env=env,
-            timeout_s=start_timeout_s,
-            log=lambda m: print("  " + m),
-        )
-        print(f"  stack up in {time.monotonic() - t0:.1f}s (logs: {stack.logs})", flush=True)
-        cfg = ClientConfig.load(home / "config")
-        with Client(
-            cfg.registry_url,
-            cfg.token,
-            gateway_url=cfg.urls["gateway_url"],
-            deployer_url=cfg.urls["deployer_url"],
-            config=cfg,
-        ) as client:
-            X, y = training_data()
-            t1 = time.monotonic()
-            reg = client.register_sklearn(
-                MODEL_NAME, train_model(), X, y, team="bench", deploy_policy="direct"
-            )
-            version = int(reg.get("version", 1))
-            row = json.loads(request_body())["inputs"]
-            deadline, last = time.monotonic() + start_timeout_s, ""
-            while True:
-                try:
-                    client.predict(MODEL_NAME, row)
-                    break
-                except Exception as exc:  # not routed / not loaded yet
-                    last = str(exc)[:300]
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"{MODEL_NAME} never answered through the gateway: {last}"
-                        ) from exc
-                    time.sleep(0.5)
-            print(f"  registered + deployed + first prediction in {time.monotonic() - t1:.1f}s", flush=True)
-            url = f"{cfg.urls['gateway_url']}/v2/models/{MODEL_NAME}/infer"
-            run.load("gateway", url, request_body(), headers={"Authorization": f"Bearer {cfg.token}"})
-        assert state.ray is not None
-        run.handles(
-            "handle-pool",
-            [
-                "--address",
-                state.ray.url.removeprefix("ray://"),
-                "--namespace",
-                SERVE_NAMESPACE,
-                "--app",
-                POOL_APP,
-                "--deployment",
-                POOL_DEPLOYMENT,
-                "--model-id",
-                f"{MODEL_NAME}:{version}",
-                "--rows-json",
-                json.dumps([row]),
-            ],
-            run.workdir / "pool-driver.log",
-        )
-    finally:
-        stopped = stack.stop()
-        print(f"  stack stopped ({', '.join(stopped) or 'nothing running'})", flush=True)
+    return start
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
+# ---------------------------------------------------------------------------------------- cells
+
+Measure = Callable[[Run, str, Endpoint], None]
+
+
+def http(path: str, body: Callable[[], str] = request_body) -> Measure:
+    """POST ``body()`` to the server's ``path`` under the bench's load generator."""
+
+    def measure(run: Run, name: str, at: Endpoint) -> None:
+        url, data = at.base_url + path, body()
+        answer = httpx.post(url, content=data, headers={"Content-Type": "application/json", **at.headers})
+        run.answers[name] = f"{answer.status_code} {answer.text[:300]}"
+        answer.raise_for_status()
+        run.load(name, url, data, headers=at.headers)
+
+    return measure
+
+
+def handle_loop(run: Run, name: str, at: Endpoint) -> None:
+    """``await handle.predict.remote(rows)`` loops from a separate driver process."""
+    run.handles(name, at.driver_args, run.workdir / f"{name}-driver.log")
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    server: str
+    """Key of the server it needs; cells of one server run, in order, while it is up once."""
+    measure: Measure
+
+
+CELLS = [
+    Cell("in-process", "inprocess", http("/predict")),
+    Cell("ray-proxy", "proxy", http("/predict")),
+    Cell("handle", "proxy", handle_loop),
+    Cell("ray-proxy-default", "proxy-default", http("/predict")),
+    Cell("gateway", "gateway", http(OIP_INFER)),
+    Cell("handle-pool", "gateway", handle_loop),
+    Cell("mlserver", "mlserver", http(OIP_INFER)),
+    Cell("mlserver-batched", "mlserver-batched", http(OIP_INFER)),
+]
+
+
+def servers(stack_timeout_s: float) -> dict[str, Server]:
+    return {
+        "inprocess": serve_inprocess,
+        "proxy": serve_ray(optimized=True),
+        "proxy-default": serve_ray(optimized=False),
+        "gateway": serve_stack(stack_timeout_s),
+        "mlserver": serve_mlserver(batching=False),
+        "mlserver-batched": serve_mlserver(batching=True),
+    }
+
+
+SERVER_KEYS = list(dict.fromkeys(c.server for c in CELLS))
+
+
+def run_cells(run: Run, only: list[str], stack_timeout_s: float) -> None:
+    """Start each chosen server once, in ``CELLS`` order, and measure its cells; a failure is kept
+    per cell (or per server, for every cell it would have served) and the run goes on."""
+    starts = servers(stack_timeout_s)
+    for key in SERVER_KEYS:
+        if key not in only:
+            continue
+        print(f"[{key}]", flush=True)
+        try:
+            with starts[key](run) as endpoint:
+                for cell in (c for c in CELLS if c.server == key):
+                    try:
+                        cell.measure(run, cell.name, endpoint)
+                    except Exception as exc:
+                        run.errors[cell.name] = f"{type(exc).__name__}: {exc}"
+                        (run.workdir / f"{cell.name}-error.txt").write_text(traceback.format_exc())
+                        print(f"  {cell.name} failed: {str(exc)[:2000]}", flush=True)
+        except Exception as exc:
+            run.errors[key] = f"{type(exc).__name__}: {exc}"
+            (run.workdir / f"{key}-error.txt").write_text(traceback.format_exc())
+            print(f"  {key} failed: {str(exc)[:2000]}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Check:
+    """``a`` against ``b``: rps ratio (``a``/``b``) or p50 difference in ms (``a`` - ``b``), at the
+    highest (``hi``) or lowest (``lo``) connection count."""
+
+    label: str
+    a: str
+    b: str
+    at: str
+    op: str
+    target: float
+    kind: str = "rps"
+    secondary: bool = False
+    """Shown only when both cells were measured."""
+
+
+CHECKS = [
+    Check("gateway / mlserver rps", "gateway", "mlserver", "hi", ">=", 1.5),
+    Check("gateway / mlserver-batched rps", "gateway", "mlserver-batched", "hi", ">=", 1.0),
+    Check("gateway / mlserver rps", "gateway", "mlserver", "lo", ">=", 1.0),
+    Check("gateway / ray-proxy rps", "gateway", "ray-proxy", "hi", ">=", 3.0),
+    Check("gateway / in-process rps", "gateway", "in-process", "hi", ">=", 0.5),
+    Check("gateway p50 - handle-pool p50", "gateway", "handle-pool", "lo", "<=", 2.0, kind="p50"),
+    Check("gateway-grpc / gateway rps", "gateway-grpc", "gateway", "hi", ">=", 1.2),
+    Check("gateway / ray-proxy-default rps", "gateway", "ray-proxy-default", "hi", ">=", 3.0, secondary=True),
+    Check("gateway p50 - handle p50", "gateway", "handle", "lo", "<=", 2.0, kind="p50", secondary=True),
+]
+CONTEXT = [
+    ("mlserver-batched", "mlserver", "hi"),
+    ("mlserver", "in-process", "hi"),
+    ("mlserver", "in-process", "lo"),
+    ("ray-proxy-default", "ray-proxy", "hi"),
+    ("ray-proxy", "in-process", "hi"),
+    ("handle", "in-process", "hi"),
+    ("handle", "ray-proxy", "hi"),
+    ("gateway", "handle-pool", "hi"),
+]
 
 
 def summarize(run: Run) -> dict[str, Any]:
     r = run.results
-    hi, lo = str(max(run.connections)), str(min(run.connections))
+    conns = {"hi": str(max(run.connections)), "lo": str(min(run.connections))}
 
-    def get(name: str, c: str, key: str) -> float | None:
-        return r.get(name, {}).get(c, {}).get(key)
+    def get(name: str, at: str, key: str) -> float | None:
+        return r.get(name, {}).get(conns[at], {}).get(key)  # type: ignore[no-any-return]
 
-    handle_ref = "handle-pool" if "handle-pool" in r else "handle"
-    checks = [
-        (
-            "gateway / ray-proxy throughput",
-            f"c={hi}",
-            ratio(get("gateway", hi, "rps"), get("ray-proxy", hi, "rps")),
-            ">=",
-            TARGETS["proxy_x"],
-            "x",
-        ),
-        (
-            "gateway / in-process throughput",
-            f"c={hi}",
-            ratio(get("gateway", hi, "rps"), get("in-process", hi, "rps")),
-            ">=",
-            TARGETS["inprocess_fraction"],
-            "x",
-        ),
-        (
-            f"gateway p50 - {handle_ref} p50",
-            f"c={lo}",
-            (get("gateway", lo, "p50_ms") - get(handle_ref, lo, "p50_ms"))  # type: ignore[operator]
-            if get("gateway", lo, "p50_ms") is not None and get(handle_ref, lo, "p50_ms") is not None
-            else None,
-            "<=",
-            TARGETS["p50_delta_ms"],
-            "ms",
-        ),
-    ]
-    if "ray-proxy-default" in r:
-        checks.append(
-            (
-                "gateway / ray-proxy-default throughput (secondary)",
-                f"c={hi}",
-                ratio(get("gateway", hi, "rps"), get("ray-proxy-default", hi, "rps")),
-                ">=",
-                TARGETS["proxy_x"],
-                "x",
-            )
-        )
-    if "handle-pool" in r and "handle" in r:
-        d = get("gateway", lo, "p50_ms")
-        h = get("handle", lo, "p50_ms")
-        if d is not None and h is not None:
-            checks.append(
-                (
-                    "gateway p50 - handle (plain deployment) p50",
-                    f"c={lo}",
-                    d - h,
-                    "<=",
-                    TARGETS["p50_delta_ms"],
-                    "ms",
-                )
-            )
-    extra = [
-        (
-            "ray-proxy-default / ray-proxy throughput",
-            f"c={hi}",
-            ratio(get("ray-proxy-default", hi, "rps"), get("ray-proxy", hi, "rps")),
-        ),
-        (
-            "ray-proxy / in-process throughput",
-            f"c={hi}",
-            ratio(get("ray-proxy", hi, "rps"), get("in-process", hi, "rps")),
-        ),
-        (
-            "handle / in-process throughput",
-            f"c={hi}",
-            ratio(get("handle", hi, "rps"), get("in-process", hi, "rps")),
-        ),
-        (
-            "handle / ray-proxy throughput",
-            f"c={hi}",
-            ratio(get("handle", hi, "rps"), get("ray-proxy", hi, "rps")),
-        ),
-    ]
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
     out = []
-    for name, at, value, op, target, unit in checks:
-        status = (
-            "n/a"
-            if value is None
-            else ("PASS" if (value >= target if op == ">=" else value <= target) else "MISS")
-        )
+    for ch in CHECKS:
+        if ch.secondary and not (ch.a in r and ch.b in r):
+            continue
+        if ch.kind == "p50":
+            a, b = get(ch.a, ch.at, "p50_ms"), get(ch.b, ch.at, "p50_ms")
+            value = a - b if a is not None and b is not None else None
+        else:
+            value = ratio(get(ch.a, ch.at, "rps"), get(ch.b, ch.at, "rps"))
+        met = None if value is None else (value >= ch.target if ch.op == ">=" else value <= ch.target)
         out.append(
-            {"check": name, "at": at, "value": value, "target": f"{op} {target:g} {unit}", "status": status}
+            {
+                "check": ch.label + (" (secondary)" if ch.secondary else ""),
+                "at": f"c={conns[ch.at]}",
+                "value": value,
+                "target": f"{ch.op} {ch.target:g} {'ms' if ch.kind == 'p50' else 'x'}",
+                "met": met,
+                "status": "n/a" if met is None else ("PASS" if met else "MISS"),
+            }
         )
-    info = [{"check": n, "at": at, "value": v} for n, at, v in extra if v is not None]
+    info = []
+    for a, b, at in CONTEXT:
+        value = ratio(get(a, at, "rps"), get(b, at, "rps"))
+        if value is not None:
+            info.append({"check": f"{a} / {b} rps", "at": f"c={conns[at]}", "value": value})
     return {"checks": out, "context_ratios": info}
 
 
@@ -352,12 +447,16 @@ def print_report(run: Run, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # under make or a pipe rich assumes 80 columns and clips the checks
+        console = Console(width=120)
     tool = "wrk" if wrk_available() and not run.python_load else "python aiohttp"
     table = Table(title=f"Serving, {run.duration_s:g}s per cell ({tool} load)")
-    for col in ("target", "conns", "rps", "p50 ms", "p99 ms", "errors"):
-        table.add_column(col, justify="left" if col == "target" else "right")
-    for name in ("in-process", "ray-proxy", "ray-proxy-default", "gateway", "handle", "handle-pool"):
-        for c, res in run.results.get(name, {}).items():
+    for col in ("cell", "conns", "rps", "p50 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="left" if col == "cell" else "right")
+    names = [c.name for c in CELLS if c.name in run.results]
+    names += [n for n in run.results if n not in names]
+    for name in names:
+        for c, res in run.results[name].items():
             table.add_row(
                 name,
                 c,
@@ -368,13 +467,13 @@ def print_report(run: Run, summary: dict[str, Any]) -> None:
             )
     console.print(table)
     checks = Table(title="Targets (ratios from this run)")
-    for col in ("check", "at", "measured", "target", "result"):
+    for col in ("check", "at", "measured", "target", "met"):
         checks.add_column(col)
     for c in summary["checks"]:
         v = c["value"]
         shown = "-" if v is None else (f"{v:.2f} ms" if c["target"].endswith("ms") else f"{v:.2f}x")
-        style = {"PASS": "green", "MISS": "red"}.get(c["status"], "yellow")
-        checks.add_row(c["check"], c["at"], shown, c["target"], f"[{style}]{c['status']}[/{style}]")
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]"}.get(c["met"], "[yellow]n/a[/yellow]")
+        checks.add_row(c["check"], c["at"], shown, c["target"], met)
     for c in summary["context_ratios"]:
         checks.add_row(c["check"], c["at"], f"{c['value']:.2f}x", "(context)", "")
     console.print(checks)
@@ -394,9 +493,9 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["inprocess", "proxy", "proxy-default", "gateway"],
-        default=["inprocess", "proxy", "proxy-default", "gateway"],
-        help="(handle loops run with proxy/gateway)",
+        choices=SERVER_KEYS,
+        default=SERVER_KEYS,
+        help="servers to measure (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-up: a smoke run")
     parser.add_argument("--python-load", action="store_true", help="use the aiohttp load generator, not wrk")
@@ -414,26 +513,9 @@ def main() -> int:
             "wrk not used: load from the in-Python aiohttp generator (itself CPU-bound on 2 cores)"
         )
     print(f"bench work dir (logs): {workdir}", flush=True)
-    started = time.time()
-    steps = [
-        ("inprocess", bench_inprocess),
-        ("proxy", bench_ray),
-        ("proxy-default", lambda r: bench_ray(r, optimized=False)),
-        ("gateway", lambda r: bench_gateway(r, args.stack_timeout)),
-    ]
+    started, box = time.time(), machine()
     try:
-        for key, fn in steps:
-            if key not in args.only:
-                continue
-            print(f"[{key}]", flush=True)
-            try:
-                fn(run)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                run.errors[key] = f"{type(exc).__name__}: {exc}"
-                (workdir / f"{key}-error.txt").write_text(traceback.format_exc())
-                print(f"  {key} failed: {str(exc)[:2000]}", flush=True)
+        run_cells(run, args.only, args.stack_timeout)
     except KeyboardInterrupt:
         print("interrupted; everything started has been stopped", flush=True)
         return 130
@@ -446,15 +528,19 @@ def main() -> int:
         "bench": "serving",
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
         "wall_s": round(time.time() - started, 1),
-        "machine": machine(),
+        "machine": {**box, "loadavg_at_end": os.getloadavg()},
         "config": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "connections": run.connections,
+            "servers": args.only,
             "load_tool": "wrk" if wrk_available() and not args.python_load else "python-aiohttp",
             "model": "LogisticRegression, 8 float features, 1 row per request",
+            "body": json.loads(request_body()),
+            "mlserver_batching": mlserver_peer.BATCHING,
         },
         "results": run.results,
+        "answers": run.answers,
         **summary,
         "errors": run.errors,
         "notes": run.notes,

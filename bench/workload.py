@@ -40,8 +40,29 @@ def example_row(seed: int = 0) -> dict[str, float]:
 
 
 def request_body(seed: int = 0) -> str:
-    """The plain-JSON inference body every HTTP target receives: one row."""
-    return json.dumps({"inputs": example_row(seed)})
+    """The inference body every HTTP target receives: one row as an Open Inference Protocol tensor,
+    ``FP64`` of shape ``[1, 8]`` with the columns in the training order -- what MLServer's sklearn
+    runtime decodes (NumPy codec) and what the gateway maps onto the model's signature."""
+    row = example_row(seed)
+    tensor = {
+        "name": "input-0",
+        "shape": [1, N_FEATURES],
+        "datatype": "FP64",
+        "data": [row[f] for f in FEATURES],
+    }
+    return json.dumps({"inputs": [tensor]})
+
+
+def rows_from_body(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a request body: one ``[rows, features]`` tensor (``request_body``), a row or a list
+    of rows."""
+    inputs = body["inputs"]
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) and "datatype" in inputs[0]:
+        tensor = inputs[0]
+        n, width = tensor["shape"]
+        data = tensor["data"]
+        return [dict(zip(FEATURES, data[i * width : (i + 1) * width], strict=True)) for i in range(n)]
+    return as_rows(inputs)
 
 
 def fleet_runtime(seed: int = 0) -> Any:
