@@ -22,7 +22,9 @@ from fleet_sdk.embedded_broker import free_port, port_open
 # Ray 2.5x turns on token auth for new local clusters, keyed by ~/.ray/auth_token; a loopback-only
 # embedded cluster gains nothing from it and breaks when that shared file changes under it. Every
 # process that joins the embedded cluster (head, deployer, gateway, tests) gets the same setting.
-RAY_CLIENT_ENV = {"RAY_AUTH_MODE": "disabled"}
+# Ray's `uv run` hook would ship the working directory to the workers as a runtime env whenever a
+# driver descends from `uv run` (`make up`, `make demo`): the workers already run in this venv.
+RAY_CLIENT_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
 
 
 def ray_bin() -> str:
