@@ -62,7 +62,16 @@ def test_up_demo_predict_and_down_as_a_user_does(stack_home: Path) -> None:
     status = fleet(stack_home, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     components = {c["name"]: c for c in json.loads(status.stdout)}
-    assert set(components) == {"broker", "ray", "registry", "deployer", "gateway", "monitor", "retrainer"}
+    assert set(components) == {
+        "broker",
+        "ray",
+        "registry",
+        "deployer",
+        "gateway",
+        "gateway-grpc",
+        "monitor",
+        "retrainer",
+    }
     assert all(c["state"] == "healthy" for c in components.values()), components
 
     # A second `up` on the same home refuses instead of starting a second stack.

@@ -19,7 +19,7 @@ from fleet_sdk.embedded_broker import free_port
 from support.gateway import running_gateway
 from support.serving import BuiltModel
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
 T = TypeVar("T")
 

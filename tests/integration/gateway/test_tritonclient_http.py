@@ -28,7 +28,7 @@ from support.gateway import gateway_settings
 from support.http import serving
 from support.serving import BuiltModel
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
 T = TypeVar("T")
 
