@@ -40,7 +40,7 @@ from support import backend
 from support.deploy import ROOT, cmd, dockerfile, entrypoint, image_env
 from support.raylets import raylet_running
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.extended, pytest.mark.timeout(600)]
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = ("registry", "deployer", "gateway", "monitor", "retrainer")

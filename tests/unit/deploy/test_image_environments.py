@@ -20,7 +20,7 @@ import pytest
 
 from support.deploy import DOCKER_DIR, ROOT, SERVICES, command, dockerfile, of
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 IMAGES = sorted(p.name.removesuffix(".Dockerfile") for p in DOCKER_DIR.glob("*.Dockerfile"))
 # What must import in each image beyond its command's module: a service's app (and so every
