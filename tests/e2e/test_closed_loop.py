@@ -101,7 +101,10 @@ def test_drift_retrains_canaries_and_promotes_a_better_version_with_no_failed_re
     while True:  # served, and known to the monitor (its thresholds can be set)
         try:
             client.predict(MODEL, train[FEATURES].head(1).to_dict("records"))
-            client.monitor_config(MODEL, analysis_min_requests=20)
+            # The canary is gated on accuracy here; p95 latencies of two arms a few milliseconds
+            # apart on a shared 2-core box (one of them freshly loaded) are noise, and a rollback
+            # on one (24.8 against 12.3 ms, seen once) is not what this test is about.
+            client.monitor_config(MODEL, analysis_min_requests=20, analysis_max_latency_ratio=10)
             break
         except (FleetAPIError, FleetUnavailable):
             if time.monotonic() > deadline:
