@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,14 @@ async def test_shifted_traffic_raises_drift_within_one_window_and_unshifted_rais
             pub, population, window_rows // ROWS_PER_EVENT, shift={"income": 1.0}, channel_p=(0.1, 0.2, 0.7)
         )
         await monitor.wait_for(lambda: counters.drift_windows >= windows + 1, what="the shifted window")
-        events = [e for e in await monitor.published(Topic.DRIFT_DETECTED) if e.data.kind == "data"]
+
+        async def data_drift() -> list[Any]:
+            return [e for e in await monitor.published(Topic.DRIFT_DETECTED) if e.data.kind == "data"]
+
+        # The window is counted before its episode's event is staged (its own transaction, a moment
+        # later on PostgreSQL): wait for the outbox, then check there is exactly one.
+        await monitor.wait_for(data_drift, what="the drift event in the outbox")
+        events = await data_drift()
         assert len(events) == 1, "drift is raised by the first shifted window"
         drift = events[0].data
         assert set(drift.drifted_features) == {"income", "channel"}
