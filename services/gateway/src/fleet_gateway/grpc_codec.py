@@ -14,6 +14,7 @@ Errors are ``InvalidInput`` naming the field (``inputs.age``, ``inputs.age.datat
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -155,10 +156,9 @@ def _encode(datatype: str, values: list[Any]) -> tuple[str, bytes]:
     """Values as raw bytes of their datatype; what does not fit it (a ``None`` among integers,
     nested rows of uneven length) travels as BYTES, each element as JSON unless it is text."""
     if datatype != "BYTES":
-        try:
+        # Values that do not fit their fixed-size type fall through to the BYTES form below.
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
             return datatype, encode_tensor_bytes(datatype, values)
-        except (TypeError, ValueError, OverflowError):
-            pass
     return "BYTES", encode_tensor_bytes("BYTES", [_element(v) for v in values])
 
 
