@@ -8,6 +8,7 @@ import io
 import textwrap
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,16 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
+from fleet_core.events import RouteArm, RouteTable
 from fleet_core.schemas import FieldSpec, Flavor, Signature
-from fleet_core.serving import ModelSpec
+from fleet_core.serving import (
+    POOL_DEPLOYMENT,
+    ModelRoute,
+    ModelSpec,
+    Placement,
+    RoutesSnapshot,
+    ServedVersion,
+)
 from fleet_sdk.sklearn import as_frame, infer_signature
 
 
@@ -180,3 +189,21 @@ def python_model(directory: Path, model: str = "rules", threshold: float = 100.0
         outputs=[FieldSpec(name="prediction", type="category", categories=["high", "low"])],
     )
     return make_spec(directory, model, "python", python_archive(threshold), signature, task="other")
+
+
+def pool_routes(app: str, spec: ModelSpec) -> RoutesSnapshot:
+    """The route snapshot a gateway needs to send all of ``spec``'s traffic to the pool ``app``."""
+    placement = Placement(kind="pool", app=app, deployment=POOL_DEPLOYMENT)
+    return RoutesSnapshot(
+        models=[
+            ModelRoute(
+                model=spec.model,
+                team=spec.team,
+                table=RouteTable(
+                    model=spec.model, revision=1, arms=[RouteArm(version=spec.version, weight=100)]
+                ),
+                versions=[ServedVersion(spec=spec, placement=placement, state="ready")],
+            )
+        ],
+        generated_at=datetime.now(UTC),
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -13,11 +12,9 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from fleet_core.events import RouteArm, RouteTable
-from fleet_core.serving import POOL_DEPLOYMENT, ModelRoute, Placement, RoutesSnapshot, ServedVersion
 from fleet_sdk.embedded_broker import free_port
 from support.gateway import running_gateway
-from support.serving import BuiltModel
+from support.serving import BuiltModel, pool_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
@@ -34,18 +31,7 @@ async def test_tritonclient_grpc_infers_reads_metadata_and_readiness(
 ) -> None:
     app, built = pool
     spec = built.spec
-    placement = Placement(kind="pool", app=app, deployment=POOL_DEPLOYMENT)
-    routes = RoutesSnapshot(
-        models=[
-            ModelRoute(
-                model=spec.model,
-                team=spec.team,
-                table=RouteTable(model=spec.model, revision=1, arms=[RouteArm(version=1, weight=100)]),
-                versions=[ServedVersion(spec=spec, placement=placement, state="ready")],
-            )
-        ],
-        generated_at=datetime.now(UTC),
-    )
+    routes = pool_routes(app, spec)
     async with running_gateway(
         routes, ray_backend=True, ray_address=ray_cluster, grpc_port=free_port()
     ) as gw:

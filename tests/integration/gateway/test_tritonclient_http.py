@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,12 +20,10 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from fleet_core.auth import Role
-from fleet_core.events import RouteArm, RouteTable
-from fleet_core.serving import POOL_DEPLOYMENT, ModelRoute, Placement, RoutesSnapshot, ServedVersion
 from fleet_gateway.app import create_app
 from support.gateway import gateway_settings
 from support.http import serving
-from support.serving import BuiltModel
+from support.serving import BuiltModel, pool_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
@@ -64,18 +61,7 @@ class Gateway:
 async def gateway(ray_cluster: str, pool: tuple[str, BuiltModel]) -> AsyncIterator[Gateway]:
     app_name, built = pool
     spec = built.spec
-    placement = Placement(kind="pool", app=app_name, deployment=POOL_DEPLOYMENT)
-    routes = RoutesSnapshot(
-        models=[
-            ModelRoute(
-                model=spec.model,
-                team=spec.team,
-                table=RouteTable(model=spec.model, revision=1, arms=[RouteArm(version=1, weight=100)]),
-                versions=[ServedVersion(spec=spec, placement=placement, state="ready")],
-            )
-        ],
-        generated_at=datetime.now(UTC),
-    )
+    routes = pool_routes(app_name, spec)
     app = create_app(gateway_settings(ray_address=ray_cluster), routes=routes)
     async with serving(app) as url:
         gw = Gateway(url, app.state.tokens, spec.team)
