@@ -34,6 +34,10 @@ def table(rollout_id: str) -> dict[tuple[str, str], Access]:
         ("PUT", "/v1/routes/{model}"): team(
             Role.DEPLOYER, f"/v1/routes/{MODEL}", lambda: {"json": {"arms": [{"version": 1, "weight": 100}]}}
         ),
+        ("PUT", "/v1/routes/{model}/batching"): team(
+            Role.DEPLOYER, f"/v1/routes/{MODEL}/batching", lambda: {"json": {"max_rows": 8}}
+        ),
+        ("DELETE", "/v1/routes/{model}/batching"): team(Role.DEPLOYER, f"/v1/routes/{MODEL}/batching"),
         ("POST", "/v1/models/{model}/rollback"): team(Role.DEPLOYER, f"/v1/models/{MODEL}/rollback"),
         ("DELETE", "/v1/deployments/{model}/{version}"): team(Role.DEPLOYER, f"/v1/deployments/{MODEL}/3"),
         # Last: it undeploys the model every row above acts on.

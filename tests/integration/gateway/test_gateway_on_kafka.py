@@ -9,7 +9,15 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from fleet_core.broker import ensure_topics
-from fleet_core.events import RolloutUpdated, RouteArm, RouteTable, Topic, make_event, parse_event
+from fleet_core.events import (
+    BatchSettings,
+    RolloutUpdated,
+    RouteArm,
+    RouteTable,
+    Topic,
+    make_event,
+    parse_event,
+)
 from fleet_gateway.inference_log import KafkaLogTransport
 from fleet_sdk.embedded_broker import EmbeddedBroker
 from support.gateway import route, running_gateway, snapshot
@@ -105,6 +113,7 @@ async def test_rollout_updated_on_the_broker_changes_routing(kafka: EmbeddedBrok
                 model="loans",
                 revision=revision,
                 arms=[RouteArm(version=1, weight=weights[0]), RouteArm(version=2, weight=weights[1])],
+                batching=BatchSettings(max_rows=1),  # PUT /v1/routes/loans/batching {"max_rows": 1}
             )
             payload = RolloutUpdated(
                 rollout_id="ro-1", model="loans", version=2, strategy="direct", phase="promoted", routes=table
@@ -127,6 +136,8 @@ async def test_rollout_updated_on_the_broker_changes_routing(kafka: EmbeddedBrok
             assert time.monotonic() < deadline, "routing never changed"
             await asyncio.sleep(0.1)
         assert gw.app.state.routes.table("loans").revision == 4
+        batching = gw.app.state.routes.batching("loans")
+        assert batching is not None and batching.max_rows == 1, "the model's batch settings came with it"
 
 
 async def test_broker_restart_resumes_inference_logging(kafka: EmbeddedBroker) -> None:

@@ -25,6 +25,7 @@ async def test_direct_deploy_places_the_version_in_the_pool_and_routes_all_traff
         "model": "churn",
         "revision": 1,
         "arms": [{"version": 2, "weight": 100.0, "mode": "primary", "sticky": False, "deployment": POOL_APP}],
+        "batching": None,
     }
     assert body["route"]["versions"][0]["state"] == "ready"
     assert set(serving.apps[POOL_APP].config.models) == {"churn:2"}
@@ -275,7 +276,7 @@ async def test_undeploy_empties_the_routes_retires_every_version_and_rollback_re
 
     r = await deployer.client.delete("/v1/deployments/churn", headers=auth)
     assert r.status_code == 200, r.text
-    assert r.json()["table"] == {"model": "churn", "revision": 3, "arms": []}
+    assert r.json()["table"] == {"model": "churn", "revision": 3, "arms": [], "batching": None}
     assert r.json()["versions"] == []
     assert "fleet-churn-v2" not in serving.apps
     assert serving.apps[POOL_APP].config.models == {}

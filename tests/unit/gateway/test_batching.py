@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fleet_core.errors import InvalidInput
-from fleet_core.events import RouteArm
+from fleet_core.events import BatchSettings, RouteArm
 from fleet_core.serving import Placement, ServedVersion
 from fleet_gateway.backend import ModelUnavailable
 from fleet_gateway.batching import BatchingBackend, BatchMetrics, BatchPolicy
@@ -243,3 +243,41 @@ async def test_over_http_batching_can_be_turned_off() -> None:
 def test_policy_bounds_are_checked() -> None:
     assert BatchPolicy(max_rows=1).enabled is False
     assert BatchPolicy().enabled is True
+
+
+async def test_each_model_is_batched_by_its_own_route_table_settings() -> None:
+    """``PUT /v1/routes/{model}/batching`` on the deployer reaches the gateway on the route table:
+    one model with batching off, one capped at 4 rows, one on the gateway's defaults; a later
+    table (as ``rollout.updated`` brings it) changes them at once."""
+    model = EchoModel(delay_s=0.05)
+    arms = [RouteArm(version=1, weight=100)]
+    off, capped, default = (route(name, arms) for name in ("churn", "fraud", "upsell"))
+    off.table.batching = BatchSettings(max_rows=1)
+    capped.table.batching = BatchSettings(max_rows=4)
+    async with running_gateway(
+        snapshot(off, capped, default), backend=model, batch_max_rows=64, batch_max_inflight=1
+    ) as gw:
+        headers = gw.auth()
+
+        async def burst(name: str, n: int = 12) -> list[list[dict[str, Any]]]:
+            model.calls.clear()
+            replies = await asyncio.gather(
+                *(
+                    gw.client.post(
+                        f"/v2/models/{name}/infer", json={"inputs": {**ROW, "age": i}}, headers=headers
+                    )
+                    for i in range(n)
+                )
+            )
+            assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+            return list(model.calls)
+
+        assert len(await burst("churn")) == 12, "batching off for this model"
+        calls = await burst("fraud")
+        assert max(len(c) for c in calls) == 4 and len(calls) >= 3, [len(c) for c in calls]
+        assert max(len(c) for c in await burst("upsell")) > 4, "the gateway's default, 64 rows"
+
+        book = gw.app.state.routes
+        newer = off.table.model_copy(update={"revision": 2, "batching": None})
+        assert book.apply_table(newer)
+        assert max(len(c) for c in await burst("churn")) > 1, "a newer table turned it on"

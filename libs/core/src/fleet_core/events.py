@@ -142,12 +142,33 @@ class RouteArm(Contract):
     deployment: str | None = Field(default=None, description="Serving deployment that hosts it")
 
 
+class BatchSettings(Contract):
+    """How gateways gather concurrent requests to one version of a model into one model call.
+
+    A field left out takes the gateway's default (``FLEET_BATCH_MAX_ROWS``, ``_MAX_DELAY_MS``,
+    ``_MAX_INFLIGHT``); ``max_rows`` 1 turns batching off for the model."""
+
+    max_rows: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        default=None, description="Rows per batched call at most; 1 = no batching"
+    )
+    max_delay_ms: Annotated[float, Field(ge=0, le=1000)] | None = Field(
+        default=None, description="How long a request may wait for company while a call slot is free"
+    )
+    max_inflight: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        default=None, description="Batched calls of one version running at once"
+    )
+
+
 class RouteTable(Contract):
-    """The full route table of one model: who gets which share of traffic."""
+    """The full route table of one model: who gets which share of traffic, and how the gateway
+    batches its requests."""
 
     model: ModelName
     revision: int = Field(description="Increases with every change; stale tables are ignored")
     arms: list[RouteArm]
+    batching: BatchSettings | None = Field(
+        default=None, description="The model's batch settings; None = the gateway's defaults"
+    )
 
 
 class RolloutUpdated(Contract):

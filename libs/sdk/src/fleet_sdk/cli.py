@@ -848,6 +848,58 @@ def routes_show(name: str, as_json: JsonOpt = False) -> None:
         ["version", "weight %", "mode", "sticky"],
         [[a["version"], a.get("weight"), a.get("mode"), a.get("sticky")] for a in table.get("arms", [])],
     )
+    console.print(f"batching: {_batching(table.get('batching'))}")
+
+
+def _batching(settings: dict[str, Any] | None) -> str:
+    if not settings or all(v is None for v in settings.values()):
+        return "the gateway's defaults"
+    if settings.get("max_rows") == 1:
+        return "off"
+    shown = {k: v for k, v in settings.items() if v is not None}
+    return ", ".join(f"{k}={v:g}" for k, v in shown.items()) + " (the rest: the gateway's defaults)"
+
+
+@routes_app.command("batching")
+def routes_batching(
+    name: str,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Rows per batched model call at most (1: batching off)")
+    ] = None,
+    max_delay_ms: Annotated[
+        float | None, typer.Option(help="How long a request may wait for company while a call slot is free")
+    ] = None,
+    max_inflight: Annotated[int | None, typer.Option(help="Batched calls of one version at once")] = None,
+    off: Annotated[bool, typer.Option("--off", help="No batching for this model")] = False,
+    reset: Annotated[bool, typer.Option("--reset", help="Back to the gateway's defaults")] = False,
+    wait_s: Annotated[
+        float, typer.Option(help="How long to wait for the gateway to batch by the new settings")
+    ] = 10.0,
+) -> None:
+    """Set how gateways batch a model's requests (per model; kept across deploys and rollouts)."""
+    given = off or any(v is not None for v in (max_rows, max_delay_ms, max_inflight))
+    if reset and given:
+        raise typer.BadParameter("--reset takes no other setting", param_hint="--reset")
+    if off and max_rows not in (None, 1):
+        raise typer.BadParameter("--off means --max-rows 1", param_hint="--off")
+    if not (reset or given):
+        raise typer.BadParameter(
+            "give --max-rows, --max-delay-ms, --max-inflight, --off or --reset", param_hint="OPTIONS"
+        )
+    client = _client()
+    if reset:
+        result = client.reset_batching(name, wait_s=wait_s)
+    else:
+        result = client.set_batching(
+            name,
+            max_rows=1 if off else max_rows,
+            max_delay_ms=max_delay_ms,
+            max_inflight=max_inflight,
+            wait_s=wait_s,
+        )
+    table = result["table"]
+    shown = _batching(table.get("batching"))
+    console.print(f"[green]batching set[/] {name} (revision {table['revision']}): {shown}")
 
 
 @routes_app.command("set")

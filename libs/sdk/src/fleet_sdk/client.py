@@ -484,6 +484,34 @@ class Client:
         self.wait_until_routed(name, result["table"]["revision"], timeout_s=wait_s)
         return result
 
+    def set_batching(
+        self,
+        name: str,
+        *,
+        max_rows: int | None = None,
+        max_delay_ms: float | None = None,
+        max_inflight: int | None = None,
+        wait_s: float = 10.0,
+    ) -> dict[str, Any]:
+        """How gateways batch ``name``'s requests (``max_rows=1``: not at all); a setting left
+        None takes the gateway's default. Returns once the gateway has the new table (or after
+        ``wait_s``)."""
+        body = {"max_rows": max_rows, "max_delay_ms": max_delay_ms, "max_inflight": max_inflight}
+        result: dict[str, Any] = self._request(
+            "PUT",
+            f"/v1/routes/{name}/batching",
+            json={k: v for k, v in body.items() if v is not None},
+            via=self._deployer,
+        )
+        self.wait_until_routed(name, result["table"]["revision"], timeout_s=wait_s)
+        return result
+
+    def reset_batching(self, name: str, *, wait_s: float = 10.0) -> dict[str, Any]:
+        """Batch ``name``'s requests with the gateways' defaults again."""
+        result: dict[str, Any] = self._request("DELETE", f"/v1/routes/{name}/batching", via=self._deployer)
+        self.wait_until_routed(name, result["table"]["revision"], timeout_s=wait_s)
+        return result
+
     def request_rollout(
         self, name: str, version: int, strategy: str = "direct", **options: Any
     ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from fleet_core.auth import Principal, Role
 from fleet_core.errors import Conflict, FleetError, InvalidInput, NotFound, Unavailable
 from fleet_core.events import (
     AnomalyDetected,
+    BatchSettings,
     ModelRegistered,
     RolloutAnalysis,
     RolloutPhase,
@@ -76,6 +77,7 @@ from fleet_deployer.routing import (
     direct_table,
     empty_table,
     explicit_table,
+    next_table,
     previous_stable,
     weight_of,
 )
@@ -624,6 +626,52 @@ class DeploymentController:
                         s, model, version, "retired", f"retired, but removing it from Ray failed: {error}"
                     )
 
+    async def set_batching(
+        self,
+        model: str,
+        batching: BatchSettings | None,
+        requested_by: str,
+        expected_revision: int | None = None,
+    ) -> ModelRoute:
+        """Set (None: reset to the gateways' defaults) how gateways batch the model's requests.
+
+        The settings ride on the route table: a new revision with the same arms, announced on
+        ``rollout.updated`` with the model's latest rollout (its phase and step unchanged, so the
+        monitor's analysis goes on), and carried over by every later table."""
+        async with self._lock(model):
+            async with self.store.transaction() as s:
+                team = await self.store.team_of(s, model)
+                if team is None:
+                    raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+                current = await self.store.route(s, model) or empty_table(model)
+                if expected_revision is not None and expected_revision != current.revision:
+                    raise Conflict(
+                        f"the route table is at revision {current.revision}, not {expected_revision}",
+                        field="expected_revision",
+                    )
+                table = next_table(current, list(current.arms)).model_copy(update={"batching": batching})
+                latest, _ = await self.store.rollouts(s, RolloutFilter(model=model), limit=1)
+                await self.store.save_route(
+                    s,
+                    table,
+                    team=team,
+                    cause="batching",
+                    rollout_id=latest[0].id if latest else None,
+                    by=requested_by,
+                )
+                if latest:
+                    progress = latest[0].progress
+                    kpi = Progress.model_validate(progress).kpi if progress is not None else None
+                    await self._announce(s, latest[0], table, kpi=kpi)
+            log.info(
+                "batch settings changed",
+                model=model,
+                revision=table.revision,
+                batching=batching.model_dump(exclude_none=True) if batching else None,
+                by=requested_by,
+            )
+            return await self.model_route(model)
+
     async def undeploy(self, model: str, requested_by: str) -> ModelRoute:
         """Stop serving a model: its route table is emptied (a new revision, announced on
         ``rollout.updated``), a progressive rollout under way is aborted, and every deployment is
@@ -659,7 +707,7 @@ class DeploymentController:
                         reason=reason,
                         request={"action": "undeploy"},
                     )
-                    table = RouteTable(model=model, revision=current.revision + 1, arms=[])
+                    table = next_table(current, [])
                     await self.store.save_route(
                         s, table, team=team, cause="undeploy", rollout_id=rollout.id, by=requested_by
                     )

@@ -79,6 +79,8 @@ class RouteTableRow(Base):
     team: Mapped[str] = mapped_column(String(100), index=True)
     revision: Mapped[int] = mapped_column(Integer)
     arms: Mapped[list[Any]] = mapped_column()
+    batching: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn)
+    """The model's ``BatchSettings`` (None: the gateway's defaults)."""
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from fleet_core.events import RouteArm, RouteTable, TrafficArm
-from fleet_deployer.routing import WEIGHT_TOLERANCE
+from fleet_deployer.routing import WEIGHT_TOLERANCE, next_table
 
 PROGRESSIVE = frozenset({"canary", "ab", "shadow", "blue_green"})
 DEFAULT_AB_DURATION_S = 24 * 3600.0
@@ -149,7 +149,7 @@ def canary_table(
     """``percent`` of primary traffic to the candidate, the rest to the baseline; shadows kept."""
     arms = [_arm(baseline, 100.0 - percent, deployments), _arm(candidate, float(percent), deployments)]
     arms += [a for a in current.arms if a.mode == "shadow" and a.version not in (baseline, candidate)]
-    return RouteTable(model=current.model, revision=current.revision + 1, arms=arms)
+    return next_table(current, arms)
 
 
 def ab_table(
@@ -164,19 +164,13 @@ def ab_table(
     total = sum(a.weight for a in split)
     if not math.isclose(total, 100.0, abs_tol=WEIGHT_TOLERANCE):
         raise ValueError(f"A/B weights must sum to 100, not {total:g}")
-    return RouteTable(
-        model=current.model,
-        revision=current.revision + 1,
-        arms=[_arm(a.version, a.weight, deployments, sticky=True) for a in split],
-    )
+    return next_table(current, [_arm(a.version, a.weight, deployments, sticky=True) for a in split])
 
 
 def shadow_table(
     current: RouteTable, baseline: int, candidate: int, deployments: dict[int, str]
 ) -> RouteTable:
     """The baseline answers everything; the candidate gets a copy of every request."""
-    return RouteTable(
-        model=current.model,
-        revision=current.revision + 1,
-        arms=[_arm(baseline, 100.0, deployments), _arm(candidate, 0.0, deployments, mode="shadow")],
+    return next_table(
+        current, [_arm(baseline, 100.0, deployments), _arm(candidate, 0.0, deployments, mode="shadow")]
     )

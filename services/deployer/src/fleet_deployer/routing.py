@@ -18,7 +18,7 @@ from fleet_core.events import ArmMode, RouteArm, RouteTable
 from fleet_core.schemas import Contract
 
 WEIGHT_TOLERANCE = 1e-6
-RouteCause = Literal["direct", "explicit", "rollback", "candidate", "progressive", "undeploy"]
+RouteCause = Literal["direct", "explicit", "rollback", "candidate", "progressive", "undeploy", "batching"]
 """Why a revision was made: a direct deploy, an operator's explicit table, a rollback, a candidate
 added at 0 %, a step of a progressive rollout, or an undeploy (the empty table)."""
 
@@ -50,6 +50,13 @@ def empty_table(model: str) -> RouteTable:
     return RouteTable(model=model, revision=0, arms=[])
 
 
+def next_table(current: RouteTable, arms: list[RouteArm]) -> RouteTable:
+    """The revision after ``current`` with these arms; the model's batch settings carry over."""
+    return RouteTable(
+        model=current.model, revision=current.revision + 1, arms=arms, batching=current.batching
+    )
+
+
 def stable_version(table: RouteTable) -> int | None:
     """The version that takes all primary traffic, if exactly one does."""
     primaries = [a for a in table.arms if a.mode == "primary" and a.weight > 0]
@@ -65,11 +72,7 @@ def weight_of(table: RouteTable, version: int) -> float:
 
 def direct_table(current: RouteTable, version: int, deployment: str) -> RouteTable:
     """All primary traffic to ``version``; every previous arm (shadows too) is dropped."""
-    return RouteTable(
-        model=current.model,
-        revision=current.revision + 1,
-        arms=[RouteArm(version=version, weight=100.0, deployment=deployment)],
-    )
+    return next_table(current, [RouteArm(version=version, weight=100.0, deployment=deployment)])
 
 
 def explicit_table(
@@ -126,7 +129,7 @@ def explicit_table(
     for i, arm in primaries:
         if arm.sticky != sticky:
             raise InvalidInput("every primary arm must share one sticky setting", field=f"arms[{i}].sticky")
-    return RouteTable(model=current.model, revision=current.revision + 1, arms=result)
+    return next_table(current, result)
 
 
 def previous_stable(history: Sequence[RouteRevision]) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_core.db import Database
-from fleet_core.events import RolloutPhase, RouteArm, RouteTable, Strategy
+from fleet_core.events import BatchSettings, RolloutPhase, RouteArm, RouteTable, Strategy
 from fleet_core.outbox import MessagingStore
 from fleet_core.schemas import ResourceQuota
 from fleet_core.serving import DeploymentState, ModelSpec, Placement
@@ -102,8 +102,17 @@ def _rollout(row: RolloutRow) -> Rollout:
     )
 
 
-def _table(model: str, revision: int, arms: list[Any]) -> RouteTable:
-    return RouteTable(model=model, revision=revision, arms=[RouteArm.model_validate(a) for a in arms])
+def _table(model: str, revision: int, arms: list[Any], batching: dict[str, Any] | None = None) -> RouteTable:
+    return RouteTable(
+        model=model,
+        revision=revision,
+        arms=[RouteArm.model_validate(a) for a in arms],
+        batching=BatchSettings.model_validate(batching) if batching is not None else None,
+    )
+
+
+def _current(row: RouteTableRow) -> RouteTable:
+    return _table(row.model, row.revision, row.arms, row.batching)
 
 
 def _visible(column: Any, teams: Iterable[str] | None) -> Any:
@@ -386,7 +395,7 @@ class DeployerStore(MessagingStore):
 
     async def route(self, s: AsyncSession, model: str) -> RouteTable | None:
         row = await s.get(RouteTableRow, model)
-        return _table(row.model, row.revision, row.arms) if row else None
+        return _current(row) if row else None
 
     async def routes(
         self, s: AsyncSession, *, teams: Iterable[str] | None = None
@@ -394,7 +403,7 @@ class DeployerStore(MessagingStore):
         rows = await s.scalars(
             select(RouteTableRow).where(_visible(RouteTableRow.team, teams)).order_by(RouteTableRow.model)
         )
-        return [(r.team, _table(r.model, r.revision, r.arms)) for r in rows]
+        return [(r.team, _current(r)) for r in rows]
 
     async def routes_of(self, s: AsyncSession, models: Collection[str]) -> dict[str, RouteTable]:
         """The current route tables of these models (those that have one)."""
@@ -404,7 +413,7 @@ class DeployerStore(MessagingStore):
             rows = await s.scalars(
                 select(RouteTableRow).where(RouteTableRow.model.in_(ordered[start : start + IN_CHUNK]))
             )
-            tables.update({r.model: _table(r.model, r.revision, r.arms) for r in rows})
+            tables.update({r.model: _current(r) for r in rows})
         return tables
 
     async def save_route(
@@ -420,11 +429,17 @@ class DeployerStore(MessagingStore):
         """Make ``table`` current and append it to the history; its revision must be the next one."""
         now = _now()
         arms = [a.model_dump(mode="json") for a in table.arms]
+        batching = table.batching.model_dump(mode="json", exclude_none=True) if table.batching else None
         row = await s.get(RouteTableRow, table.model, with_for_update=True)
         if row is None:
             s.add(
                 RouteTableRow(
-                    model=table.model, team=team, revision=table.revision, arms=arms, updated_at=now
+                    model=table.model,
+                    team=team,
+                    revision=table.revision,
+                    arms=arms,
+                    batching=batching,
+                    updated_at=now,
                 )
             )
         else:
@@ -432,7 +447,7 @@ class DeployerStore(MessagingStore):
                 raise RuntimeError(
                     f"route table of {table.model}: revision {table.revision} after {row.revision}"
                 )
-            row.revision, row.arms, row.updated_at = table.revision, arms, now
+            row.revision, row.arms, row.batching, row.updated_at = table.revision, arms, batching, now
         s.add(
             RouteHistoryRow(
                 model=table.model,

@@ -76,7 +76,9 @@ def create_app(
             max_inflight=settings.batch_max_inflight,
         )
         serving = BatchingBackend(
-            serving, BatchMetrics(app.state.metrics.registry), lambda _: default_batching
+            serving,
+            BatchMetrics(app.state.metrics.registry),
+            lambda served: default_batching.overridden(book.batching(served.spec.model)),
         )
         sink = InferenceLogSink(
             log_transport or KafkaLogTransport(settings.kafka_servers, linger_ms=settings.log_linger_ms),

@@ -39,6 +39,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from fleet_core.errors import InvalidInput
+from fleet_core.events import BatchSettings
 from fleet_core.serving import ServedVersion
 from fleet_gateway.backend import ModelFailed, ServingBackend
 
@@ -57,6 +58,16 @@ class BatchPolicy:
     @property
     def enabled(self) -> bool:
         return self.max_rows > 1
+
+    def overridden(self, settings: BatchSettings | None) -> BatchPolicy:
+        """This policy with a model's own settings (``PUT /v1/routes/{model}/batching``) on top."""
+        if settings is None:
+            return self
+        return BatchPolicy(
+            max_rows=self.max_rows if settings.max_rows is None else settings.max_rows,
+            max_delay_ms=self.max_delay_ms if settings.max_delay_ms is None else settings.max_delay_ms,
+            max_inflight=self.max_inflight if settings.max_inflight is None else settings.max_inflight,
+        )
 
 
 class BatchMetrics:

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleet_core.events import RouteArm, RouteTable
+from fleet_core.events import BatchSettings, RouteArm, RouteTable
 from fleet_core.serving import ModelRoute, ServedVersion
 
 UNSERVABLE_STATES = frozenset({"failed", "retired"})
@@ -161,6 +161,11 @@ class RouteBook:
     def table(self, model: str) -> RouteTable | None:
         entry = self._models.get(model)
         return entry.compiled.table if entry and entry.compiled else None
+
+    def batching(self, model: str) -> BatchSettings | None:
+        """The model's batch settings from its route table (None: the gateway's defaults)."""
+        entry = self._models.get(model)
+        return entry.compiled.table.batching if entry is not None and entry.compiled is not None else None
 
     def served(self, model: str, version: int) -> ServedVersion | None:
         entry = self._models.get(model)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from fleet_core.auth import Role
 from fleet_core.serving import ModelRoute, RoutesSnapshot
@@ -13,7 +13,7 @@ from fleet_deployer.api.deps import (
     PublishedDep,
     visible_teams,
 )
-from fleet_deployer.api.schemas import RouteTableUpdate
+from fleet_deployer.api.schemas import BatchingUpdate, RouteTableUpdate
 
 router = APIRouter(prefix="/v1/routes", tags=["routes"])
 
@@ -50,5 +50,44 @@ async def put_route(
 ) -> ModelRoute:
     principal.require(Role.DEPLOYER, await controller.team_of(model))
     route = await controller.set_routes(model, body.arms, principal.subject, body.expected_revision)
+    await published()
+    return route
+
+
+@router.put(
+    "/{model}/batching",
+    summary="Set how gateways batch the model's requests",
+    description="Adaptive batching per model: `max_rows` (1 turns it off), `max_delay_ms`, "
+    "`max_inflight`; a field left out takes the gateway's default (`FLEET_BATCH_*`). The settings "
+    "ride on the route table: a new revision with the same arms, on `rollout.updated`, kept by "
+    "every later table (canary steps, rollbacks).",
+)
+async def put_batching(
+    model: ModelPath,
+    body: BatchingUpdate,
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    published: PublishedDep,
+) -> ModelRoute:
+    principal.require(Role.DEPLOYER, await controller.team_of(model))
+    route = await controller.set_batching(model, body.settings(), principal.subject, body.expected_revision)
+    await published()
+    return route
+
+
+@router.delete(
+    "/{model}/batching",
+    summary="Batch the model's requests with the gateways' defaults again",
+    description="A new route table revision without batch settings, on `rollout.updated`.",
+)
+async def reset_batching(
+    model: ModelPath,
+    controller: ControllerDep,
+    principal: CurrentPrincipal,
+    published: PublishedDep,
+    expected_revision: int | None = Query(default=None, ge=0, le=2**62),
+) -> ModelRoute:
+    principal.require(Role.DEPLOYER, await controller.team_of(model))
+    route = await controller.set_batching(model, None, principal.subject, expected_revision)
     await published()
     return route

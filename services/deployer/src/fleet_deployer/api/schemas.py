@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, create_model
 
-from fleet_core.events import RolloutRequested, RouteTable, TrafficArm
+from fleet_core.events import BatchSettings, RolloutRequested, RouteTable, TrafficArm
 from fleet_core.schemas import Contract, ResourceQuota
 from fleet_core.serving import ModelRoute
 from fleet_deployer.entities import DeploymentView, Rollout
@@ -53,6 +53,17 @@ class RouteTableUpdate(Contract):
     expected_revision: int | None = Field(
         default=None, ge=0, le=2**62, description="Refuse (409) unless the current table is at this revision"
     )
+
+
+class BatchingUpdate(BatchSettings):
+    """A model's batch settings; a field left out takes the gateways' default."""
+
+    expected_revision: int | None = Field(
+        default=None, ge=0, le=2**62, description="Refuse (409) unless the current table is at this revision"
+    )
+
+    def settings(self) -> BatchSettings:
+        return BatchSettings.model_validate(self.model_dump(exclude={"expected_revision"}))
 
 
 class DeploymentCreate(Contract):
