@@ -49,3 +49,31 @@ def test_the_router_module_needs_nothing_the_gateway_lacks() -> None:
         if not (isinstance(node, ast.ImportFrom) and node.level)
     }
     assert imported <= {"__future__", "random", "time", "collections", "typing", "ray", "fleet_core"}
+
+
+def test_a_gateway_lane_can_make_a_model_hot_with_the_default_settings() -> None:
+    """Batching keeps at most ``FLEET_BATCH_MAX_INFLIGHT`` calls of a version in flight per
+    gateway process, and the pool router (one per gateway process) counts only its own calls: the
+    hot threshold must be reachable from one lane, or a busy model never leaves its first replica.
+    With the defaults, a lane's second call may go to the model's next replica."""
+    from fleet_core.placement import spread
+    from fleet_gateway.batching import BatchPolicy
+    from fleet_gateway.settings import GatewaySettings
+
+    lane_limit = GatewaySettings().batch_max_inflight
+    sizing = PoolSizing()
+    assert BatchPolicy().max_inflight == lane_limit
+    assert sizing.hot_ongoing_requests < lane_limit
+    in_flight = {"a": 0, "b": 0}
+    chosen = []
+    for _ in range(lane_limit):  # the lane's calls, sent while the earlier ones still run
+        allowed = spread(
+            ["a", "b"],
+            hot=lambda r: in_flight[r] >= sizing.hot_ongoing_requests,
+            full=lambda r: False,
+            max_replicas=sizing.max_replicas_per_model,
+        )
+        pick = min(allowed, key=in_flight.__getitem__)  # Serve takes the less busy one
+        in_flight[pick] += 1
+        chosen.append(pick)
+    assert chosen == ["a", "b"]

@@ -147,9 +147,11 @@ class PoolSizing(Contract):
     """How requests find a replica: ``rendezvous`` (``fleet_core.placement``: each model on its
     first replica by rendezvous hashing, spread to more while they are busy) or ``serve`` (Ray
     Serve's own multiplexed routing: a model stays where it is loaded until that replica is full)."""
-    hot_ongoing_requests: Annotated[float, Field(gt=0)] = 4.0
+    hot_ongoing_requests: Annotated[float, Field(gt=0)] = 1.0
     """``rendezvous``: a model spills to its next replica while its replicas so far have this
-    many requests in flight."""
+    many requests in flight (counted by each calling gateway process). It must stay below the
+    gateway's ``FLEET_BATCH_MAX_INFLIGHT`` (2): batching keeps at most that many calls of a
+    version in flight per gateway process, so a higher threshold could never be reached."""
     max_replicas_per_model: Annotated[int, Field(ge=1)] = 2
     """``rendezvous``: how many replicas a hot model spreads over (more only while all are full)."""
     max_replicas_per_node: Annotated[int, Field(ge=1)] | None = None
