@@ -49,6 +49,7 @@ import pandas as pd
 from harness import RESULTS_DIR, machine, run_driver, run_guarded, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
 from multimodel import dist, rss_bytes, uniform_sequence, zipf_sequence
+from proc_cpu import CpuMeter
 
 N_FEATURES = 4
 FEATURES = [f"x{i}" for i in range(N_FEATURES)]
@@ -269,13 +270,20 @@ class Bench:
         if paths:
             common.update(paths=paths, sequence=sequence)
         run_load(url, body(), duration_s=self.args.warmup, **common)
+        before, children, t0 = CpuMeter.snapshot(), _children_cpu_s(), time.monotonic()
         res = run_load(url, body(), duration_s=self.args.duration, **common).as_dict()
+        elapsed = time.monotonic() - t0
+        cores = CpuMeter.between(before, CpuMeter.snapshot(), elapsed)
+        cores["wrk"] = round((_children_cpu_s() - children) / elapsed, 3)  # the load generator, ended
+        res["cpu_cores"] = dict(sorted(cores.items(), key=lambda kv: -kv[1]))
         self.failed += int(res["errors"])
         print(
             f"  {label:<8} c={self.args.connections} {res['rps']:8.1f} rps  p50 {res['p50_ms']:7.2f} ms  "
             f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}",
             flush=True,
         )
+        top = ", ".join(f"{g} {c:.2f}" for g, c in list(res["cpu_cores"].items())[:8])
+        print(f"           cores used: {top}", flush=True)
         return res
 
     # ------------------------------------------------------------------ phases
@@ -416,6 +424,12 @@ class Bench:
         _, warm_fleet = self.sequential(self.names[:1], repeat=self.args.warm_requests)
         out["warm_fleet_ms"] = dist(warm_fleet)
         out["failed_requests"] = self.failed
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's waited-for children (wrk runs as one and ends per cell)."""
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def fleet_manifest_path(workdir: Path) -> Path:
