@@ -49,7 +49,7 @@ import pandas as pd
 from harness import RESULTS_DIR, machine, run_driver, run_guarded, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
 from multimodel import dist, rss_bytes, uniform_sequence, zipf_sequence
-from proc_cpu import CpuMeter
+from proc_cpu import CpuMeter, mark_run
 
 N_FEATURES = 4
 FEATURES = [f"x{i}" for i in range(N_FEATURES)]
@@ -350,6 +350,7 @@ class Bench:
         from fleet_sdk.stack import Stack
 
         self.build()
+        mark_run()  # before the stack starts: its processes inherit the mark (bench/proc_cpu.py)
         self.home = self.workdir / "fleet-home"
         stack = Stack(self.home)
         env = {

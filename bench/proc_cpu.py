@@ -1,18 +1,21 @@
-"""CPU time per process group on this box, from ``/proc`` (Linux), for "who ate the two cores".
+"""CPU time per process group of one benchmark run, from ``/proc`` (Linux): "who ate the two cores".
 
-``CpuMeter.snapshot()`` reads every process's user + system CPU seconds and names its group from
-its command line (``gateway``, ``deployer``, ... for the stack's ``python -m fleet_<service>``;
-``replica:<app>`` for a Ray Serve replica, ``serve-controller``, ``raylet``, ``gcs``, ``broker``,
-``wrk``, ``bench`` for this process, ``other``). ``CpuMeter.between(before, after, seconds)``
-gives each group's cores used over the interval (CPU seconds / wall seconds; 2.0 is the whole
-box), so a load cell can say which process spent the CPU its rps was bounded by. CPU seconds,
-unlike wall time, are not skewed by what else runs on a shared box; a process that started during
-the interval counts from zero, one that ended is lost (its share shows as missing, not as noise).
+The bench marks its run with ``mark_run()`` (an environment variable every process it starts
+inherits: the stack's services, the Ray head and every worker the raylet spawns, the broker, wrk),
+so other work on a shared box is left out. ``CpuMeter.snapshot()`` reads each marked process's
+user + system CPU seconds and names its group from its command line (``gateway``, ``deployer``,
+... for ``python -m fleet_<service>``; ``replica:<app>`` for a Ray Serve replica,
+``serve-controller``, ``raylet``, ``gcs``, ``broker``, ``wrk``, ``bench`` for this process,
+``other:<program>`` for the rest). ``CpuMeter.between(before, after, seconds)`` gives each group's
+cores used over the interval (CPU seconds / wall seconds; 2.0 is the whole box). CPU seconds,
+unlike wall time, are not skewed by what else runs on the box; a process that started during the
+interval counts from zero, one that ended is lost.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +48,22 @@ def group_of(cmdline: str, pid: int) -> str:
         return "broker"
     if cmdline.startswith("wrk ") or "/wrk " in cmdline:
         return "wrk"
-    return "other"
+    return f"other:{_program(cmdline)}"
+
+
+def _program(cmdline: str) -> str:
+    """A short name for an unrecognised process: its program, or the script or module a Python
+    interpreter runs (``other:pytest``, ``other:agent.py``)."""
+    args = cmdline.split()
+    name = Path(args[0]).name if args else "?"
+    if name.startswith("python"):
+        rest = iter(args[1:])
+        for arg in rest:
+            if arg == "-m":
+                return next(rest, name)
+            if not arg.startswith("-"):
+                return Path(arg).name
+    return name
 
 
 @dataclass(frozen=True)
@@ -54,8 +72,17 @@ class Sample:
     cpu_s: float
 
 
+MARK = "FLEET_BENCH_RUN"
+
+
+def mark_run() -> str:
+    """Mark this process (and all it starts from now on) as this run's; returns the mark."""
+    os.environ.setdefault(MARK, uuid.uuid4().hex)
+    return os.environ[MARK]
+
+
 class CpuMeter:
-    """Snapshots of every process's CPU seconds, and the cores each group used between two."""
+    """Snapshots of the run's processes' CPU seconds, and the cores each group used between two."""
 
     @staticmethod
     def available() -> bool:
@@ -64,13 +91,17 @@ class CpuMeter:
     @staticmethod
     def snapshot() -> dict[int, Sample]:
         samples: dict[int, Sample] = {}
-        if not CpuMeter.available():
+        mark = os.environ.get(MARK)
+        if not CpuMeter.available() or mark is None:
             return samples
+        needle = f"{MARK}={mark}".encode()
         for entry in PROC.iterdir():
             if not entry.name.isdigit():
                 continue
             pid = int(entry.name)
             try:
+                if pid != os.getpid() and needle not in (entry / "environ").read_bytes():
+                    continue
                 stat = (entry / "stat").read_text()
                 raw = (entry / "cmdline").read_bytes()
                 cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
