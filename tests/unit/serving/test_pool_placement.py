@@ -77,3 +77,21 @@ def test_a_gateway_lane_can_make_a_model_hot_with_the_default_settings() -> None
         in_flight[pick] += 1
         chosen.append(pick)
     assert chosen == ["a", "b"]
+
+
+def test_replicas_log_no_access_line_per_call_and_report_model_ids_each_second() -> None:
+    """The gateway logs each request; a pool replica does not repeat it per call. The Serve API the
+    replica uses to slow its model-id reports is private: this fails when a Ray upgrade moves it."""
+    import inspect
+
+    from ray.serve.multiplex import _ModelMultiplexWrapper
+
+    from fleet_serving.deployments import MODEL_IDS_PUSH_INTERVAL_S, REPLICA_LOGGING
+
+    deployment = pool_application(PoolConfig(), PoolSizing())._bound_deployment
+    assert deployment.logging_config["enable_access_log"] is False
+    assert REPLICA_LOGGING == {"enable_access_log": False}
+    assert isinstance(_ModelMultiplexWrapper._PUSH_MULTIPLEXED_MODEL_IDS_TASK_NAME, str)
+    assert callable(_ModelMultiplexWrapper._push_model_ids_info)
+    assert "self.metrics_pusher = MetricsPusher()" in inspect.getsource(_ModelMultiplexWrapper.__init__)
+    assert MODEL_IDS_PUSH_INTERVAL_S >= 1.0
