@@ -271,6 +271,12 @@ async def _aiohttp_load(
 H2LOAD_INSTALL = "apt-get install nghttp2-client"
 
 
+def grpc_frame(message: bytes) -> bytes:
+    """One gRPC message on the wire: flag 0 (not compressed), its length (4 bytes, big-endian),
+    the serialised protobuf."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
 def h2load_available() -> bool:
     return shutil.which("h2load") is not None
 
