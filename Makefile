@@ -53,7 +53,7 @@ grpc-stubs: install  ## Regenerate the gateway's gRPC modules from its .proto (t
 test-fast: install  ## Unit tests only
 	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
-bench: install  ## Serving benchmarks (uses wrk when installed); results in bench/results/
+bench: install  ## Serving benchmarks (wrk and h2load when installed, else skipped with a note); results in bench/results/
 	$(UV) run python bench/serving.py
 	$(UV) run python bench/multimodel.py
 	$(UV) run python bench/monitor.py

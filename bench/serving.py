@@ -8,16 +8,23 @@ Servers (``--only`` picks among them), each started once for the cells that use 
                     ``DeploymentHandle`` loops from a driver to the same deployment
   proxy-default     the same proxy with Serve's default flags (RAY_SERVE_THROUGHPUT_OPTIMIZED=0)
   gateway           the ModelFleet gateway (embedded stack, ``deploy_policy="direct"``, shared pool),
-                    ``POST /v2/models/{name}/infer`` with a bearer token, and handle loops to the pool
-                    with the model's multiplexed id (what the gateway itself calls)
+                    ``POST /v2/models/{name}/infer`` with a bearer token: the JSON body, the same
+                    tensor in the binary extension (``gateway-binary``), the JSON body again under
+                    h2load over HTTP/1.1 (``gateway-h2load``) and ``ModelInfer`` over gRPC under
+                    h2load (``gateway-grpc``, the gateway's ``FLEET_GRPC_PORT``); and handle loops to
+                    the pool with the model's multiplexed id (what the gateway itself calls)
   mlserver          MLServer 1.7 + mlserver-sklearn with its default settings (``bench/peers``, its
                     own environment: ``mlserver_peer.py``)
   mlserver-batched  the same with adaptive batching on (max_batch_size 32, max_batch_time 2 ms)
 
 Every HTTP cell gets the same body (one row as an OIP tensor, ``workload.request_body``) and the same
 closed-loop load (wrk, or the bench's aiohttp fallback) at 1 and 16 connections for ``--duration``
-seconds after a warm-up. A cell is a name, the server it needs and how to load it (``CELLS``); the
-targets are ratios between cells of this one run (``CHECKS``), never absolute numbers from another day.
+seconds after a warm-up. gRPC is loaded by h2load (nghttp2's, C like wrk; wrk has no HTTP/2), and
+so is one HTTP cell, so that the gRPC / HTTP check compares two cells of one load generator; without
+h2load those two cells are skipped with a note. Every cell's answer to its body is kept in the
+results (``answers``), and the binary and gRPC answers must equal the JSON one before their load.
+A cell is a name, the server it needs and how to load it (``CELLS``); the targets are ratios between
+cells of this one run (``CHECKS``), never absolute numbers from another day.
 Adding a cell is a ``Cell(name, server, measure)`` line (``http(path, body)`` or ``handle_loop``, or a
 new ``Measure`` for another load generator); a new server is a context manager in ``servers()`` that
 yields its ``Endpoint``; a new target is a ``Check`` line.
@@ -29,6 +36,7 @@ Usage: ``.venv/bin/python bench/serving.py [--duration 10] [--only gateway mlser
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -54,11 +62,28 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 import httpx
 import mlserver_peer
 from harness import BENCH_DIR, RESULTS_DIR, child, machine, run_driver, sigterm_as_interrupt, wait_http
-from loadgen import LoadResult, run_load, wrk_available
-from workload import example_row, request_body, train_model, training_data
+from loadgen import (
+    H2LOAD_INSTALL,
+    LoadResult,
+    check_wrk_carries_bytes,
+    grpc_frame,
+    h2load_available,
+    run_h2load,
+    run_load,
+    wrk_available,
+)
+from workload import (
+    binary_request_body,
+    example_row,
+    grpc_infer_request,
+    request_body,
+    train_model,
+    training_data,
+)
 
 MODEL_NAME = "bench-logreg"
 OIP_INFER = f"/v2/models/{MODEL_NAME}/infer"
+OIP_GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 @dataclass
@@ -84,7 +109,7 @@ class Run:
         if res["errors"]:
             self.notes.append(f"{name} c={res['connections']}: {res['errors']} failed requests")
 
-    def load(self, name: str, url: str, body: str, headers: dict[str, str] | None = None) -> None:
+    def load(self, name: str, url: str, body: str | bytes, headers: dict[str, str] | None = None) -> None:
         """Warm up at the highest connection count, then measure at each."""
         run_load(
             url,
@@ -104,6 +129,13 @@ class Run:
                 force_python=self.python_load,
             )
             self.record(name, res.as_dict())
+
+    def load_with(self, name: str, once: Callable[[int, float], dict[str, Any]]) -> None:
+        """``load`` for another generator: ``once(connections, seconds)`` runs it and returns the
+        result (``LoadResult.as_dict()`` and anything the cell adds); a warm-up first."""
+        once(max(self.connections), self.warmup_s)
+        for c in self.connections:
+            self.record(name, once(c, self.duration_s))
 
     def handles(self, name: str, args: list[str], log: Path) -> None:
         out = run_driver(
@@ -135,6 +167,8 @@ class Endpoint:
     base_url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     driver_args: list[str] = field(default_factory=list)
+    grpc_target: str = ""
+    """``host:port`` of its Open Inference Protocol gRPC endpoint, when it has one."""
 
 
 Server = Callable[[Run], contextlib.AbstractContextManager[Endpoint]]
@@ -219,6 +253,7 @@ def serve_stack(start_timeout_s: float) -> Server:
             state = stack.start(
                 broker_port=0,
                 ports={"registry": 0, "deployer": 0, "gateway": 0, "monitor": 0, "retrainer": 0},
+                grpc_port=0,  # the gateway's OIP gRPC endpoint (FLEET_GRPC_PORT) on a free port
                 detach=True,
                 env=env,
                 timeout_s=start_timeout_s,
@@ -255,9 +290,11 @@ def serve_stack(start_timeout_s: float) -> Server:
                     f"  registered + deployed + first prediction in {time.monotonic() - t1:.1f}s", flush=True
                 )
             assert state.ray is not None
+            gateway = next(c for c in state.services if c.name == "gateway")
             yield Endpoint(
                 cfg.urls["gateway_url"],
                 headers={"Authorization": f"Bearer {cfg.token}"},
+                grpc_target=(gateway.grpc_url or "").removeprefix("grpc://"),
                 driver_args=[
                     *("--address", state.ray.url.removeprefix("ray://")),
                     *("--namespace", SERVE_NAMESPACE, "--app", POOL_APP, "--deployment", POOL_DEPLOYMENT),
@@ -300,6 +337,145 @@ def http(path: str, body: Callable[[], str] = request_body) -> Measure:
     return measure
 
 
+Outputs = list[tuple[str, str, list[int], list[Any]]]
+"""An OIP answer's output tensors as (name, datatype, shape, values): what every form must agree on."""
+
+
+def json_outputs(answer: Any) -> Outputs:
+    return [(o["name"], o["datatype"], list(o["shape"]), list(o["data"])) for o in answer["outputs"]]
+
+
+def json_answer(at: Endpoint, path: str) -> Outputs:
+    """The outputs of the server's answer to the JSON body: the reference the other forms must equal."""
+    answer = httpx.post(
+        at.base_url + path, content=request_body(), headers={"Content-Type": "application/json", **at.headers}
+    )
+    answer.raise_for_status()
+    return json_outputs(answer.json())
+
+
+def same_answer(name: str, got: Outputs, expected: Outputs) -> None:
+    if got != expected:
+        raise RuntimeError(f"{name} answers {got} where the JSON body gets {expected}")
+
+
+def http_binary(path: str) -> Measure:
+    """``http`` with the body in Triton's binary tensor extension (``workload.binary_request_body``);
+    its answer must equal the JSON body's, and wrk must be seen to carry the bytes exactly."""
+
+    def measure(run: Run, name: str, at: Endpoint) -> None:
+        url = at.base_url + path
+        data, framing = binary_request_body()
+        headers = {**framing, **at.headers}
+        expected = json_answer(at, path)
+        answer = httpx.post(url, content=data, headers=headers)
+        run.answers[name] = f"{answer.status_code} {answer.text[:300]}"
+        answer.raise_for_status()
+        same_answer(name, json_outputs(answer.json()), expected)
+        if wrk_available() and not run.python_load:
+            print(f"  wrk carried a binary probe exactly in {check_wrk_carries_bytes()} requests", flush=True)
+        run.load(name, url, data, headers=headers)
+
+    return measure
+
+
+def h2load_missing(run: Run, name: str) -> bool:
+    if h2load_available():
+        return False
+    note = f"{name} skipped: h2load is not installed (`{H2LOAD_INSTALL}`)"
+    run.notes.append(note)
+    print(f"  {note}", flush=True)
+    return True
+
+
+def h2load_http(path: str) -> Measure:
+    """The JSON body over HTTP/1.1 under h2load (``--h1``), so that gRPC is compared with HTTP from
+    one load generator; rps counts 2xx answers."""
+
+    def measure(run: Run, name: str, at: Endpoint) -> None:
+        if h2load_missing(run, name):
+            return
+        url, body = at.base_url + path, request_body().encode()
+        headers = {"content-type": "application/json", **{k.lower(): v for k, v in at.headers.items()}}
+        answer = httpx.post(url, content=body, headers=headers)
+        run.answers[name] = f"{answer.status_code} {answer.text[:300]}"
+        answer.raise_for_status()
+
+        def once(connections: int, seconds: float) -> dict[str, Any]:
+            out = run_h2load(url, body, connections=connections, duration_s=seconds, headers=headers, h1=True)
+            return out.result(ok=out.status.get("2xx", 0)).as_dict()
+
+        run.load_with(name, once)
+
+    return measure
+
+
+async def grpc_infer(target: str, message: bytes, authorization: str) -> Outputs:
+    """One ``ModelInfer`` call through grpcio's asyncio client and the generated stubs; its outputs."""
+    import grpc
+
+    from fleet_core.tensor_bytes import decode_tensor_bytes
+    from fleet_gateway.grpc_gen import grpc_predict_v2_pb2 as pb
+    from fleet_gateway.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        answer = await stub.ModelInfer(
+            pb.ModelInferRequest.FromString(message), metadata=(("authorization", authorization),), timeout=10
+        )
+    return [
+        (o.name, o.datatype, list(o.shape), decode_tensor_bytes(o.datatype, list(o.shape), raw, o.name))
+        for o, raw in zip(answer.outputs, answer.raw_output_contents, strict=True)
+    ]
+
+
+def grpc_calls(metrics_url: str, method: str = "ModelInfer") -> dict[str, float]:
+    """The gateway's own count of ``method`` calls by status code (``fleet_grpc_requests``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(metrics_url, timeout=10).raise_for_status().text
+    return {
+        sample.labels["code"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "fleet_grpc_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("method") == method
+    }
+
+
+def h2load_grpc(run: Run, name: str, at: Endpoint) -> None:
+    """``ModelInfer`` over h2c under h2load: the body is one gRPC frame holding the request
+    (``workload.grpc_infer_request``), one call in flight per connection. h2load sees only HTTP
+    status, which is 200 for a failed call too, so a call counts as successful only as far as the
+    gateway's own ``fleet_grpc_requests{method="ModelInfer",code="OK"}`` rose across the run; the
+    codes it counted are kept with the result (a few ``CANCELLED``, at most one per connection, are
+    the calls h2load abandons when its time is up, which it does not count either). One real
+    grpcio call first must answer as JSON does."""
+    if not at.grpc_target:
+        raise RuntimeError("the server has no gRPC endpoint")
+    if h2load_missing(run, name):
+        return
+    message = grpc_infer_request(MODEL_NAME)
+    authorization = at.headers["Authorization"]
+    expected = json_answer(at, OIP_INFER)
+    got = asyncio.run(grpc_infer(at.grpc_target, message, authorization))
+    run.answers[name] = f"OK {got}"
+    same_answer(name, got, expected)
+    url, body = f"http://{at.grpc_target}{OIP_GRPC_INFER}", grpc_frame(message)
+    headers = {"content-type": "application/grpc", "te": "trailers", "authorization": authorization}
+    metrics_url = at.base_url + "/metrics"
+
+    def once(connections: int, seconds: float) -> dict[str, Any]:
+        before = grpc_calls(metrics_url)
+        out = run_h2load(url, body, connections=connections, duration_s=seconds, headers=headers)
+        after = grpc_calls(metrics_url)
+        codes = {code: int(n - before.get(code, 0)) for code, n in after.items() if n != before.get(code, 0)}
+        ok = min(out.status.get("2xx", 0), codes.get("OK", 0))
+        return {**out.result(ok=ok).as_dict(), "grpc_codes": codes}
+
+    run.load_with(name, once)
+
+
 def handle_loop(run: Run, name: str, at: Endpoint) -> None:
     """``await handle.predict.remote(rows)`` loops from a separate driver process."""
     run.handles(name, at.driver_args, run.workdir / f"{name}-driver.log")
@@ -319,6 +495,9 @@ CELLS = [
     Cell("handle", "proxy", handle_loop),
     Cell("ray-proxy-default", "proxy-default", http("/predict")),
     Cell("gateway", "gateway", http(OIP_INFER)),
+    Cell("gateway-binary", "gateway", http_binary(OIP_INFER)),
+    Cell("gateway-h2load", "gateway", h2load_http(OIP_INFER)),
+    Cell("gateway-grpc", "gateway", h2load_grpc),
     Cell("handle-pool", "gateway", handle_loop),
     Cell("mlserver", "mlserver", http(OIP_INFER)),
     Cell("mlserver-batched", "mlserver-batched", http(OIP_INFER)),
@@ -388,7 +567,7 @@ CHECKS = [
     Check("gateway / ray-proxy rps", "gateway", "ray-proxy", "hi", ">=", 3.0),
     Check("gateway / in-process rps", "gateway", "in-process", "hi", ">=", 0.5),
     Check("gateway p50 - handle-pool p50", "gateway", "handle-pool", "lo", "<=", 2.0, kind="p50"),
-    Check("gateway-grpc / gateway rps", "gateway-grpc", "gateway", "hi", ">=", 1.2),
+    Check("gRPC / HTTP rps (c=16, h2load both)", "gateway-grpc", "gateway-h2load", "hi", ">=", 1.2),
     Check("gateway / ray-proxy-default rps", "gateway", "ray-proxy-default", "hi", ">=", 3.0, secondary=True),
     Check("gateway p50 - handle p50", "gateway", "handle", "lo", "<=", 2.0, kind="p50", secondary=True),
 ]
@@ -401,6 +580,10 @@ CONTEXT = [
     ("handle", "in-process", "hi"),
     ("handle", "ray-proxy", "hi"),
     ("gateway", "handle-pool", "hi"),
+    ("gateway-binary", "gateway", "hi"),
+    ("gateway-binary", "gateway", "lo"),
+    ("gateway-h2load", "gateway", "hi"),
+    ("gateway-grpc", "gateway", "hi"),
 ]
 
 
@@ -451,7 +634,7 @@ def print_report(run: Run, summary: dict[str, Any]) -> None:
         console = Console(width=120)
     tool = "wrk" if wrk_available() and not run.python_load else "python aiohttp"
     table = Table(title=f"Serving, {run.duration_s:g}s per cell ({tool} load)")
-    for col in ("cell", "conns", "rps", "p50 ms", "p99 ms", "errors"):
+    for col in ("cell", "tool", "conns", "rps", "p50 ms", "p99 ms", "errors"):
         table.add_column(col, justify="left" if col == "cell" else "right")
     names = [c.name for c in CELLS if c.name in run.results]
     names += [n for n in run.results if n not in names]
@@ -459,6 +642,7 @@ def print_report(run: Run, summary: dict[str, Any]) -> None:
         for c, res in run.results[name].items():
             table.add_row(
                 name,
+                str(res.get("tool", "")),
                 c,
                 f"{res['rps']:.1f}",
                 f"{res['p50_ms']:.2f}",

@@ -53,6 +53,42 @@ def request_body(seed: int = 0) -> str:
     return json.dumps({"inputs": [tensor]})
 
 
+def _tensor(seed: int) -> dict[str, Any]:
+    tensor: dict[str, Any] = json.loads(request_body(seed))["inputs"][0]
+    return tensor
+
+
+def binary_request_body(seed: int = 0) -> tuple[bytes, dict[str, str]]:
+    """``request_body``'s tensor in Triton's binary tensor extension, and the headers that frame it:
+    the JSON header names the tensor with ``parameters.binary_data_size`` instead of ``data``, the
+    64 bytes after it are the 8 values as little-endian FP64, ``Inference-Header-Content-Length``
+    is the JSON header's length (what ``tritonclient.http`` sends by default). Outputs stay JSON."""
+    from fleet_core.tensor_bytes import encode_tensor_bytes
+
+    tensor = _tensor(seed)
+    raw = encode_tensor_bytes(tensor["datatype"], tensor.pop("data"))
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    header = json.dumps({"inputs": [tensor]}).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+    return header + raw, headers
+
+
+def grpc_infer_request(model: str, seed: int = 0) -> bytes:
+    """``request_body``'s tensor as a serialised OIP ``ModelInferRequest`` for ``model``, its values
+    in ``raw_input_contents`` (what ``tritonclient.grpc`` sends)."""
+    from fleet_core.tensor_bytes import encode_tensor_bytes
+    from fleet_gateway.grpc_gen import grpc_predict_v2_pb2 as pb
+
+    tensor = _tensor(seed)
+    request = pb.ModelInferRequest(model_name=model)
+    request.inputs.add(name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"])
+    request.raw_input_contents.append(encode_tensor_bytes(tensor["datatype"], tensor["data"]))
+    return request.SerializeToString()
+
+
 def rows_from_body(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of a request body: one ``[rows, features]`` tensor (``request_body``), a row or a list
     of rows."""
