@@ -411,3 +411,11 @@ def test_bytes_outputs_keep_their_length_prefix() -> None:
     datatype, raw = _encode("BYTES", ["yes", [1, 2]])
     assert datatype == "BYTES"
     assert raw == struct.pack("<I", 3) + b"yes" + struct.pack("<I", 5) + b"[1,2]"
+
+
+async def test_a_gzip_compressed_call_is_answered(g: Grpc) -> None:
+    """tritonclient.grpc's ``compression_algorithm="gzip"``: grpcio inflates the message."""
+    response = await g.stub.ModelInfer(
+        raw_request([ROW]), metadata=g.auth(), compression=grpc.Compression.Gzip
+    )
+    assert fp64(response.raw_output_contents[0]) == [10.0]

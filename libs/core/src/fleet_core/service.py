@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,6 +107,7 @@ def build_app(
     metrics = ServiceMetrics(service)
     metrics.install(app)
     if max_body_bytes is not None:
+        app.add_middleware(DecodedBodyMiddleware, max_bytes=max_body_bytes)  # inside the size limit
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     # Inside the request-id layer, so an audit entry carries the id its response carries.
     app.add_middleware(
@@ -204,6 +206,129 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+CONTENT_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""Request ``Content-Encoding``s a service inflates (tritonclient's ``request_compression_algorithm``
+sends gzip or deflate), with their zlib window bits."""
+
+
+class DecodedBodyMiddleware:
+    """Inflates ``Content-Encoding: gzip`` / ``deflate`` request bodies before the app reads them,
+    to at most ``max_bytes``: a small body that inflates past the limit (a "zip bomb") is a 413 after
+    ``max_bytes`` of output, never more. The compressed body itself is bounded by the
+    ``BodySizeLimitMiddleware`` outside this one. An encoding it does not know is a 415; a body that
+    is not what it claims, a 400."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        encoding = next((v for k, v in scope.get("headers", []) if k == b"content-encoding"), None)
+        name = encoding.decode("latin-1").strip().lower() if encoding is not None else "identity"
+        if name == "identity":
+            await self.app(scope, receive, send)
+            return
+        wbits = CONTENT_ENCODINGS.get(name)
+        if wbits is None:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                415,
+                "unsupported-media-type",
+                "Unsupported content encoding",
+                f"Content-Encoding {name[:40]!r} is not supported: send gzip, deflate or identity",
+            )
+            return
+        chunks: list[bytes] = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except HTTPException as exc:  # the size limit outside, counting a body sent without a length
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                exc.status_code,
+                "payload-too-large",
+                "Payload too large",
+                str(exc.detail),
+            )
+            return
+        try:
+            body = _inflate(b"".join(chunks), wbits, self.max_bytes)
+        except _TooLarge:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"the {name} request body inflates past the limit of {self.max_bytes} bytes",
+            )
+            return
+        except zlib.error as exc:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                400,
+                "bad-request",
+                "Malformed request body",
+                f"the request body is not valid {name} data: {exc}",
+            )
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        sent = False
+
+        async def decoded() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app({**scope, "headers": headers}, decoded, send)
+
+    @staticmethod
+    async def _refuse(
+        scope: Scope, receive: Receive, send: Send, status: int, kind: str, title: str, detail: str
+    ) -> None:
+        response = problem(
+            status=status, kind=kind, title=title, detail=detail, instance=scope.get("path", "")
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _inflate(data: bytes, wbits: int, max_bytes: int) -> bytes:
+    """``data`` inflated (every gzip member of it), or ``_TooLarge`` once it passes ``max_bytes``."""
+    out = bytearray()
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        out += inflater.decompress(data, max_bytes + 1 - len(out))
+        if len(out) > max_bytes or inflater.unconsumed_tail:
+            raise _TooLarge
+        if not inflater.eof:
+            raise zlib.error("the compressed data ends early")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
 
 
 def serve_http(app: FastAPI, host: str, port: int) -> None:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fleet_core.audit import AuditMiddleware
 from fleet_core.errors import problem_for
 from fleet_core.metrics import HttpMetricsMiddleware
-from fleet_core.service import BodySizeLimitMiddleware, RequestIdMiddleware
+from fleet_core.service import BodySizeLimitMiddleware, DecodedBodyMiddleware, RequestIdMiddleware
 from fleet_gateway.api.deps import MODEL_NAME_PATTERN
 from fleet_gateway.api.inference import _infer
 
@@ -51,7 +51,7 @@ class InferFastPath:
         metrics = fleet_app.state.metrics
         inner = HttpMetricsMiddleware(inner, metrics)
         if max_body_bytes is not None:
-            inner = BodySizeLimitMiddleware(inner, max_body_bytes)
+            inner = BodySizeLimitMiddleware(DecodedBodyMiddleware(inner, max_body_bytes), max_body_bytes)
         inner = AuditMiddleware(inner, service="gateway", audit_writes=False)
         self._chain: ASGIApp = RequestIdMiddleware(inner)
 
