@@ -517,15 +517,7 @@ class DeploymentController:
                 await self.resolve(model, arm.version)
         async with self._lock(model):
             async with self.store.transaction() as s:
-                team = await self.store.team_of(s, model)
-                if team is None:
-                    raise NotFound(f"model '{model}' is not known to the deployer", field="model")
-                current = await self.store.route(s, model) or empty_table(model)
-                if expected_revision is not None and expected_revision != current.revision:
-                    raise Conflict(
-                        f"the route table is at revision {current.revision}, not {expected_revision}",
-                        field="expected_revision",
-                    )
+                team, current = await self._current_table(s, model, expected_revision)
                 known = await self.store.known_numbers(s, model)
                 existing = {d.version: d for d in await self.store.deployments(s, model=model)}
                 hosts: dict[int, str] = {}
@@ -596,6 +588,22 @@ class DeploymentController:
                 await self._announce(s, rollout, table)
             return await self.model_route(model)
 
+    async def _current_table(
+        self, s: AsyncSession, model: str, expected_revision: int | None
+    ) -> tuple[str, RouteTable]:
+        """The model's team and current route table, for a change that expects ``expected_revision``
+        (None: any); NotFound for a model the deployer does not know, Conflict for a moved table."""
+        team = await self.store.team_of(s, model)
+        if team is None:
+            raise NotFound(f"model '{model}' is not known to the deployer", field="model")
+        current = await self.store.route(s, model) or empty_table(model)
+        if expected_revision is not None and expected_revision != current.revision:
+            raise Conflict(
+                f"the route table is at revision {current.revision}, not {expected_revision}",
+                field="expected_revision",
+            )
+        return team, current
+
     @staticmethod
     def _quota_of(dep: Deployment | None, known: KnownVersion) -> ResourceQuota | None:
         """The quota a version is (re)placed with: its deployment's, else its registered one."""
@@ -640,15 +648,7 @@ class DeploymentController:
         monitor's analysis goes on), and carried over by every later table."""
         async with self._lock(model):
             async with self.store.transaction() as s:
-                team = await self.store.team_of(s, model)
-                if team is None:
-                    raise NotFound(f"model '{model}' is not known to the deployer", field="model")
-                current = await self.store.route(s, model) or empty_table(model)
-                if expected_revision is not None and expected_revision != current.revision:
-                    raise Conflict(
-                        f"the route table is at revision {current.revision}, not {expected_revision}",
-                        field="expected_revision",
-                    )
+                team, current = await self._current_table(s, model, expected_revision)
                 table = next_table(current, list(current.arms)).model_copy(update={"batching": batching})
                 latest, _ = await self.store.rollouts(s, RolloutFilter(model=model), limit=1)
                 await self.store.save_route(
