@@ -183,13 +183,16 @@ class Bench:
             if not page["items"] or offset >= page["total"]:
                 return items
 
-    def pool_applies(self) -> float:
+    def deployer_metric(self, prefix: str) -> float:
+        """A sum over the deployer's /metrics samples whose line starts with ``prefix``."""
         text = self.deployer.get("/metrics").text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("fleet_deployer_pool_applies_total")
-        )
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+    def pool_applies(self) -> float:
+        return self.deployer_metric("fleet_deployer_pool_applies_total")
+
+    def pool_apply_seconds(self) -> float:
+        return self.deployer_metric("fleet_deployer_pool_apply_duration_seconds_sum")
 
     def pool_stats(self) -> list[dict[str, Any]]:
         from fleet_core.serving import POOL_APP, POOL_DEPLOYMENT
@@ -306,7 +309,7 @@ class Bench:
         print(f"  built {len(entries)} models {dict(kinds)} in {self.out['fleet']['build_s']}s", flush=True)
 
     def onboard(self, manifest: Path, names: list[str], label: str) -> dict[str, Any]:
-        applies_before = self.pool_applies()
+        applies_before, apply_s_before = self.pool_applies(), self.pool_apply_seconds()
         t0 = time.monotonic()
         done = self.cli(
             "register",
@@ -329,10 +332,12 @@ class Bench:
             "register_command_s": round(registered_s, 1),
             "all_ready_s": round(ready_s, 1),
             "pool_applies": self.pool_applies() - applies_before,
+            "pool_apply_s": round(self.pool_apply_seconds() - apply_s_before, 1),
         }
         print(
             f"  onboarded {len(names)} ({label}): command {registered_s:.1f}s, "
-            f"all ready after {ready_s:.1f}s, {result['pool_applies']:.0f} pool reconfigurations",
+            f"all ready after {ready_s:.1f}s, {result['pool_applies']:.0f} pool reconfigurations "
+            f"({result['pool_apply_s']:.1f}s applying)",
             flush=True,
         )
         return result
@@ -387,6 +392,8 @@ class Bench:
         rerun = json.loads(again.stdout[again.stdout.index("{") :]) if "{" in again.stdout else {}
         out["rerun"] = {k: rerun.get(k) for k in ("registered", "unchanged", "failed")}
         print(f"  re-running the manifest: {out['rerun']}", flush=True)
+        if self.args.onboard_only:
+            return
 
         rng = random.Random(5)
         never_called = self.names[1:]
@@ -482,6 +489,9 @@ def main() -> int:
     parser.add_argument("--deploy-timeout", type=float, default=900.0)
     parser.add_argument("--stack-timeout", type=float, default=240.0)
     parser.add_argument("--python-load", action="store_true")
+    parser.add_argument(
+        "--onboard-only", action="store_true", help="stop after onboarding (and its re-run): to iterate on it"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
