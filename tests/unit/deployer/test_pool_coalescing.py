@@ -235,3 +235,25 @@ async def test_a_redelivered_batch_asks_the_registry_nothing(
     assert await deployer.controller.on_models_registered(events) == []
 
     assert registry.lookups == lookups and len(pool_applies(serving)) == 1
+
+
+async def test_a_round_after_a_long_one_gathers_arrivals_for_as_long_as_that_one_took() -> None:
+    """A round applies the whole pool, so it grows with the pool: under a steady trickle the wait
+    before the next round grows with it (Serve busy at most half the time), not a fixed 3 s."""
+    spans: list[tuple[float, float]] = []
+
+    async def apply() -> None:
+        started = time.monotonic()
+        await asyncio.sleep(0.3 if not spans else 0.01)
+        spans.append((started, time.monotonic()))
+
+    applier = PoolApplier(apply, settle_s=0.05, max_settle_s=0.05)
+    waiting = [asyncio.create_task(applier.ensure())]
+    for _ in range(80):  # a caller every 10 ms for 0.8 s: never quiet for settle_s
+        await asyncio.sleep(0.01)
+        waiting.append(asyncio.create_task(applier.ensure()))
+    await asyncio.gather(*waiting)
+
+    assert len(spans) >= 2
+    first_ended, second_started = spans[0][1], spans[1][0]
+    assert second_started - first_ended >= 0.25  # ~0.3 s, the first round's length; 0.05 before
