@@ -15,6 +15,9 @@ they land in the shared pool), then it measures, in one run:
   * pool memory per loaded model, from the replicas' own measure (``stats()``: bytes per model)
     and from their RSS
   * which replicas served the hottest model (spread), and every failed request of the whole run
+  * the cores each part of the stack used in each cell (gateway, deployer, monitor, registry,
+    retrainer, pool replicas, Serve's controller, Ray, broker, load generator: ``proc_cpu.py``,
+    the bench's own process tree read from /proc)
 
 Usage: ``.venv/bin/python bench/fleet.py [--models 1000] [--quick]``. Writes
 ``bench/results/fleet-<date>.json`` and prints the table of targets (issue 13).
@@ -49,6 +52,7 @@ import pandas as pd
 from harness import RESULTS_DIR, machine, run_driver, run_guarded, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
 from multimodel import dist, rss_bytes, uniform_sequence, zipf_sequence
+from proc_cpu import describe, snapshot, usage
 
 N_FEATURES = 4
 FEATURES = [f"x{i}" for i in range(N_FEATURES)]
@@ -272,11 +276,14 @@ class Bench:
         if paths:
             common.update(paths=paths, sequence=sequence)
         run_load(url, body(), duration_s=self.args.warmup, **common)
+        before, t0 = snapshot(), time.monotonic()
         res = run_load(url, body(), duration_s=self.args.duration, **common).as_dict()
+        res["cpu_cores"] = usage(before, snapshot(), time.monotonic() - t0)
         self.failed += int(res["errors"])
         print(
             f"  {label:<8} c={self.args.connections} {res['rps']:8.1f} rps  p50 {res['p50_ms']:7.2f} ms  "
-            f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}",
+            f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}\n"
+            f"           cpu (cores): {describe(res['cpu_cores'])}",
             flush=True,
         )
         return res
@@ -310,6 +317,7 @@ class Bench:
 
     def onboard(self, manifest: Path, names: list[str], label: str) -> dict[str, Any]:
         applies_before, apply_s_before = self.pool_applies(), self.pool_apply_seconds()
+        cpu_before = snapshot()
         t0 = time.monotonic()
         done = self.cli(
             "register",
@@ -333,11 +341,13 @@ class Bench:
             "all_ready_s": round(ready_s, 1),
             "pool_applies": self.pool_applies() - applies_before,
             "pool_apply_s": round(self.pool_apply_seconds() - apply_s_before, 1),
+            "cpu_cores": usage(cpu_before, snapshot(), time.monotonic() - t0),
         }
         print(
             f"  onboarded {len(names)} ({label}): command {registered_s:.1f}s, "
             f"all ready after {ready_s:.1f}s, {result['pool_applies']:.0f} pool reconfigurations "
-            f"({result['pool_apply_s']:.1f}s applying)",
+            f"({result['pool_apply_s']:.1f}s applying)\n"
+            f"           cpu (cores): {describe(result['cpu_cores'])}",
             flush=True,
         )
         return result
