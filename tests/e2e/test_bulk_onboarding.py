@@ -37,9 +37,9 @@ MAX_POOL_APPLIES = 8
 model, 59). The count follows how the registrations trickle in, not the model count: a round covers
 every registration recorded before it starts, the deployer records the next batches while a round
 runs, and a round that follows another waits at least 3 s (longer after a long round) for more. The
-first round creates the pool, and the command registers 8 at a time over 10 to 50 s: measured 2 and 2
-(2026-12-02, loads ~5 and ~2: 47 s and 15 s commands); 7, 8 and 18 before batches were recorded while a round ran and reconcile
-stopped re-deploying them one round each."""
+first round creates the pool; the command registers 8 at a time over 10 to 50 s. Measured 2 and 2
+(2026-12-02, loads ~5 and ~2, commands of 47 s and 15 s); 7, 8 and 18 before batches were recorded
+while a round ran and before reconcile stopped re-deploying them one round each."""
 
 
 @pytest.fixture(scope="module")
