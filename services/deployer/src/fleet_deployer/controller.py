@@ -887,18 +887,28 @@ class DeploymentController:
             ),
         )
 
-    async def _execute(self, rollout_id: str, *, committed_at: float | None = None) -> Rollout:
+    async def _execute(
+        self, rollout_id: str, *, committed_at: float | None = None, resumed: bool = False
+    ) -> Rollout:
         """Place the rollout's version on the serving engine, then route to it (or fail visibly).
 
         ``committed_at``: when the rollout's deployment was committed, if earlier than now; a pool
-        round that started after it already covers this version (``PoolApplier``)."""
+        round that started after it already covers this version (``PoolApplier``). ``resumed``:
+        reconcile picked it up unstarted (logged, unless it finished meanwhile)."""
         self._in_flight.add(rollout_id)
         try:
             async with self.store.transaction() as s:
                 rollout = await self.store.rollout(s, rollout_id)
                 assert rollout is not None
                 if rollout.phase not in UNFINISHED or rollout.progress is not None:
-                    return rollout
+                    return rollout  # finished meanwhile (by whoever held the model's lock)
+                if resumed:
+                    log.info(
+                        "resuming rollout",
+                        rollout_id=rollout_id,
+                        model=rollout.model,
+                        version=rollout.version,
+                    )
                 request = await self.store.rollout_request(s, rollout_id)
                 known = await self.store.known(s, rollout.model, rollout.version)
                 dep = await self.store.deployment(s, rollout.model, rollout.version)
@@ -1287,11 +1297,8 @@ class DeploymentController:
                     for rollout in rollouts:
                         if rollout.id in self._in_flight:
                             continue
-                        log.info(
-                            "resuming rollout", rollout_id=rollout.id, model=model, version=rollout.version
-                        )
                         # Committed before the listing: one pool round covers every resumed one.
-                        await self._execute(rollout.id, committed_at=listed_at)
+                        await self._execute(rollout.id, committed_at=listed_at, resumed=True)
 
         results = await asyncio.gather(
             *(resume(model, rollouts) for model, rollouts in by_model.items()), return_exceptions=True
