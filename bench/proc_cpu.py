@@ -5,7 +5,8 @@ replicas), so walking the tree from the bench's own pid finds exactly this run's
 none of another run sharing the box. Each process is named by its command line (a Ray worker's
 title, ``ray::ServeReplica:fleet-pool:...``, included); one that names nothing the table knows
 takes its parent's name (a server's worker processes). ``usage(before, after, seconds)`` says how
-many cores each part used over a cell: the question "which process eats the two cores" in numbers.
+many cores each part used over a cell, and how busy the whole machine was meanwhile (on a shared
+box, the difference is other work): the question "which process eats the two cores" in numbers.
 
 Processes that start during a cell count from zero. One that ends is counted only when the bench
 itself waited for it (``wrk``, the ``fleet`` CLI): the kernel adds its time to the bench's
@@ -103,13 +104,27 @@ def role_of(proc: Proc, procs: dict[int, Proc], root: int) -> str:
 Snapshot = dict[tuple[int, int], tuple[str, float]]
 
 
+BOX = "whole box"
+"""The key of every CPU's busy time (``/proc/stat``): this run's tree and whatever else runs."""
+
+
+def box_busy_s() -> float:
+    """CPU seconds the whole machine spent busy since boot (all CPUs, idle and iowait excluded)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def snapshot(root: int | None = None) -> Snapshot:
-    """(pid, start time) -> (part of the stack, CPU seconds so far), over the tree from ``root``."""
+    """(pid, start time) -> (part of the stack, CPU seconds so far), over the tree from ``root``,
+    plus the whole machine's busy time (so a cell shows what other work took meanwhile)."""
     root = os.getpid() if root is None else root
     procs = tree(root)
     snap = {(p.pid, p.started): (role_of(p, procs, root), p.cpu_s) for p in procs.values()}
     if root in procs:
         snap[(-1, 0)] = ("ended children", procs[root].children_s)
+    snap[(-2, 0)] = (BOX, box_busy_s())
     return snap
 
 
@@ -117,16 +132,24 @@ def usage(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, float]
     """Cores each part used between two snapshots ``seconds`` apart, busiest first."""
     by_role: dict[str, float] = {}
     for key, (role, cpu) in after.items():
+        if role == BOX:
+            continue
         spent = cpu - before.get(key, (role, 0.0))[1]
         by_role[role] = by_role.get(role, 0.0) + spent
-    return {
+    cores = {
         role: round(cpu / seconds, 3)
         for role, cpu in sorted(by_role.items(), key=lambda kv: -kv[1])
         if cpu > 0 and seconds > 0
     }
+    if (-2, 0) in before and (-2, 0) in after and seconds > 0:
+        cores[BOX] = round((after[(-2, 0)][1] - before[(-2, 0)][1]) / seconds, 3)
+    return cores
 
 
 def describe(cores: dict[str, float], top: int = 8) -> str:
-    """``gateway 0.81, pool replicas 0.42, ...`` (cores), the busiest ``top`` parts and the total."""
-    shown = ", ".join(f"{role} {c:.2f}" for role, c in list(cores.items())[:top])
-    return f"{shown} (total {sum(cores.values()):.2f} cores)"
+    """``gateway 0.81, pool replicas 0.42, ... (this run 1.52 of the box's 1.97 cores busy)``: the
+    busiest ``top`` parts of this run, its total, and how busy the whole machine was."""
+    ours = {role: c for role, c in cores.items() if role != BOX}
+    shown = ", ".join(f"{role} {c:.2f}" for role, c in list(ours.items())[:top])
+    box = f" of the box's {cores[BOX]:.2f}" if BOX in cores else ""
+    return f"{shown} (this run {sum(ours.values()):.2f}{box} cores busy)"
