@@ -15,6 +15,9 @@ they land in the shared pool), then it measures, in one run:
   * pool memory per loaded model, from the replicas' own measure (``stats()``: bytes per model)
     and from their RSS
   * which replicas served the hottest model (spread), and every failed request of the whole run
+  * the cores each part of the stack used in each cell (gateway, deployer, monitor, registry,
+    retrainer, pool replicas, Serve's controller, Ray, broker, load generator: ``proc_cpu.py``,
+    the bench's own process tree read from /proc)
 
 Usage: ``.venv/bin/python bench/fleet.py [--models 1000] [--quick]``. Writes
 ``bench/results/fleet-<date>.json`` and prints the table of targets (issue 13).
@@ -49,7 +52,7 @@ import pandas as pd
 from harness import RESULTS_DIR, machine, run_driver, run_guarded, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
 from multimodel import dist, rss_bytes, uniform_sequence, zipf_sequence
-from proc_cpu import CpuMeter, mark_run
+from proc_cpu import describe, snapshot, usage
 
 N_FEATURES = 4
 FEATURES = [f"x{i}" for i in range(N_FEATURES)]
@@ -184,13 +187,16 @@ class Bench:
             if not page["items"] or offset >= page["total"]:
                 return items
 
-    def pool_applies(self) -> float:
+    def deployer_metric(self, prefix: str) -> float:
+        """A sum over the deployer's /metrics samples whose line starts with ``prefix``."""
         text = self.deployer.get("/metrics").text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("fleet_deployer_pool_applies_total")
-        )
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+    def pool_applies(self) -> float:
+        return self.deployer_metric("fleet_deployer_pool_applies_total")
+
+    def pool_apply_seconds(self) -> float:
+        return self.deployer_metric("fleet_deployer_pool_apply_duration_seconds_sum")
 
     def pool_stats(self) -> list[dict[str, Any]]:
         from fleet_core.serving import POOL_APP, POOL_DEPLOYMENT
@@ -270,20 +276,16 @@ class Bench:
         if paths:
             common.update(paths=paths, sequence=sequence)
         run_load(url, body(), duration_s=self.args.warmup, **common)
-        before, children, t0 = CpuMeter.snapshot(), _children_cpu_s(), time.monotonic()
+        before, t0 = snapshot(), time.monotonic()
         res = run_load(url, body(), duration_s=self.args.duration, **common).as_dict()
-        elapsed = time.monotonic() - t0
-        cores = CpuMeter.between(before, CpuMeter.snapshot(), elapsed)
-        cores["wrk"] = round((_children_cpu_s() - children) / elapsed, 3)  # the load generator, ended
-        res["cpu_cores"] = dict(sorted(cores.items(), key=lambda kv: -kv[1]))
+        res["cpu_cores"] = usage(before, snapshot(), time.monotonic() - t0)
         self.failed += int(res["errors"])
         print(
             f"  {label:<8} c={self.args.connections} {res['rps']:8.1f} rps  p50 {res['p50_ms']:7.2f} ms  "
-            f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}",
+            f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}\n"
+            f"           cpu (cores): {describe(res['cpu_cores'])}",
             flush=True,
         )
-        top = ", ".join(f"{g} {c:.2f}" for g, c in list(res["cpu_cores"].items())[:8])
-        print(f"           cores used: {top}", flush=True)
         return res
 
     # ------------------------------------------------------------------ phases
@@ -314,7 +316,8 @@ class Bench:
         print(f"  built {len(entries)} models {dict(kinds)} in {self.out['fleet']['build_s']}s", flush=True)
 
     def onboard(self, manifest: Path, names: list[str], label: str) -> dict[str, Any]:
-        applies_before = self.pool_applies()
+        applies_before, apply_s_before = self.pool_applies(), self.pool_apply_seconds()
+        cpu_before = snapshot()
         t0 = time.monotonic()
         done = self.cli(
             "register",
@@ -337,10 +340,14 @@ class Bench:
             "register_command_s": round(registered_s, 1),
             "all_ready_s": round(ready_s, 1),
             "pool_applies": self.pool_applies() - applies_before,
+            "pool_apply_s": round(self.pool_apply_seconds() - apply_s_before, 1),
+            "cpu_cores": usage(cpu_before, snapshot(), time.monotonic() - t0),
         }
         print(
             f"  onboarded {len(names)} ({label}): command {registered_s:.1f}s, "
-            f"all ready after {ready_s:.1f}s, {result['pool_applies']:.0f} pool reconfigurations",
+            f"all ready after {ready_s:.1f}s, {result['pool_applies']:.0f} pool reconfigurations "
+            f"({result['pool_apply_s']:.1f}s applying)\n"
+            f"           cpu (cores): {describe(result['cpu_cores'])}",
             flush=True,
         )
         return result
@@ -350,7 +357,6 @@ class Bench:
         from fleet_sdk.stack import Stack
 
         self.build()
-        mark_run()  # before the stack starts: its processes inherit the mark (bench/proc_cpu.py)
         self.home = self.workdir / "fleet-home"
         stack = Stack(self.home)
         env = {
@@ -396,6 +402,8 @@ class Bench:
         rerun = json.loads(again.stdout[again.stdout.index("{") :]) if "{" in again.stdout else {}
         out["rerun"] = {k: rerun.get(k) for k in ("registered", "unchanged", "failed")}
         print(f"  re-running the manifest: {out['rerun']}", flush=True)
+        if self.args.onboard_only:
+            return
 
         rng = random.Random(5)
         never_called = self.names[1:]
@@ -425,12 +433,6 @@ class Bench:
         _, warm_fleet = self.sequential(self.names[:1], repeat=self.args.warm_requests)
         out["warm_fleet_ms"] = dist(warm_fleet)
         out["failed_requests"] = self.failed
-
-
-def _children_cpu_s() -> float:
-    """CPU seconds of this process's waited-for children (wrk runs as one and ends per cell)."""
-    t = os.times()
-    return t.children_user + t.children_system
 
 
 def fleet_manifest_path(workdir: Path) -> Path:
@@ -497,6 +499,9 @@ def main() -> int:
     parser.add_argument("--deploy-timeout", type=float, default=900.0)
     parser.add_argument("--stack-timeout", type=float, default=240.0)
     parser.add_argument("--python-load", action="store_true")
+    parser.add_argument(
+        "--onboard-only", action="store_true", help="stop after onboarding (and its re-run): to iterate on it"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:

@@ -48,6 +48,8 @@ class FakeServingControl:
         self.fail_next: str | None = None
         self.fail_smoke: str | None = None
         self.described: list[str] = []
+        self.hold: threading.Event | None = None
+        """When set to an event, each pool apply is recorded and then waits for it (a slow round)."""
         self._lock = threading.Lock()
 
     def _maybe_fail(self) -> None:
@@ -61,6 +63,9 @@ class FakeServingControl:
     def apply_pool(self, config: PoolConfig, sizing: PoolSizing, env: dict[str, str]) -> None:
         with self._lock:
             self.calls.append(("apply_pool", ",".join(sorted(config.models))))
+        if self.hold is not None:
+            self.hold.wait(timeout=30)
+        with self._lock:
             self._maybe_fail()
             self.apps[POOL_APP] = FakeApp(
                 POOL_APP,

@@ -17,6 +17,7 @@ class RegistryDouble:
 
     def __init__(self) -> None:
         self.versions: dict[tuple[str, int], KnownVersion] = {}
+        self.lookups = 0
 
     def add(self, data: ModelRegistered) -> None:
         self.versions[(data.model, data.version)] = KnownVersion(
@@ -28,6 +29,7 @@ class RegistryDouble:
         )
 
     async def version(self, model: str, version: int) -> KnownVersion:
+        self.lookups += 1
         found = self.versions.get((model, version))
         if found is None:
             raise NotFound(f"model '{model}' version {version} does not exist", field="version")

@@ -22,7 +22,10 @@ async def consume(d: DeployerHarness, topic: Topic, event: CloudEvent[Any]) -> N
     """Hand one event to the deployer's own handler for ``topic``, as its consumer does (decoded
     from the bytes on the wire, so the envelope is what another system would send)."""
     consumer = deployer_consumer("127.0.0.1:1", d.controller, d.tokens)
-    await consumer.handlers[topic]([parse_event(topic, event.to_bytes())])
+    try:
+        await consumer.handlers[topic]([parse_event(topic, event.to_bytes())])
+    finally:
+        await d.controller.idle()  # a recorded registration deploys in the background
 
 
 async def arms(d: DeployerHarness) -> list[tuple[int, float]]:

@@ -275,8 +275,14 @@ class BatchConsumer:
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                # One handler call per topic and poll, over all its partitions (each partition's
+                # records stay in order, and a key lives in one partition): a handler that does
+                # per-batch work (the deployer's pool round) does it once, not once per partition.
+                by_topic: dict[str, list[Any]] = {}
                 for partition, records in batches.items():
-                    await self._handle(Topic(partition.topic), records)
+                    by_topic.setdefault(partition.topic, []).extend(records)
+                for topic, records in by_topic.items():
+                    await self._handle(Topic(topic), records)
                 if batches:
                     await self._consumer.commit()
                 backoff = 0.5

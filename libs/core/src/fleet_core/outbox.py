@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -495,6 +495,19 @@ class MessagingStore:
         return await claim(
             s, self.messaging.inbox, event_id=event_id, consumer=self.consumer, topic=topic.value
         )
+
+    async def claimed(self, s: AsyncSession, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` this service already handled (a redelivered batch skips them)."""
+        ids = list(event_ids)
+        t = self.messaging.inbox
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            rows = await s.scalars(
+                select(t.c.event_id).where(t.c.consumer == self.consumer, t.c.event_id.in_(chunk))
+            )
+            found.update(rows)
+        return found
 
     async def record_audit(self, entry: AuditRecorded) -> None:
         """The service's audit sink: ``audit.recorded`` through the outbox, for the registry's log."""

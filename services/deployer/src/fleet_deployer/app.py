@@ -37,6 +37,8 @@ from fleet_deployer.store import DeployerStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = get_logger(__name__)
+SHUTDOWN_GRACE_S = 10.0
+"""How long a stopping deployer lets recorded registrations finish deploying (the rest resume)."""
 
 DESCRIPTION = """\
 The ModelFleet deployer: places model versions on Ray Serve (the shared multi-model pool, or a
@@ -170,6 +172,10 @@ def create_app(
             yield
         finally:
             await consumer.stop()
+            with contextlib.suppress(TimeoutError):
+                # Deploys of recorded registrations; what is left is resumed at the next start.
+                await asyncio.wait_for(controller.idle(), SHUTDOWN_GRACE_S)
+            await controller.close()
             await cancel_all(tasks)
             with contextlib.suppress(Exception):
                 await controller.flush_activity()

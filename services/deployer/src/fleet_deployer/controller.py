@@ -106,6 +106,9 @@ ACTION_CAUSE: dict[RolloutAction, RouteCause] = {
 
 CONFIRM_CONCURRENCY = 16
 """Registry look-ups in flight at once while a batch of registrations is confirmed."""
+EXECUTE_CONCURRENCY = 16
+"""Models whose recorded rollouts are deployed at once (a batch, a resume): one pool round covers
+them all either way; more would only queue on the database."""
 
 
 class DeployFailed(FleetError):
@@ -175,6 +178,7 @@ class DeploymentController:
         self.activity = activity or ActivityTracker()
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self.pool = PoolApplier(self._apply_pool_now, metrics=pool_metrics)
 
     def _lock(self, model: str) -> asyncio.Lock:
@@ -279,115 +283,220 @@ class DeploymentController:
         registry's) says so. Idempotent on ``event_id``."""
         known = await self.confirm_registered(event_id, data)
         async with self._lock(data.model):
-            rollout_id = await self._accept_registered(event_id, data, known)
+            async with self.store.transaction() as s:
+                rollout_id = await self._record_registered(s, event_id, data, known)
             return None if rollout_id is None else await self._execute(rollout_id)
 
-    async def on_models_registered(self, events: Sequence[tuple[str, ModelRegistered]]) -> list[Rollout]:
-        """Many ``model.registered`` events at once (a consumer batch, a bulk onboarding): confirmed
-        with the registry concurrently, recorded one by one, then deployed with **one** pool
-        reconfiguration for all the pool-placed versions rather than one each.
+    async def on_models_registered(
+        self, events: Sequence[tuple[str, ModelRegistered]], *, wait: bool = True
+    ) -> list[Rollout]:
+        """Many ``model.registered`` events at once (a consumer batch, a bulk onboarding):
+        redeliveries skipped by their ids, the rest confirmed with the registry concurrently and
+        recorded in **one** transaction, then deployed with one pool reconfiguration for all the
+        pool-placed versions rather than one each.
 
-        Raises the first event's error after doing every other event's work, so the consumer's
-        per-event retry (each event idempotent on its id) redoes only what failed."""
+        Each model's lock is taken before its events are recorded and held until its rollouts are
+        done, so neither ``reconcile`` nor a later event for the same model overtakes them. With
+        ``wait=False`` (the consumer) this returns once the batch is recorded and the deploying
+        goes on in the background: the consumer fetches and records the next batch while this
+        one's pool round runs. A recorded rollout is durable; one that a crash interrupts is
+        resumed by ``reconcile``. The rollouts are returned only when waited for.
+
+        Raises the first event's error after doing (or starting) every other event's work, so the
+        consumer's per-event retry (each event idempotent on its id) redoes only what failed."""
+        async with self.store.transaction() as s:
+            seen = await self.store.claimed(s, [event_id for event_id, _ in events])
+        fresh = [(event_id, data) for event_id, data in events if event_id not in seen]
         limit = asyncio.Semaphore(CONFIRM_CONCURRENCY)
 
         async def confirm(event_id: str, data: ModelRegistered) -> KnownVersion:
             async with limit:
                 return await self.confirm_registered(event_id, data)
 
-        confirmed = await asyncio.gather(*(confirm(e, d) for e, d in events), return_exceptions=True)
+        confirmed = await asyncio.gather(*(confirm(e, d) for e, d in fresh), return_exceptions=True)
         errors: list[BaseException] = []
-        accepted: list[str] = []
-        for (event_id, data), known in zip(events, confirmed, strict=True):
+        ready: list[tuple[str, ModelRegistered, KnownVersion]] = []
+        for (event_id, data), known in zip(fresh, confirmed, strict=True):
             if isinstance(known, BaseException):
                 errors.append(known)
-                continue
-            try:
-                async with self._lock(data.model):
-                    rollout_id = await self._accept_registered(event_id, data, known)
-            except Exception as exc:
-                errors.append(exc)
-                continue
-            if rollout_id is not None:
-                accepted.append(rollout_id)
-        committed_at = time.monotonic()
-        done: list[Rollout] = []
-        for rollout_id in accepted:
-            rollout = await self.rollout(rollout_id)
-            try:
-                async with self._lock(rollout.model):
-                    done.append(await self._execute(rollout_id, committed_at=committed_at))
-            except Exception as exc:
-                errors.append(exc)
+            else:
+                ready.append((event_id, data, known))
+        models = sorted({data.model for _, data, _ in ready})
+        await self._hold(models)
+        try:
+            accepted = await self._record_many(ready, errors)
+        except BaseException:
+            for model in models:
+                self._lock(model).release()
+            raise
+        for model in models:
+            if model not in accepted:
+                self._lock(model).release()
+        work = asyncio.create_task(self._execute_held(accepted, committed_at=time.monotonic()))
+        self._background.add(work)
+        work.add_done_callback(self._background_done)
+        if not wait:
+            if errors:
+                raise errors[0]
+            return []
+        done, failures = await asyncio.shield(work)
+        errors += failures
         if errors:
             raise errors[0]
         return done
 
-    async def _accept_registered(
-        self, event_id: str, data: ModelRegistered, known: KnownVersion
+    async def _hold(self, models: Sequence[str]) -> None:
+        """Take every model's lock (sorted, so two callers never wait on each other)."""
+        taken: list[str] = []
+        try:
+            for model in models:
+                await self._lock(model).acquire()
+                taken.append(model)
+        except BaseException:
+            for model in taken:
+                self._lock(model).release()
+            raise
+
+    async def _record_many(
+        self, ready: Sequence[tuple[str, ModelRegistered, KnownVersion]], errors: list[BaseException]
+    ) -> dict[str, list[str]]:
+        """Record confirmed registrations in one transaction; model -> its new rollouts, in event
+        order. When one of them cannot be recorded the transaction is rolled back and they are
+        recorded one per transaction, so only that one fails (into ``errors``)."""
+        accepted: dict[str, list[str]] = {}
+        try:
+            async with self.store.transaction() as s:
+                for event_id, data, known in ready:
+                    rollout_id = await self._record_registered(s, event_id, data, known)
+                    if rollout_id is not None:
+                        accepted.setdefault(data.model, []).append(rollout_id)
+            return accepted
+        except Exception:
+            accepted.clear()
+        for event_id, data, known in ready:
+            try:
+                async with self.store.transaction() as s:
+                    rollout_id = await self._record_registered(s, event_id, data, known)
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            if rollout_id is not None:
+                accepted.setdefault(data.model, []).append(rollout_id)
+        return accepted
+
+    async def _execute_held(
+        self, accepted: dict[str, list[str]], *, committed_at: float
+    ) -> tuple[list[Rollout], list[BaseException]]:
+        """Deploy recorded rollouts whose models' locks the caller holds, releasing each model's
+        lock once its rollouts are done: models concurrently (one pool round covers them all,
+        since they were committed before ``committed_at``), a model's own rollouts in order."""
+        limit = asyncio.Semaphore(EXECUTE_CONCURRENCY)
+        done: dict[str, Rollout] = {}
+        failures: list[BaseException] = []
+        self._in_flight.update(r for ids in accepted.values() for r in ids)
+
+        async def deploy(model: str, rollout_ids: list[str]) -> None:
+            try:
+                async with limit:
+                    for rollout_id in rollout_ids:
+                        try:
+                            done[rollout_id] = await self._execute(rollout_id, committed_at=committed_at)
+                        except Exception as exc:
+                            log.warning(
+                                "deploying a recorded rollout failed; reconcile resumes it",
+                                model=model,
+                                rollout_id=rollout_id,
+                                error=_error(exc),
+                            )
+                            failures.append(exc)
+            finally:
+                self._in_flight.difference_update(rollout_ids)
+                self._lock(model).release()
+
+        await asyncio.gather(*(deploy(model, ids) for model, ids in accepted.items()))
+        order = [r for ids in accepted.values() for r in ids]
+        return [done[r] for r in order if r in done], failures
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background deploy failed", error=_error(task.exception()))  # type: ignore[arg-type]
+
+    async def idle(self) -> None:
+        """Wait for the deploys started in the background (``on_models_registered(wait=False)``)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop background deploys (as a crash would: ``reconcile`` resumes them at the next start)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _record_registered(
+        self, s: AsyncSession, event_id: str, data: ModelRegistered, known: KnownVersion
     ) -> str | None:
-        """Record a confirmed version (and the rollout its deploy policy asks for) in one
+        """Record a confirmed version (and the rollout its deploy policy asks for) in the caller's
         transaction, claiming the event; the rollout's id, or None when there is nothing to deploy
         (a redelivery, policy ``none``, or a canary skipped because another rollout runs)."""
         registered_by = known.registered_by or data.registered_by
-        async with self.store.transaction() as s:
-            if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
-                return None
-            await self.store.add_known(s, known, event_id=event_id)
-            if known.deploy_policy == "none":
-                return None
-            current = await self.store.route(s, data.model)
-            if known.deploy_policy == "direct":
-                rollout = await self._begin(
-                    s,
-                    known,
-                    None,
-                    "direct",
-                    "direct",
-                    registered_by,
-                    f"deploy policy 'direct' on registration of v{data.version}",
-                    event_id,
-                )
-            elif current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
-                rollout = await self._begin(
-                    s,
-                    known,
-                    None,
-                    "direct",
-                    "direct",
-                    registered_by,
-                    "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
-                    f"v{data.version} takes all traffic",
-                    event_id,
-                )
-            else:
-                active = await self.store.active_rollout(s, data.model)
-                if active is not None:
-                    log.warning(
-                        "deploy policy 'canary' skipped: another rollout is under way",
-                        model=data.model,
-                        version=data.version,
-                        rollout_id=active.id,
-                    )
-                    return None
-                request = RolloutRequested(
+        if not await self.store.claim(s, event_id=event_id, topic=Topic.MODEL_REGISTERED):
+            return None
+        await self.store.add_known(s, known, event_id=event_id)
+        if known.deploy_policy == "none":
+            return None
+        current = await self.store.route(s, data.model)
+        if known.deploy_policy == "direct":
+            rollout = await self._begin(
+                s,
+                known,
+                None,
+                "direct",
+                "direct",
+                registered_by,
+                f"deploy policy 'direct' on registration of v{data.version}",
+                event_id,
+            )
+        elif current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
+            rollout = await self._begin(
+                s,
+                known,
+                None,
+                "direct",
+                "direct",
+                registered_by,
+                "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
+                f"v{data.version} takes all traffic",
+                event_id,
+            )
+        else:
+            active = await self.store.active_rollout(s, data.model)
+            if active is not None:
+                log.warning(
+                    "deploy policy 'canary' skipped: another rollout is under way",
                     model=data.model,
                     version=data.version,
-                    strategy="canary",
-                    requested_by=registered_by,
-                    reason=f"deploy policy 'canary' on registration of v{data.version}",
+                    rollout_id=active.id,
                 )
-                rollout = await self._begin(
-                    s,
-                    known,
-                    None,
-                    "canary",
-                    "canary",
-                    registered_by,
-                    request.reason or "",
-                    event_id,
-                    request=request.model_dump(mode="json"),
-                )
+                return None
+            request = RolloutRequested(
+                model=data.model,
+                version=data.version,
+                strategy="canary",
+                requested_by=registered_by,
+                reason=f"deploy policy 'canary' on registration of v{data.version}",
+            )
+            rollout = await self._begin(
+                s,
+                known,
+                None,
+                "canary",
+                "canary",
+                registered_by,
+                request.reason or "",
+                event_id,
+                request=request.model_dump(mode="json"),
+            )
         return rollout.id
 
     async def handled(self, event_id: str) -> bool:
@@ -826,18 +935,28 @@ class DeploymentController:
             ),
         )
 
-    async def _execute(self, rollout_id: str, *, committed_at: float | None = None) -> Rollout:
+    async def _execute(
+        self, rollout_id: str, *, committed_at: float | None = None, resumed: bool = False
+    ) -> Rollout:
         """Place the rollout's version on the serving engine, then route to it (or fail visibly).
 
         ``committed_at``: when the rollout's deployment was committed, if earlier than now; a pool
-        round that started after it already covers this version (``PoolApplier``)."""
+        round that started after it already covers this version (``PoolApplier``). ``resumed``:
+        reconcile picked it up unstarted (logged, unless it finished meanwhile)."""
         self._in_flight.add(rollout_id)
         try:
             async with self.store.transaction() as s:
                 rollout = await self.store.rollout(s, rollout_id)
                 assert rollout is not None
                 if rollout.phase not in UNFINISHED or rollout.progress is not None:
-                    return rollout
+                    return rollout  # finished meanwhile (by whoever held the model's lock)
+                if resumed:
+                    log.info(
+                        "resuming rollout",
+                        rollout_id=rollout_id,
+                        model=rollout.model,
+                        version=rollout.version,
+                    )
                 request = await self.store.rollout_request(s, rollout_id)
                 known = await self.store.known(s, rollout.model, rollout.version)
                 dep = await self.store.deployment(s, rollout.model, rollout.version)
@@ -1204,21 +1323,43 @@ class DeploymentController:
         """
         if self.serving.connected:
             await self._reconcile_serving(initial)
+        listed_at = time.monotonic()
         async with self.store.transaction() as s:
             unstarted = [
                 r
                 for r in await self.store.unfinished_rollouts(s)
                 if r.phase in UNFINISHED and r.progress is None
             ]
+        by_model: dict[str, list[Rollout]] = {}
         for rollout in unstarted:
-            if rollout.id in self._in_flight or self._lock(rollout.model).locked():
-                continue
-            log.info("resuming rollout", rollout_id=rollout.id, model=rollout.model, version=rollout.version)
-            async with self._lock(rollout.model):
-                await self._execute(rollout.id)
+            by_model.setdefault(rollout.model, []).append(rollout)
+        limit = asyncio.Semaphore(EXECUTE_CONCURRENCY)
+
+        async def resume(model: str, rollouts: list[Rollout]) -> None:
+            # A model whose lock is held is being deployed right now (a batch of registrations,
+            # a request): its rollouts are that caller's to finish.
+            async with limit:
+                if self._lock(model).locked():
+                    return
+                async with self._lock(model):
+                    for rollout in rollouts:
+                        if rollout.id in self._in_flight:
+                            continue
+                        # Committed before the listing: one pool round covers every resumed one.
+                        await self._execute(rollout.id, committed_at=listed_at, resumed=True)
+
+        results = await asyncio.gather(
+            *(resume(model, rollouts) for model, rollouts in by_model.items()), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
     async def _reconcile_serving(self, initial: bool) -> None:
         apps = await self.serving.list_apps()
+        # Models being deployed right now (their lock is held; taken before the read, so a state
+        # read here is never older than the end of a deploy): their callers apply the pool.
+        busy = {model for model, lock in self._locks.items() if lock.locked()}
         async with self.store.transaction() as s:
             deployments = await self.store.deployments(s)
         pool = [d for d in deployments if d.placement.kind == "pool"]
@@ -1228,7 +1369,7 @@ class DeploymentController:
                 for spec in await self.store.pool_specs(s)
                 if (reason := pool_refusal(spec, self.policy.sizing.model_budget_bytes)) is not None
             }
-        fitting = [d for d in pool if (d.model, d.version) not in refused]
+        fitting = [d for d in pool if (d.model, d.version) not in refused and d.model not in busy]
         if fitting and (initial or POOL_APP not in apps or any(d.state != "ready" for d in fitting)):
             try:
                 await self._apply_pool()

@@ -8,8 +8,10 @@ event's); one the registry contradicts or does not know is dead-lettered with th
 like the REST API's (deployer role on the model's team); without one, or with a bad one, it is
 dead-lettered with the reason, whatever its ``source``.
 
-A batch of ``model.registered`` events (a bulk onboarding) is deployed with one pool
-reconfiguration for all its pool-placed versions.
+A batch of ``model.registered`` events (a bulk onboarding) is recorded in one transaction and
+deployed with one pool reconfiguration for all its pool-placed versions; the deploying runs in the
+background, so the next batch is fetched and recorded meanwhile (a recorded rollout is durable, and
+``reconcile`` resumes one a crash interrupts).
 
 ``model.registered`` and ``rollout.requested`` are idempotent on the event id (inbox claim in the
 controller). ``inference.logged`` arrives for every request, so it only moves a timestamp in
@@ -58,8 +60,10 @@ def deployer_consumer(
     """The deployer's consumer (not started)."""
 
     async def model_registered(events: list[CloudEvent[Any]]) -> None:
-        # One pool reconfiguration for the whole batch, not one per version.
-        await controller.on_models_registered([(event.id, event.data) for event in events])
+        # One pool reconfiguration for the whole batch, not one per version; the batch is recorded
+        # before this returns (its offsets are committed after), and deployed in the background
+        # while the next batch is fetched.
+        await controller.on_models_registered([(event.id, event.data) for event in events], wait=False)
 
     async def rollout_requested(events: list[CloudEvent[Any]]) -> None:
         for event in events:

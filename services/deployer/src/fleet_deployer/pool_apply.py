@@ -12,8 +12,11 @@ does not apply the pool itself; it asks for a round that *started after* its cha
 Every caller that arrives while a round runs shares the one next round, so a burst of N
 registrations costs about two applies, not N. A burst that trickles in (a bulk onboarding uploads
 a few models a second) would still cost one round per round-time; so a round that follows another
-one first waits until no caller has joined it for ``settle_s`` (at most ``max_settle_s``). A lone
-change, with no round running, is applied at once. A failed round fails every caller that joined
+one first waits until no caller has joined it for ``settle_s``, at most ``max_settle_s`` or as
+long as the last round took, whichever is longer. A round applies the whole pool, so its cost grows
+with the pool; waiting as long as the last one took keeps Serve busy at most half of a long bulk
+onboarding however large the pool has grown. A lone change, with no round running, is applied at
+once. A failed round fails every caller that joined
 it (each then marks its own deployment failed), and the next caller starts a fresh round.
 """
 
@@ -73,6 +76,7 @@ class PoolApplier:
         self._running: asyncio.Task[None] | None = None
         self._done_started = -float("inf")
         """When the newest successful round started: changes committed before that are applied."""
+        self._last_round_s = 0.0
         self.rounds = 0
 
     async def ensure(self, committed_at: float | None = None) -> None:
@@ -117,9 +121,10 @@ class PoolApplier:
     async def _settle(self) -> None:
         """A burst under way: gather what is still arriving before the next round starts."""
         waited_from = time.monotonic()
+        longest = max(self._max_settle_s, self._last_round_s)
         while True:
             quiet = time.monotonic() - self._last_join
-            left = self._max_settle_s - (time.monotonic() - waited_from)
+            left = longest - (time.monotonic() - waited_from)
             if quiet >= self._settle_s or left <= 0:
                 return
             await asyncio.sleep(min(self._settle_s - quiet, left))
@@ -133,8 +138,9 @@ class PoolApplier:
                 self._metrics.applies.labels("failed").inc()
             raise
         finally:
+            self._last_round_s = time.monotonic() - started
             if self._metrics is not None:
-                self._metrics.duration.observe(time.monotonic() - started)
+                self._metrics.duration.observe(self._last_round_s)
                 self._metrics.waiters.observe(waiters)
         if self._metrics is not None:
             self._metrics.applies.labels("ok").inc()
