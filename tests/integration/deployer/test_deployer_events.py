@@ -85,6 +85,7 @@ async def test_direct_registration_publishes_a_full_route_table_and_poison_goes_
         "arms": [
             {"version": 1, "weight": 100.0, "mode": "primary", "sticky": False, "deployment": "fleet-pool"}
         ],
+        "batching": None,
     }
     assert updates[0].key == b"churn"
     dead = {r.key: dict(r.headers) for r in registered_dlq}  # keys land on different partitions
