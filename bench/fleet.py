@@ -411,6 +411,13 @@ class Bench:
         cold, _ = self.sequential(cold_sample, repeat=0)
         out["cold_first_request_ms"] = dist(cold)
         print(f"  cold first request, {len(cold)} never-called models: {fmt(out['cold_first_request_ms'])}")
+        # Every other model once, so the throughput cells measure serving, not first loads (at
+        # 1,000 models a 3 s warm-up reaches ~270 of them and ~40 % of a cell were loads).
+        sampled = set(cold_sample)
+        t0 = time.monotonic()
+        loads, _ = self.sequential([n for n in never_called if n not in sampled], repeat=0)
+        out["warm_pass"] = {"models": len(loads), "seconds": round(time.monotonic() - t0, 1)}
+        print(f"  loaded the other {len(loads)} models once in {out['warm_pass']['seconds']}s", flush=True)
 
         paths = [f"/v2/models/{n}/infer" for n in self.names]
         out["uniform"] = self.load(paths, uniform_sequence(len(paths), 50_000), "uniform")
