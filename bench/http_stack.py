@@ -2,11 +2,12 @@
 
 One embedded stack, the bench model registered once (``deploy_policy="direct"``, the shared pool,
 as ``bench/serving.py`` deploys it); the stack's own gateway is stopped and each candidate is started
-in its place as ``python -m fleet_gateway serve`` with the stack's settings plus its own
-``FLEET_GATEWAY_SERVER`` / ``FLEET_GATEWAY_WORKERS``, so each is the whole gateway (lifespan, Ray
-driver per worker, route follower, inference log, batching, fast path), never a reduced app:
+in its place with the stack's settings by ``bench/gateway_server.py``, which runs the gateway's own
+app (``fleet_gateway.app.create_app``) under the candidate's server: each is the whole gateway
+(lifespan, a Ray driver per worker, route follower, inference log, batching, fast path), never a
+reduced app:
 
-  uvicorn      uvicorn, uvloop + httptools, one process (the gateway's way to run before ADR 0031)
+  uvicorn      uvicorn, uvloop + httptools, one process: what ``python -m fleet_gateway serve`` runs
   granian      granian's ASGI interface (lifespan on), uvloop, one worker
   uvicorn-w2   uvicorn's supervisor with 2 worker processes on the port, each a Ray driver
   granian-w2   granian with 2 worker processes on the port, each a Ray driver
@@ -44,7 +45,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # see bench/serving.py
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import httpx
-from harness import RESULTS_DIR, child, machine, sigterm_as_interrupt
+from harness import BENCH_DIR, RESULTS_DIR, child, machine, sigterm_as_interrupt
 from loadgen import run_load, wrk_available
 from serving import OIP_INFER, Run, serve_stack
 from workload import request_body
@@ -54,9 +55,9 @@ from workload import request_body
 class Candidate:
     name: str
     server: str
-    """``FLEET_GATEWAY_SERVER``"""
+    """``gateway_server.py --server``"""
     workers: int
-    """``FLEET_GATEWAY_WORKERS``"""
+    """``gateway_server.py --workers``"""
 
 
 CANDIDATES = [
@@ -129,17 +130,16 @@ def gateway(
         **RAY_CLIENT_ENV,
         "FLEET_PORT": str(port),
         "FLEET_HOST": "127.0.0.1",
-        "FLEET_GRPC_PORT": "0",  # HTTP is measured; one gRPC port cannot be bound by several workers
-        "FLEET_GATEWAY_SERVER": cand.server,
-        "FLEET_GATEWAY_WORKERS": str(cand.workers),
+        # HTTP is measured; and the gRPC endpoint refuses to share its port (no SO_REUSEPORT), so
+        # a second worker could not start with it on.
+        "FLEET_GRPC_PORT": "0",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "PYTHONUNBUFFERED": "1",
     }
     base = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
-    with child(
-        [sys.executable, "-m", "fleet_gateway", "serve"], workdir / f"{cand.name}.log", env=env
-    ) as proc:
+    cmd = [sys.executable, str(BENCH_DIR / "gateway_server.py"), "--server", cand.server]
+    with child([*cmd, "--workers", str(cand.workers)], workdir / f"{cand.name}.log", env=env) as proc:
         wait_serving(base, headers, proc, start_timeout_s, need=10 * cand.workers)
         print(f"  {cand.name}: serving in {time.monotonic() - t0:.1f}s", flush=True)
         yield base, proc.pid

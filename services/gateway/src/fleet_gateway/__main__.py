@@ -1,5 +1,4 @@
-"""``python -m fleet_gateway [serve]``: the gateway under ``FLEET_GATEWAY_SERVER`` with
-``FLEET_GATEWAY_WORKERS`` processes (default: one uvicorn worker, uvloop + httptools)."""
+"""``python -m fleet_gateway [serve]``: one uvicorn worker (uvloop + httptools when installed)."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ import sys
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 
 from fleet_core.log import configure_logging
+from fleet_core.service import serve_http
 from fleet_gateway.settings import GatewaySettings
 
 
@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
 
-    from fleet_gateway.server import serve
+    from fleet_gateway.app import create_app
 
-    serve(settings)
+    serve_http(create_app(settings), settings.host, settings.port)
     return 0
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
 from fleet_core.model_series import ModelSeriesSetting
@@ -14,13 +12,6 @@ from fleet_core.settings import FleetSettings
 class GatewaySettings(FleetSettings):
     host: str = "127.0.0.1"
     port: int = 8000
-    gateway_server: Literal["uvicorn", "granian"] = "uvicorn"
-    """The HTTP server (``FLEET_GATEWAY_SERVER``): uvicorn with uvloop and httptools, or granian
-    (needs the granian package); ADR 0031 has the measurements behind the default."""
-    gateway_workers: int = Field(default=1, ge=1, le=64)
-    """Gateway worker processes sharing ``port`` (``FLEET_GATEWAY_WORKERS``), each a whole gateway
-    and its own Ray driver; rate limits, batches, ``/metrics`` and the feedback memory are then per
-    worker (docs/serving.md)."""
     grpc_port: int = Field(default=8081, ge=0, le=65535)
     """The Open Inference Protocol over gRPC (``inference.GRPCInferenceService``) on ``host`` at
     this port, in the same process as HTTP; 0 turns it off. A message may be ``max_body_mb``
