@@ -5,6 +5,7 @@ stack or a server behind."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -141,3 +142,32 @@ def run_guarded(run: Callable[[], None], workdir: Path, interrupted: str) -> tup
         print(f"failed: {error[:3000]}", flush=True)
         return started, error
     return started, None
+
+
+def write_results(
+    bench: str,
+    stem: str,
+    *,
+    quick: bool,
+    out: Path | None,
+    started: float,
+    box: dict[str, object],
+    config: dict[str, object],
+    **results: object,
+) -> Path:
+    """A bench's results JSON, ``bench/results/<stem>[-quick]-<date>.json`` unless ``out``: the
+    common header (bench, start, wall time, machine with the load average at the end, config),
+    then ``results``."""
+    path = out or RESULTS_DIR / f"{stem}{'-quick' if quick else ''}-{dt.date.today().isoformat()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "bench": bench,
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
+        "wall_s": round(time.time() - started, 1),
+        "machine": {**box, "loadavg_at_end": os.getloadavg()},
+        "config": config,
+        **results,
+    }
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    print(f"results: {path}")
+    return path

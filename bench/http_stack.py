@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import statistics
@@ -45,7 +44,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # see bench/serving.py
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import httpx
-from harness import BENCH_DIR, RESULTS_DIR, child, machine, sigterm_as_interrupt
+from harness import BENCH_DIR, child, machine, sigterm_as_interrupt, write_results
 from loadgen import run_load, wrk_available
 from serving import OIP_INFER, Run, serve_stack
 from workload import request_body
@@ -332,15 +331,14 @@ def main() -> int:
     )
     for key, err in errors.items():
         print(f"failed: {key}: {err}")
-    kind = "http-stack-quick" if args.quick else "http-stack"
-    out = args.out or RESULTS_DIR / f"{kind}-{dt.date.today().isoformat()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "bench": "http_stack",
-        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
-        "wall_s": round(time.time() - started, 1),
-        "machine": {**box, "loadavg_at_end": os.getloadavg()},
-        "config": {
+    write_results(
+        "http_stack",
+        "http-stack",
+        quick=args.quick,
+        out=args.out,
+        started=started,
+        box=box,
+        config={
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "connections": connections,
@@ -351,13 +349,11 @@ def main() -> int:
             "model": "LogisticRegression, 8 float features, 1 row per request (shared pool)",
             "body": json.loads(request_body()),
         },
-        "summary": rows,
-        "rounds": rounds,
-        "errors": errors,
-        "logs": str(workdir),
-    }
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(f"results: {out}")
+        summary=rows,
+        rounds=rounds,
+        errors=errors,
+        logs=str(workdir),
+    )
     return 1 if errors else 0
 
 

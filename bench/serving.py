@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import sys
@@ -61,7 +60,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import httpx
 import mlserver_peer
-from harness import BENCH_DIR, RESULTS_DIR, child, machine, run_driver, sigterm_as_interrupt, wait_http
+from harness import BENCH_DIR, child, machine, run_driver, sigterm_as_interrupt, wait_http, write_results
 from loadgen import (
     H2LOAD_INSTALL,
     LoadResult,
@@ -705,15 +704,14 @@ def main() -> int:
         return 130
     summary = summarize(run)
     print_report(run, summary)
-    kind = "serving-quick" if args.quick else "serving"
-    out = args.out or RESULTS_DIR / f"{kind}-{dt.date.today().isoformat()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "bench": "serving",
-        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
-        "wall_s": round(time.time() - started, 1),
-        "machine": {**box, "loadavg_at_end": os.getloadavg()},
-        "config": {
+    write_results(
+        "serving",
+        "serving",
+        quick=args.quick,
+        out=args.out,
+        started=started,
+        box=box,
+        config={
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "connections": run.connections,
@@ -723,15 +721,13 @@ def main() -> int:
             "body": json.loads(request_body()),
             "mlserver_batching": mlserver_peer.BATCHING,
         },
-        "results": run.results,
-        "answers": run.answers,
+        results=run.results,
+        answers=run.answers,
         **summary,
-        "errors": run.errors,
-        "notes": run.notes,
-        "logs": str(workdir),
-    }
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(f"results: {out}")
+        errors=run.errors,
+        notes=run.notes,
+        logs=str(workdir),
+    )
     return 1 if run.errors else 0
 
 
