@@ -111,13 +111,20 @@ async def test_shifted_traffic_raises_drift_within_one_window_and_unshifted_rais
         # Back to the training distribution: two clean windows end the episode and resolve the alert.
         await _traffic(pub, population, 2 * window_rows // ROWS_PER_EVENT)
         await monitor.wait_for(lambda: counters.drift_windows >= windows + 4, what="two clean windows")
-        resolved = (
-            await monitor.client.get("/v1/alerts", params={"state": "resolved", "model": MODEL})
-        ).json()
-        assert sorted(a["name"] for a in resolved if a["kind"] == "drift") == [
-            "data_drift",
-            "prediction_drift",
-        ]
+
+        async def resolved_drift() -> list[str]:
+            resolved = (
+                await monitor.client.get("/v1/alerts", params={"state": "resolved", "model": MODEL})
+            ).json()
+            return sorted(a["name"] for a in resolved if a["kind"] == "drift")
+
+        # Each episode's end is written in its own transaction, a moment after its window is
+        # counted (as with the outbox above): wait for both, within the helper's bound.
+        await monitor.wait_for(
+            lambda: _equals(resolved_drift(), ["data_drift", "prediction_drift"]),
+            what="both drift alerts resolved",
+        )
+        assert await resolved_drift() == ["data_drift", "prediction_drift"]
 
 
 async def test_degraded_accuracy_in_feedback_raises_concept_drift(kafka, tmp_path: Path) -> None:
@@ -395,3 +402,7 @@ async def test_traffic_and_labels_reach_the_lake_metrics_and_api(kafka, tmp_path
         )
         assert ok.status_code == 200 and ok.json()["effective"]["drift"]["psi"] == 0.3
         assert (await monitor.client.get("/v1/models/nope")).status_code == 404
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return await value == expected
