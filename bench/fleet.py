@@ -189,8 +189,13 @@ class Bench:
 
     def deployer_metric(self, prefix: str) -> float:
         """A sum over the deployer's /metrics samples whose line starts with ``prefix``."""
-        text = self.deployer.get("/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+        return metric_sum(self.deployer.get("/metrics").text, prefix)
+
+    def batching(self) -> dict[str, float]:
+        """The gateway's batcher so far: its calls, and the requests and models they carried."""
+        text = httpx.get(f"{self.gateway}/metrics", headers=self.headers, timeout=30).text
+        names = ("requests_count", "requests_sum", "models_count", "models_sum")
+        return {n: metric_sum(text, f"fleet_gateway_batch_{n}") for n in names}
 
     def pool_applies(self) -> float:
         return self.deployer_metric("fleet_deployer_pool_applies_total")
@@ -276,13 +281,25 @@ class Bench:
         if paths:
             common.update(paths=paths, sequence=sequence)
         run_load(url, body(), duration_s=self.args.warmup, **common)
-        before, t0 = snapshot(), time.monotonic()
+        batched, before, t0 = self.batching(), snapshot(), time.monotonic()
         res = run_load(url, body(), duration_s=self.args.duration, **common).as_dict()
         res["cpu_cores"] = usage(before, snapshot(), time.monotonic() - t0)
+        after = self.batching()
+        calls = after["requests_count"] - batched["requests_count"]
+        pool_calls = after["models_count"] - batched["models_count"]
+        res["batching"] = {
+            "calls": calls,
+            "requests_per_call": (after["requests_sum"] - batched["requests_sum"]) / calls if calls else None,
+            "pool_calls": pool_calls,
+            "models_per_pool_call": (after["models_sum"] - batched["models_sum"]) / pool_calls
+            if pool_calls
+            else None,
+        }
         self.failed += int(res["errors"])
         print(
             f"  {label:<8} c={self.args.connections} {res['rps']:8.1f} rps  p50 {res['p50_ms']:7.2f} ms  "
             f"p99 {res['p99_ms']:7.2f} ms  errors {res['errors']}\n"
+            f"           batching: {describe_batching(res['batching'])}\n"
             f"           cpu (cores): {describe(res['cpu_cores'])}",
             flush=True,
         )
@@ -437,6 +454,9 @@ class Bench:
         }
         print(f"  hottest model {hottest}: calls served per replica {served}", flush=True)
 
+        # The traffic cells leave work behind (the monitor digesting their inference log): the warm
+        # pass compares latency on a quiet box, as the one-model pass before it had.
+        out["quiet_before_warm_s"] = quiet(max_s=60.0)
         _, warm_fleet = self.sequential(self.names[:1], repeat=self.args.warm_requests)
         out["warm_fleet_ms"] = dist(warm_fleet)
         out["failed_requests"] = self.failed
@@ -444,6 +464,36 @@ class Bench:
 
 def fleet_manifest_path(workdir: Path) -> Path:
     return workdir / "models" / "fleet.yaml"
+
+
+def quiet(*, max_s: float, below_cores: float = 0.35) -> float:
+    """Wait until the run's processes (but the Serve controller) use less than ``below_cores``
+    over a second (at most ``max_s``); returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_s:
+        before = snapshot()
+        time.sleep(1.0)
+        cores = usage(before, snapshot(), 1.0)
+        # The Serve controller's own loop costs a steady share that grows with the fleet (it
+        # copies the pool's config each step: docs/performance.md); the rest is what settles.
+        if sum(v for k, v in cores.items() if k not in ("whole box", "serve controller")) < below_cores:
+            break
+    return round(time.monotonic() - t0, 1)
+
+
+def metric_sum(text: str, prefix: str) -> float:
+    """A sum over Prometheus text samples whose line starts with ``prefix``."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def describe_batching(b: dict[str, Any]) -> str:
+    def per(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    return (
+        f"{b['calls']:.0f} calls, {per(b['requests_per_call'])} requests/call; "
+        f"{b['pool_calls']:.0f} across models, {per(b['models_per_pool_call'])} models/call"
+    )
 
 
 def fmt(d: dict[str, Any]) -> str:

@@ -18,8 +18,9 @@ rendezvous hashing. Plain Python: the Ray Serve router (``fleet_serving.pool_rou
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 R = TypeVar("R")
 
@@ -55,3 +56,44 @@ def spread(
         if not (hot(replica) or full(replica)):
             break
     return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Pool views: what the router in this process knows, for callers that batch across models.
+
+DIRECTIVE_PREFIX = "@replica:"
+"""A routing key naming a replica, not a model: a call that carries several models' rows goes to
+the replica the caller chose for them (the router sends it elsewhere only if that one is gone)."""
+
+
+def replica_directive(replica: str) -> str:
+    return DIRECTIVE_PREFIX + replica
+
+
+def directed_replica(key: str) -> str | None:
+    """The replica a directive key names, or None for a model key."""
+    return key[len(DIRECTIVE_PREFIX) :] if key.startswith(DIRECTIVE_PREFIX) else None
+
+
+class PoolView(Protocol):
+    """A pool router's current view, as a caller that places models itself needs it."""
+
+    hot_ongoing: float
+    max_replicas_per_model: int
+
+    def replica_names(self) -> Sequence[str]:
+        """The replicas that may take calls now (live, not lately unreachable)."""
+        ...
+
+
+_VIEWS: dict[tuple[str, str], weakref.ref[Any]] = {}
+
+
+def publish_view(app: str, deployment: str, view: PoolView) -> None:
+    """The router of (``app``, ``deployment``) in this process; the newest one wins."""
+    _VIEWS[(app, deployment)] = weakref.ref(view)
+
+
+def pool_view(app: str, deployment: str) -> PoolView | None:
+    ref = _VIEWS.get((app, deployment))
+    return ref() if ref is not None else None

@@ -41,7 +41,7 @@ from fleet_core.serving import (
     model_budget,
 )
 from fleet_serving.cache import ModelLedger
-from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError
+from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError, error_wire
 from fleet_serving.loading import aload_model, load_model, load_verified
 from fleet_serving.memory import charge, process_rss, release_memory, warm_up
 from fleet_serving.pool_router import POOL_ROUTER_PATH
@@ -338,9 +338,32 @@ class ModelPool:
                 "no model key: call the pool with handle.options(multiplexed_model_id='name:version')",
                 field="model",
             )
+        return await self._predict_one(key, rows)
+
+    async def predict_batch(
+        self, groups: list[tuple[str, list[dict[str, JsonValue]]]]
+    ) -> list[dict[str, Any]]:
+        """Several models' rows in one call (the gateway's pool batcher): for each ``(key, rows)``
+        either ``{"predictions": [...]}`` or ``{"error": {status, kind, detail, field}}``, so one
+        model's failure stays its own. Models load one at a time (Serve's cache lock), while
+        the loaded ones predict."""
+        results = await asyncio.gather(
+            *(self._predict_one(key, rows) for key, rows in groups), return_exceptions=True
+        )
+        out: list[dict[str, Any]] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                out.append({"error": error_wire(result)})
+            else:
+                out.append({"predictions": result})
+        return out
+
+    async def _predict_one(self, key: str, rows: list[dict[str, JsonValue]]) -> list[JsonValue]:
         if key not in self._config.models:
             raise UnknownModelError(
-                f"model {key!r} is not served by this pool (configured: {sorted(self._config.models)})",
+                f"model {key!r} is not served by this pool ({len(self._config.models)} configured)",
                 field="model",
             )
         self._ensure_sweeper()

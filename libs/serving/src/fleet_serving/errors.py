@@ -66,3 +66,10 @@ class ModelTooLargeError(_CrossesProcesses, Conflict):
     loaded there, and needs a dedicated deployment (a quota) instead."""
 
     kind, title = "model-too-large", "Model too large for the shared pool"
+
+
+def error_wire(exc: Exception) -> dict[str, Any]:
+    """One model's failure inside a several-model call, as plain data (the gateway rebuilds it)."""
+    if isinstance(exc, FleetError):
+        return {"status": exc.status, "kind": exc.kind, "detail": exc.detail, "field": exc.field}
+    return {"status": 500, "kind": "model-error", "detail": f"{type(exc).__name__}: {exc}", "field": None}

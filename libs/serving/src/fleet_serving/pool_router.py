@@ -23,7 +23,7 @@ from typing import Any
 
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
-from fleet_core.placement import replica_order, spread
+from fleet_core.placement import directed_replica, publish_view, replica_order, spread
 
 POOL_ROUTER_PATH = "fleet_serving.pool_router:PoolRouter"
 DEFAULT_HOT_ONGOING = 4
@@ -55,6 +55,8 @@ class PoolRouter(RequestRouter):
         self._routed: dict[str, tuple[tuple[str, ReplicaID], float]] = {}
         self._last_sweep = time.monotonic()
         self._in_flight: Counter[tuple[str, ReplicaID]] = Counter()
+        # The gateway's batcher places models itself with this view (``fleet_core.placement``).
+        publish_view(self._deployment_id.app_name, self._deployment_id.name, self)
 
     def _state(self) -> None:
         # initialize_state runs only when the deployment passes kwargs; keep defaults otherwise.
@@ -112,6 +114,11 @@ class PoolRouter(RequestRouter):
 
     # ------------------------------------------------------------------ choice
 
+    def replica_names(self) -> list[str]:
+        """``PoolView``: the replicas a caller placing models itself may pick from now."""
+        self._state()
+        return [r.replica_id.unique_id for r in self._reachable(list(self._replicas.values()))]
+
     def _reachable(self, replicas: list[RunningReplica]) -> list[RunningReplica]:
         """Replicas that have not failed to answer lately (all of them if none qualifies)."""
         if not self._unavailable:
@@ -142,6 +149,10 @@ class PoolRouter(RequestRouter):
         key = pending_request.metadata.multiplexed_model_id if pending_request is not None else ""
         if not key:  # not a model call (stats, health): any replica, uniformly
             return [[random.choice(replicas)]]
+        target = directed_replica(key)
+        if target is not None:  # several models' rows for the replica the caller chose
+            chosen = [r for r in replicas if r.replica_id.unique_id == target]
+            return [chosen or [random.choice(replicas)]]
         order = replica_order(key, replicas, lambda r: r.replica_id.unique_id)
         return [
             spread(

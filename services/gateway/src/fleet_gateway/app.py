@@ -79,6 +79,7 @@ def create_app(
             serving,
             BatchMetrics(app.state.metrics.registry),
             lambda served: default_batching.overridden(book.batching(served.spec.model)),
+            pool_policy=default_batching if settings.batch_across_models else None,
         )
         sink = InferenceLogSink(
             log_transport or KafkaLogTransport(settings.kafka_servers, linger_ms=settings.log_linger_ms),

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fleet_core.errors import FleetError, InvalidInput, NotFound
 from fleet_core.log import get_logger
+from fleet_core.placement import PoolView, pool_view, replica_directive
 from fleet_core.service import keep_signal_handlers
-from fleet_core.serving import SERVE_NAMESPACE, ServedVersion
+from fleet_core.serving import SERVE_NAMESPACE, Placement, ServedVersion
 
 log = get_logger(__name__)
 
@@ -47,6 +48,18 @@ class ServingBackend(Protocol):
     async def ready(self) -> tuple[bool, str]: ...
 
     async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]: ...
+
+
+@runtime_checkable
+class PoolBackend(Protocol):
+    """A backend that can call one pool replica with several models' rows (``BatchingBackend``
+    batches across models with it)."""
+
+    def pool_view(self, placement: Placement) -> PoolView | None: ...
+
+    async def predict_pool(
+        self, placement: Placement, replica: str, groups: list[tuple[ServedVersion, list[dict[str, Any]]]]
+    ) -> list[list[Any] | FleetError]: ...
 
 
 def replica_lost(exc: BaseException) -> str | None:
@@ -165,13 +178,63 @@ class RayBackend:
             handle = self._handle(served)
         except Exception as exc:  # the application or deployment does not exist (yet)
             raise ModelUnavailable(f"{served.spec.key}: no deployment handle: {exc}") from exc
+        return await self._call(served, lambda: handle.predict.remote(rows))  # type: ignore[no-any-return]
+
+    def pool_view(self, placement: Placement) -> PoolView | None:
+        """The pool router's view in this process, once a call to that pool has created it."""
+        if not self._connected or placement.kind != "pool":
+            return None
+        return pool_view(placement.app, placement.deployment)
+
+    async def predict_pool(
+        self, placement: Placement, replica: str, groups: list[tuple[ServedVersion, list[dict[str, Any]]]]
+    ) -> list[list[Any] | FleetError]:
+        """Several pool models' rows in one call to ``replica`` (``ModelPool.predict_batch``): per
+        group its predictions or its own error; a failure of the call as a whole raises."""
+        if not self._connected:
+            raise ModelUnavailable(f"not connected to the Ray cluster: {self._error}")
+        first = groups[0][0]
+        try:
+            handle = self._directed(placement, replica)
+        except Exception as exc:
+            raise ModelUnavailable(f"{first.spec.key}: no deployment handle: {exc}") from exc
+        payload = [(served.spec.key, rows) for served, rows in groups]
+        answers = await self._call(first, lambda: handle.predict_batch.remote(payload))
+        out: list[list[Any] | FleetError] = []
+        for (served, rows), answer in zip(groups, answers, strict=True):
+            error = answer.get("error")
+            predictions = answer.get("predictions")
+            if error is not None:
+                out.append(_rebuilt(served.spec.key, error))
+            elif not isinstance(predictions, list) or len(predictions) != len(rows):
+                got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+                out.append(ModelFailed(f"{served.spec.key} answered {got} predictions for {len(rows)} rows"))
+            else:
+                out.append(predictions)
+        return out
+
+    def _directed(self, placement: Placement, replica: str) -> Any:
+        cache_key = (placement.app, placement.deployment, replica_directive(replica))
+        handle = self._keyed.get(cache_key)
+        if handle is None:
+            from ray import serve
+
+            base = self._handles.get(cache_key[:2])
+            if base is None:
+                base = serve.get_deployment_handle(placement.deployment, app_name=placement.app)
+                self._handles[cache_key[:2]] = base
+            handle = self._keyed[cache_key] = base.options(multiplexed_model_id=cache_key[2])
+        return handle
+
+    async def _call(self, served: ServedVersion, send: Callable[[], Any]) -> Any:
+        """``send()`` within the deadline, again on another replica when this one was lost."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         retries = 0
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
-                    return await handle.predict.remote(rows)  # type: ignore[no-any-return]
+                    return await send()
             except TimeoutError as exc:
                 raise ModelUnavailable(
                     f"{served.spec.key} did not answer within {self._timeout_s:g} s"
@@ -218,4 +281,16 @@ class RayBackend:
     def _forget(self, served: ServedVersion) -> None:
         placement = served.placement
         self._handles.pop((placement.app, placement.deployment), None)
-        self._keyed.pop((placement.app, placement.deployment, served.spec.key), None)
+        for key in [k for k in self._keyed if k[:2] == (placement.app, placement.deployment)]:
+            del self._keyed[key]  # every option of the dropped handle shares its router
+
+
+def _rebuilt(key: str, error: dict[str, Any]) -> FleetError:
+    """One group's error from ``ModelPool.predict_batch`` as ``_translate`` would answer it."""
+    detail = f"{key}: {error.get('detail')}"
+    status = error.get("status")
+    if status == 422:
+        return InvalidInput(detail, field=error.get("field"))
+    if status in (404, 503):
+        return ModelUnavailable(detail)
+    return ModelFailed(detail)

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections import Counter as CounterOf
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +41,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from fleet_core.errors import InvalidInput
 from fleet_core.events import BatchSettings
-from fleet_core.serving import ServedVersion
-from fleet_gateway.backend import ModelFailed, ServingBackend
+from fleet_core.placement import PoolView, replica_directive, replica_order, spread
+from fleet_core.serving import Placement, ServedVersion
+from fleet_gateway.backend import ModelFailed, PoolBackend, ServingBackend
 
 FLUSH_CAUSES = ("idle", "drained", "full", "delay", "large")
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
@@ -90,6 +92,12 @@ class BatchMetrics:
             buckets=ROW_BUCKETS,
             registry=registry,
         )
+        self.models = Histogram(
+            "fleet_gateway_batch_models",
+            "Models whose rows went in one call to a pool replica",
+            buckets=ROW_BUCKETS,
+            registry=registry,
+        )
         self.isolations = Counter(
             "fleet_gateway_batch_isolations",
             "Batched calls that failed with a model error and were retried one request at a time",
@@ -110,14 +118,18 @@ class BatchMetrics:
 class _Waiting:
     rows: list[dict[str, Any]]
     future: asyncio.Future[list[Any]]
+    served: ServedVersion | None = None
+    """The version asked for, in a pool lane (which carries several)."""
 
 
 @dataclass(slots=True)
 class _Lane:
-    """One served version's queue: requests waiting to be sent, and calls running."""
+    """One queue: a served version's, or a pool replica's (``replica`` set: any of its models)."""
 
+    key: tuple[str, str, str]
     served: ServedVersion
     policy: BatchPolicy
+    replica: str | None = None
     waiting: list[_Waiting] = field(default_factory=list)
     waiting_rows: int = 0
     inflight: int = 0
@@ -127,18 +139,27 @@ class _Lane:
 class BatchingBackend:
     """A ``ServingBackend`` that batches concurrent calls to the same served version.
 
-    ``policy_for(served)`` says how a version is batched (``None`` or ``max_rows`` 1: not at all)."""
+    ``policy_for(served)`` says how a version is batched (``None`` or ``max_rows`` 1: not at all).
+    A pool version batched by ``pool_policy`` (the default one: a model with its own settings is
+    batched alone by them) shares a lane with every model going to the same pool replica, when
+    the inner backend can call a replica with several models (``PoolBackend``)."""
 
     def __init__(
         self,
         inner: ServingBackend,
         metrics: BatchMetrics,
         policy_for: Callable[[ServedVersion], BatchPolicy | None],
+        *,
+        pool_policy: BatchPolicy | None = None,
     ) -> None:
         self.inner = inner
         self.metrics = metrics
         self._policy_for = policy_for
+        self._pool_policy = pool_policy
+        self._pool = inner if isinstance(inner, PoolBackend) and pool_policy is not None else None
         self._lanes: dict[tuple[str, str, str], _Lane] = {}
+        self._running: CounterOf[tuple[str, str]] = CounterOf()
+        """Pool calls running per (model key, replica): what makes a model hot at a replica."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -157,18 +178,53 @@ class BatchingBackend:
         if policy is None or not policy.enabled:
             return await self.inner.predict(served, rows)
         placement = served.placement
+        if self._pool is not None and policy == self._pool_policy and placement.kind == "pool":
+            view = self._pool.pool_view(placement)
+            names = view.replica_names() if view is not None else ()
+            if view is not None and names:
+                return await self._pool_predict(served, rows, policy, view, names)
         key = (placement.app, placement.deployment, served.spec.key)
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(served, policy)
+            lane = self._lanes[key] = _Lane(key, served, policy)
         else:
             # Same version at the same place; the newest route update's copy is the one to call.
             lane.served, lane.policy = served, policy
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        return await self._enqueue(lane, _Waiting(rows, asyncio.get_running_loop().create_future()))
+
+    async def _pool_predict(
+        self,
+        served: ServedVersion,
+        rows: list[dict[str, Any]],
+        policy: BatchPolicy,
+        view: PoolView,
+        names: Sequence[str],
+    ) -> list[Any]:
+        """Into the lane of the pool replica this model goes to: its first in rendezvous order, or
+        (while this gateway has ``hot_ongoing`` calls with its rows running there) the next, as the
+        router would place it (``fleet_core.placement``)."""
+        model = served.spec.key
+        running = self._running
+        chosen = spread(
+            replica_order(model, names),
+            hot=lambda r: running[(model, r)] >= view.hot_ongoing,
+            full=lambda r: False,
+            max_replicas=view.max_replicas_per_model,
+        )
+        replica = min(chosen, key=lambda r: running[(model, r)])
+        placement = served.placement
+        key = (placement.app, placement.deployment, replica_directive(replica))
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(key, served, policy, replica=replica)
+        return await self._enqueue(lane, _Waiting(rows, asyncio.get_running_loop().create_future(), served))
+
+    async def _enqueue(self, lane: _Lane, waiting: _Waiting) -> list[Any]:
+        policy, rows, future = lane.policy, waiting.rows, waiting.future
         if len(rows) >= policy.max_rows:
-            self._send(lane, [_Waiting(rows, future)], "large")
+            self._send(lane, [waiting], "large")
             return await future
-        lane.waiting.append(_Waiting(rows, future))
+        lane.waiting.append(waiting)
         lane.waiting_rows += len(rows)
         if lane.inflight == 0 and len(lane.waiting) == 1:
             self._flush(lane, "idle")
@@ -197,11 +253,20 @@ class BatchingBackend:
 
     def _send(self, lane: _Lane, batch: list[_Waiting], cause: str) -> None:
         lane.inflight += 1
+        if lane.replica is not None:  # running from now: the next request placed sees it
+            for model in {w.served.spec.key for w in batch if w.served is not None}:
+                self._running[(model, lane.replica)] += 1
         task = asyncio.create_task(self._call(lane, batch, cause))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _call(self, lane: _Lane, batch: list[_Waiting], cause: str) -> None:
+        if lane.replica is not None:
+            try:
+                await self._call_pool(lane, lane.replica, batch, cause)
+            finally:
+                self._done(lane)
+            return
         served = lane.served
         try:
             if len(batch) == 1:
@@ -232,11 +297,76 @@ class BatchingBackend:
                 _settle(waiting.future, result=predictions[at : at + n])
                 at += n
         finally:
-            lane.inflight -= 1
-            if (lane.waiting and lane.timer is None) or (lane.waiting and lane.inflight == 0):
-                self._flush(lane, "drained")
-            elif lane.inflight == 0 and self._lanes.get(self._key(lane)) is lane:
-                del self._lanes[self._key(lane)]
+            self._done(lane)
+
+    def _done(self, lane: _Lane) -> None:
+        """One of the lane's calls returned: send what waits, or drop an idle lane."""
+        lane.inflight -= 1
+        if (lane.waiting and lane.timer is None) or (lane.waiting and lane.inflight == 0):
+            self._flush(lane, "drained")
+        elif lane.inflight == 0 and self._lanes.get(lane.key) is lane:
+            del self._lanes[lane.key]
+
+    async def _call_pool(self, lane: _Lane, replica: str, batch: list[_Waiting], cause: str) -> None:
+        """One call to a pool replica with every model's rows of ``batch``, grouped by model in
+        arrival order; a model's own error stays with its requests (isolated if several)."""
+        assert self._pool is not None
+        groups: dict[str, list[_Waiting]] = {}
+        for waiting in batch:
+            assert waiting.served is not None
+            groups.setdefault(waiting.served.spec.key, []).append(waiting)
+        payload = [
+            (waitings[0].served, [row for w in waitings for row in w.rows]) for waitings in groups.values()
+        ]
+        self.metrics.batch(cause, len(batch), sum(len(rows) for _, rows in payload))
+        self.metrics.models.observe(len(groups))
+        placement = lane.served.placement
+        running = self._running
+        try:
+            answers = await self._pool.predict_pool(placement, replica, payload)  # type: ignore[arg-type]
+        except BaseException as exc:
+            for waiting in batch:
+                _settle(waiting.future, exc=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            for model in groups:
+                slot = (model, replica)
+                running[slot] -= 1
+                if running[slot] <= 0:
+                    del running[slot]
+        alone: list[_Waiting] = []
+        for waitings, answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                if len(waitings) > 1 and isinstance(answer, InvalidInput | ModelFailed):
+                    alone.extend(waitings)  # whose rows broke it is unknown: each again alone
+                else:
+                    for waiting in waitings:
+                        _settle(waiting.future, exc=answer)
+                continue
+            at = 0
+            for waiting in waitings:
+                n = len(waiting.rows)
+                _settle(waiting.future, result=answer[at : at + n])
+                at += n
+        if alone:
+            self.metrics.isolations.inc()
+            await asyncio.gather(*(self._answer_pool(placement, replica, waiting) for waiting in alone))
+
+    async def _answer_pool(self, placement: Placement, replica: str, waiting: _Waiting) -> None:
+        assert self._pool is not None and waiting.served is not None
+        try:
+            (answer,) = await self._pool.predict_pool(placement, replica, [(waiting.served, waiting.rows)])
+        except BaseException as exc:
+            _settle(waiting.future, exc=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if isinstance(answer, BaseException):
+            _settle(waiting.future, exc=answer)
+        else:
+            _settle(waiting.future, result=answer)
 
     async def _answer(self, waiting: _Waiting, served: ServedVersion) -> None:
         try:
@@ -247,11 +377,6 @@ class BatchingBackend:
                 raise
         else:
             _settle(waiting.future, result=result)
-
-    @staticmethod
-    def _key(lane: _Lane) -> tuple[str, str, str]:
-        placement = lane.served.placement
-        return (placement.app, placement.deployment, lane.served.spec.key)
 
     def lanes(self) -> int:
         """Versions with requests waiting or calls running (tests, introspection)."""

@@ -67,6 +67,10 @@ class GatewaySettings(FleetSettings):
     """The longest a request waits for a busy version's calls before it is sent anyway."""
     batch_max_inflight: int = Field(default=2, ge=1, le=64)
     """Calls of one version running at once before new requests wait to be gathered."""
+    batch_across_models: bool = True
+    """Pool models going to the same pool replica share its calls (rows of several models in one
+    call), so a fleet of quiet models is batched like one busy model. A model with its own
+    batching settings is still batched alone by them."""
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     """A shadow call is abandoned (and logged as an error) after this long."""
     feedback_window_s: float = Field(default=86_400.0, gt=0)
