@@ -60,3 +60,35 @@ async def test_gateway_serves_a_pool_model_through_its_deployment_handle(
         assert r.status_code == 503, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         assert f"{spec.model}:2" in r.json()["detail"]
+
+        # Requests for two pool versions at once share calls to the pool replica (the router now
+        # exists, so the gateway places them itself); each is answered on its own: the configured
+        # version's rows come back in order, the unconfigured one's requests get their own 503.
+        batches = [
+            gw.client.post(
+                f"/v2/models/{spec.model}/infer", json={"inputs": built.rows(1 + i % 3)}, headers=headers
+            )
+            for i in range(12)
+        ] + [
+            gw.client.post(
+                f"/v2/models/{spec.model}/versions/2/infer", json={"inputs": built.rows(1)}, headers=headers
+            )
+            for _ in range(4)
+        ]
+        answers = await asyncio.gather(*batches)
+        for i, r in enumerate(answers[:12]):
+            assert r.status_code == 200, r.text
+            assert r.json()["predictions"] == built.expected(1 + i % 3)
+        assert [r.status_code for r in answers[12:]] == [503] * 4
+        text = (await gw.client.get("/metrics")).text
+        count = sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("fleet_gateway_batch_models_count")
+        )
+        total = sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("fleet_gateway_batch_models_sum")
+        )
+        assert count > 0 and total > count, text  # pool calls were made, and one carried both versions
