@@ -156,8 +156,11 @@ class RayBackend:
         return self._connected, "connected" if self._connected else self._error
 
     def _handle(self, served: ServedVersion) -> Any:
-        placement = served.placement
-        key = served.spec.key
+        return self._keyed_handle(served.placement, served.spec.key)
+
+    def _keyed_handle(self, placement: Placement, key: str) -> Any:
+        """The deployment's handle with ``multiplexed_model_id=key`` (a model key, or a
+        ``@replica:`` directive); every such option shares the deployment handle's router."""
         cache_key = (placement.app, placement.deployment, key)
         handle = self._keyed.get(cache_key)
         if handle is None:
@@ -167,8 +170,7 @@ class RayBackend:
             if base is None:
                 base = serve.get_deployment_handle(placement.deployment, app_name=placement.app)
                 self._handles[cache_key[:2]] = base
-            handle = base.options(multiplexed_model_id=key)
-            self._keyed[cache_key] = handle
+            handle = self._keyed[cache_key] = base.options(multiplexed_model_id=key)
         return handle
 
     async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]:
@@ -195,7 +197,7 @@ class RayBackend:
             raise ModelUnavailable(f"not connected to the Ray cluster: {self._error}")
         first = groups[0][0]
         try:
-            handle = self._directed(placement, replica)
+            handle = self._keyed_handle(placement, replica_directive(replica))
         except Exception as exc:
             raise ModelUnavailable(f"{first.spec.key}: no deployment handle: {exc}") from exc
         payload = [(served.spec.key, rows) for served, rows in groups]
@@ -212,19 +214,6 @@ class RayBackend:
             else:
                 out.append(predictions)
         return out
-
-    def _directed(self, placement: Placement, replica: str) -> Any:
-        cache_key = (placement.app, placement.deployment, replica_directive(replica))
-        handle = self._keyed.get(cache_key)
-        if handle is None:
-            from ray import serve
-
-            base = self._handles.get(cache_key[:2])
-            if base is None:
-                base = serve.get_deployment_handle(placement.deployment, app_name=placement.app)
-                self._handles[cache_key[:2]] = base
-            handle = self._keyed[cache_key] = base.options(multiplexed_model_id=cache_key[2])
-        return handle
 
     async def _call(self, served: ServedVersion, send: Callable[[], Any]) -> Any:
         """``send()`` within the deadline, again on another replica when this one was lost."""

@@ -286,16 +286,9 @@ class BatchingBackend:
                 await asyncio.gather(*(self._answer(waiting, served) for waiting in batch))
                 return
             except BaseException as exc:
-                for waiting in batch:
-                    _settle(waiting.future, exc=exc)
-                if not isinstance(exc, Exception):
-                    raise
+                _fail_all(batch, exc)
                 return
-            at = 0
-            for waiting in batch:
-                n = len(waiting.rows)
-                _settle(waiting.future, result=predictions[at : at + n])
-                at += n
+            _split(batch, predictions)
         finally:
             self._done(lane)
 
@@ -325,10 +318,7 @@ class BatchingBackend:
         try:
             answers = await self._pool.predict_pool(placement, replica, payload)  # type: ignore[arg-type]
         except BaseException as exc:
-            for waiting in batch:
-                _settle(waiting.future, exc=exc)
-            if not isinstance(exc, Exception):
-                raise
+            _fail_all(batch, exc)
             return
         finally:
             for model in groups:
@@ -345,11 +335,7 @@ class BatchingBackend:
                     for waiting in waitings:
                         _settle(waiting.future, exc=answer)
                 continue
-            at = 0
-            for waiting in waitings:
-                n = len(waiting.rows)
-                _settle(waiting.future, result=answer[at : at + n])
-                at += n
+            _split(waitings, answer)
         if alone:
             self.metrics.isolations.inc()
             await asyncio.gather(*(self._answer_pool(placement, replica, waiting) for waiting in alone))
@@ -381,6 +367,23 @@ class BatchingBackend:
     def lanes(self) -> int:
         """Versions with requests waiting or calls running (tests, introspection)."""
         return len(self._lanes)
+
+
+def _split(batch: list[_Waiting], predictions: list[Any]) -> None:
+    """Each request of a call its own predictions: as many as it sent rows, in order."""
+    at = 0
+    for waiting in batch:
+        n = len(waiting.rows)
+        _settle(waiting.future, result=predictions[at : at + n])
+        at += n
+
+
+def _fail_all(batch: list[_Waiting], exc: BaseException) -> None:
+    """A call as a whole failed: every request of it gets that error (a cancellation goes on up)."""
+    for waiting in batch:
+        _settle(waiting.future, exc=exc)
+    if not isinstance(exc, Exception):
+        raise exc
 
 
 def _settle(
