@@ -19,14 +19,18 @@ import skops.io as sio
 from fleet_core.events import RouteArm, RouteTable
 from fleet_core.schemas import FieldSpec, Flavor, Signature
 from fleet_core.serving import (
+    POOL_APP,
     POOL_DEPLOYMENT,
     ModelRoute,
     ModelSpec,
     Placement,
+    PoolConfig,
     RoutesSnapshot,
     ServedVersion,
 )
 from fleet_sdk.sklearn import as_frame, infer_signature
+from fleet_serving.catalog import PoolCatalogRef
+from fleet_serving.catalog import encode as encode_catalog
 
 
 @dataclass
@@ -207,3 +211,8 @@ def pool_routes(app: str, spec: ModelSpec) -> RoutesSnapshot:
         ],
         generated_at=datetime.now(UTC),
     )
+
+
+def catalog_ref(config: PoolConfig, app: str = POOL_APP) -> PoolCatalogRef:
+    """What the pool's ``user_config`` holds for ``config`` (not published: for building apps)."""
+    return encode_catalog(config, app)[0]

@@ -135,6 +135,30 @@ def test_pool_reconfigure_adds_a_model_without_restarting_replicas(pool: Pool, s
         pool.predict(rules.key, [{"amount": 3}])
 
 
+def test_the_pool_catalog_lives_in_rays_kv_store_and_only_the_last_few_are_kept(pool: Pool) -> None:
+    from ray.experimental import internal_kv as kv
+
+    from fleet_serving import catalog
+
+    keys = []
+    for i in range(catalog.KEEP + 2):  # each apply adds a version: a new catalog, a reconfiguration
+        extra = pool.iris.spec.model_copy(update={"model": f"more-{i}-{SUFFIX}"})
+        config = pool.config.model_copy(update={"models": {**pool.config.models, extra.key: extra}})
+        pool.control.apply_pool(config, pool.sizing, pool.env, app_name=pool.app)
+        keys.append(catalog.encode(config, pool.app)[0].key)
+    assert f"more-{catalog.KEEP + 1}-{SUFFIX}:1" in pool.stats().configured
+    assert pool.predict(pool.iris.spec.key, pool.iris.rows(2)) == pool.iris.expected(2)
+    kept = [kv._internal_kv_exists(k, namespace=catalog.NAMESPACE) for k in keys]
+    assert kept == [False] * 2 + [True] * catalog.KEEP
+    # A removed app leaves nothing behind (checked on a catalog published under another name).
+    ref, data = catalog.encode(pool.config, f"gone-{SUFFIX}")
+    catalog.publish(f"gone-{SUFFIX}", ref, data)
+    assert catalog.fetch(ref) == pool.config.models
+    catalog.forget(f"gone-{SUFFIX}")
+    assert kv._internal_kv_list(f"{catalog.PREFIX}gone-{SUFFIX}/", namespace=catalog.NAMESPACE) == []
+    pool.control.apply_pool(pool.config, pool.sizing, pool.env, app_name=pool.app)
+
+
 ENV_PROBE = """
 import os
 

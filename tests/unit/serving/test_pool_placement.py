@@ -10,6 +10,7 @@ from ray.serve.config import RequestRouterConfig
 import fleet_serving.pool_router as pool_router
 from fleet_core.serving import PoolConfig, PoolSizing
 from fleet_serving.deployments import pool_application, pool_placement_options
+from support.serving import catalog_ref
 
 
 def test_the_pool_routes_by_rendezvous_with_the_sizing_bounds() -> None:
@@ -26,13 +27,13 @@ def test_serve_placement_keeps_serves_own_router() -> None:
 
 
 def test_replicas_per_node_reach_the_deployment() -> None:
-    app = pool_application(PoolConfig(), PoolSizing(max_replicas_per_node=1, max_replicas=2))
+    app = pool_application(catalog_ref(PoolConfig()), PoolSizing(max_replicas_per_node=1, max_replicas=2))
     assert app._bound_deployment._replica_config.max_replicas_per_node == 1
 
 
 def test_changing_the_placement_restarts_the_pool() -> None:
     # Serve applies a same-version change as a lightweight update; the router must not be one.
-    version = lambda sizing: pool_application(PoolConfig(), sizing)._bound_deployment.version  # noqa: E731
+    version = lambda sizing: pool_application(catalog_ref(PoolConfig()), sizing)._bound_deployment.version  # noqa: E731
     assert version(PoolSizing()) != version(PoolSizing(placement="serve"))
     assert version(PoolSizing()) != version(PoolSizing(hot_ongoing_requests=9))
     assert version(PoolSizing()) == version(PoolSizing())
@@ -88,7 +89,7 @@ def test_replicas_log_no_access_line_per_call_and_report_model_ids_each_second()
 
     from fleet_serving.deployments import MODEL_IDS_PUSH_INTERVAL_S, REPLICA_LOGGING
 
-    deployment = pool_application(PoolConfig(), PoolSizing())._bound_deployment
+    deployment = pool_application(catalog_ref(PoolConfig()), PoolSizing())._bound_deployment
     assert deployment.logging_config["enable_access_log"] is False
     assert REPLICA_LOGGING == {"enable_access_log": False}
     assert isinstance(_ModelMultiplexWrapper._PUSH_MULTIPLEXED_MODEL_IDS_TASK_NAME, str)

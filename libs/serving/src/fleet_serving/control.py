@@ -29,6 +29,7 @@ from fleet_core.serving import (
     PoolSizing,
     dedicated_app_name,
 )
+from fleet_serving import catalog
 from fleet_serving.deployments import (
     ISOLATED_FLAVORS,
     SPOT_RESOURCE,
@@ -166,8 +167,13 @@ class ServingControl:
         idle_s: float | None = None,
         app_name: str = POOL_APP,
     ) -> AppView:
-        """Deploy or update the shared pool; a change of ``config`` alone reconfigures live replicas."""
-        return self._apply(app_name, pool_application(config, sizing, env, idle_s=idle_s))
+        """Deploy or update the shared pool; a change of ``config`` alone reconfigures live replicas.
+        The specs go to Ray's KV store first (``fleet_serving.catalog``); Serve holds only their digest."""
+        self._require()
+        ref, data = catalog.encode(config, app_name)
+        with self._lock:  # published and applied in one turn, so applies stay in publish order
+            catalog.publish(app_name, ref, data)
+            return self._apply(app_name, pool_application(ref, sizing, env, idle_s=idle_s))
 
     def apply_dedicated(
         self,
@@ -242,6 +248,7 @@ class ServingControl:
         with self._lock:
             if app_name in serve.status().applications:
                 serve.delete(app_name, _blocking=True)
+            catalog.forget(app_name)
 
     # ------------------------------------------------------------------ inspection
 

@@ -3,8 +3,9 @@
 - ``ModelPool``: many small versions share a few replicas. Each replica loads versions on demand
   through ``serve.multiplexed`` (keyed ``name:version``), keeps them within a memory budget (LRU by
   the bytes each measured at load, ``fleet_serving.cache``) and unloads a version nobody has called
-  for ``idle_unload_s``. Which versions it may load arrives as ``user_config`` (a
-  ``PoolConfig``), so adding a version reconfigures live replicas instead of restarting them.
+  for ``idle_unload_s``. Which versions it may load is the pool's catalog in Ray's KV store; its
+  ``user_config`` names the catalog by digest (``fleet_serving.catalog``), so adding a version
+  reconfigures live replicas instead of restarting them.
 - ``DedicatedModel``: one version with its own resources and autoscaling; concurrent requests are
   micro-batched into one model call. A ``python``-flavor version (publisher code) only ever runs
   here, with no store credentials in its environment and its archive handed over by the deployer.
@@ -40,6 +41,7 @@ from fleet_core.serving import (
     loaded_estimate,
     model_budget,
 )
+from fleet_serving import catalog
 from fleet_serving.cache import ModelLedger
 from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError, error_wire
 from fleet_serving.loading import aload_model, load_model, load_verified
@@ -199,6 +201,7 @@ class ModelPool:
         (``PoolSizing.derived_budget_bytes`` of the RSS measured here, before any model) unless
         ``model_budget_bytes`` is given."""
         self._config = PoolConfig()
+        self._catalog_digest: str | None = None
         self._settings = ServingSettings()
         self._memory_bytes = memory_bytes
         self._explicit_budget = model_budget_bytes
@@ -212,11 +215,17 @@ class ModelPool:
         self._push_interval_set = False
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """A new ``PoolConfig``: takes effect for the next request; no restart. The first one
-        (Serve applies it before the replica takes traffic) also measures the empty replica."""
+        """A new ``PoolCatalogRef``: its catalog is fetched if the digest changed, and takes effect
+        for the next request; no restart. The first one (Serve applies it before the replica takes
+        traffic) also measures the empty replica."""
         if self._baseline_rss is None:
             await self._measure_baseline()
-        self._config = PoolConfig.model_validate(user_config)
+        ref = catalog.PoolCatalogRef.model_validate(user_config)
+        models = self._config.models
+        if ref.digest != self._catalog_digest:
+            models = await asyncio.to_thread(catalog.fetch, ref)
+        self._config = PoolConfig(models=models, idle_unload_s=ref.idle_unload_s)
+        self._catalog_digest = ref.digest
         self._ensure_sweeper()
 
     async def _measure_baseline(self) -> None:
@@ -599,13 +608,14 @@ def pool_placement_options(sizing: PoolSizing) -> dict[str, Any]:
 
 
 def pool_application(
-    config: PoolConfig,
+    config: catalog.PoolCatalogRef,
     sizing: PoolSizing,
     env: Mapping[str, str] | None = None,
     *,
     idle_s: float | None = None,
 ) -> Application:
-    """The shared pool as a Serve application. Re-running it with only ``config`` changed
+    """The shared pool as a Serve application, its replicas reading the catalog ``config`` names
+    (published first: ``ServingControl.apply_pool``). Re-running it with only ``config`` changed
     reconfigures the live replicas. ``idle_s`` (default ``config.idle_unload_s``) is how long a
     pool with ``min_replicas=0`` stays up without traffic."""
     actor_options: dict[str, Any] = {
