@@ -381,7 +381,7 @@ async def test_several_binary_outputs_follow_the_json_in_outputs_order() -> None
         assert rest == labels + encode_tensor_bytes("FP64", [2.0, 2.5])
 
         # The label in binary, the score in JSON: only the label's bytes follow.
-        asked = [{"name": "score", "parameters": {"binary_data": False}}]
+        asked = [{"name": "label"}, {"name": "score", "parameters": {"binary_data": False}}]
         body = orjson.dumps(
             {"inputs": JSON_INPUTS, "parameters": {"binary_data_output": True}, "outputs": asked}
         )
@@ -389,6 +389,13 @@ async def test_several_binary_outputs_follow_the_json_in_outputs_order() -> None
         header, rest = split_response(r.content, int(r.headers[HEADER]))
         assert header["outputs"][1]["data"] == [2.0, 2.5]
         assert rest == labels
+
+        # Naming one output answers only that one (OIP): the score alone, in JSON.
+        body = orjson.dumps({"inputs": JSON_INPUTS, "outputs": [{"name": "score"}]})
+        r = await h.client.post("/v2/models/pairs/infer", content=body, headers=h.auth())
+        assert r.json()["outputs"] == [
+            {"name": "score", "shape": [2], "datatype": "FP64", "data": [2.0, 2.5]}
+        ]
 
 
 async def test_an_output_with_a_null_stays_json_among_binary_ones() -> None:

@@ -172,6 +172,20 @@ async def test_an_invalid_value_is_invalid_argument_naming_the_field_and_never_r
     assert g.gw.backend.calls == []
 
 
+async def test_requested_outputs_are_answered_or_refused_naming_the_output(g: Grpc) -> None:
+    request = raw_request([ROW])
+    request.outputs.add(name="score")
+    response = await g.stub.ModelInfer(request, metadata=g.auth())
+    assert [o.name for o in response.outputs] == ["score"]
+    calls = len(g.gw.backend.calls)
+    request.outputs.add(name="proba")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await g.stub.ModelInfer(request, metadata=g.auth())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(caught.value)[0].metadata["field"] == "outputs[1].name"
+    assert len(g.gw.backend.calls) == calls
+
+
 @pytest.mark.parametrize(
     ("mangle", "field"),
     [

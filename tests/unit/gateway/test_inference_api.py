@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from fleet_core.errors import InvalidInput
 from fleet_core.events import RouteArm
 from fleet_gateway.backend import ModelFailed, ModelUnavailable
 from support.gateway import FakeBackend, GatewayHarness, route, running_gateway, snapshot
@@ -83,6 +84,47 @@ async def test_explicit_version_bypasses_the_split(gw: GatewayHarness) -> None:
     r = await gw.client.post("/v2/models/churn/versions/2/infer", json={"inputs": ROW}, headers=gw.auth())
     assert r.status_code == 200
     assert r.json()["version"] == 2 and r.json()["predictions"] == [20.0]
+
+
+async def test_oip_requested_outputs_are_checked_before_the_model_and_answered(gw: GatewayHarness) -> None:
+    body = {"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [30]}]}
+    body["inputs"] += [
+        {"name": "income", "shape": [1], "datatype": "FP64", "data": [1.5]},
+        {"name": "email", "shape": [1], "datatype": "BYTES", "data": ["a@x.io"]},
+    ]
+    r = await gw.client.post(
+        "/v2/models/churn/infer", json={**body, "outputs": [{"name": "score"}]}, headers=gw.auth()
+    )
+    assert r.status_code == 200 and [o["name"] for o in r.json()["outputs"]] == ["score"]
+    calls = len(gw.backend.calls)
+    for outputs, why in (([{"name": "proba"}], "is not an output"), ([{"name": "score"}] * 2, "twice")):
+        r = await gw.client.post(
+            "/v2/models/churn/infer", json={**body, "outputs": outputs}, headers=gw.auth()
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == f"outputs[{len(outputs) - 1}].name" and why in r.json()["detail"]
+        assert "score" in r.json()["detail"] and r.json()["error"] == r.json()["detail"]
+    assert len(gw.backend.calls) == calls
+
+
+def test_a_request_naming_outputs_gets_only_those_in_its_order() -> None:
+    from fleet_core.schemas import FieldSpec, Signature
+    from fleet_gateway.protocol import output_tensors
+
+    x = [FieldSpec(name="x", type="float")]
+    predictions = [{"label": "a", "proba": 0.9}, {"label": "b", "proba": 0.2}]
+    two = Signature(
+        inputs=x, outputs=[FieldSpec(name="label", type="string"), FieldSpec(name="proba", type="float")]
+    )
+    assert [t["name"] for t in output_tensors(predictions, two)] == ["label", "proba"]
+    [proba] = output_tensors(predictions, two, ["proba"])
+    assert (proba["name"], proba["data"]) == ("proba", [0.9, 0.2])
+    assert [t["name"] for t in output_tensors(predictions, two, ["proba", "label"])] == ["proba", "label"]
+    # No declared outputs: checked against what the model answered.
+    undeclared = Signature(inputs=x, outputs=[])
+    assert [t["name"] for t in output_tensors([1, 0], undeclared, ["predictions"])] == ["predictions"]
+    with pytest.raises(InvalidInput, match="not an output of this model"):
+        output_tensors([1, 0], undeclared, ["label"])
 
 
 async def test_invalid_input_is_422_naming_the_field_and_never_reaches_the_model(gw: GatewayHarness) -> None:

@@ -54,7 +54,7 @@ class RequestInput(_OipModel):
 
 
 class RequestOutput(_OipModel):
-    """An output the client asks for (accepted; the gateway returns every output)."""
+    """An output the client asks for: when a request names any, only those are returned."""
 
     name: str
     parameters: Parameters | None = None

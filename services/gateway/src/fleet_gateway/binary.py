@@ -29,7 +29,13 @@ import orjson
 from fleet_core.errors import InvalidInput, MalformedRequest
 from fleet_core.schemas import Signature
 from fleet_core.tensor_bytes import decode_tensor_bytes, encode_tensor_bytes
-from fleet_gateway.protocol import MalformedJson, ParsedRequest, decode_payload, output_tensors
+from fleet_gateway.protocol import (
+    MalformedJson,
+    ParsedRequest,
+    decode_payload,
+    output_tensors,
+    requested_outputs,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 OCTET_STREAM = "application/octet-stream"
@@ -178,7 +184,7 @@ def binary_response_body(
 ) -> EncodedResponse:
     """The OIP response with the outputs ``parsed`` asks for in binary after its JSON header."""
     default, per_output = _binary_wanted(parsed)
-    tensors = output_tensors(predictions, signature)
+    tensors = output_tensors(predictions, signature, requested_outputs(parsed))
     chunks: list[bytes] = []
     for tensor in tensors:
         if not per_output.get(tensor["name"], default):

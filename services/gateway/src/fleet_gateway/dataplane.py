@@ -24,7 +24,7 @@ from fleet_core.validation import validate_rows
 from fleet_gateway.backend import ModelFailed, ServingBackend
 from fleet_gateway.inference_log import InferenceLogSink, LogRecord
 from fleet_gateway.metrics import GatewayMetrics
-from fleet_gateway.protocol import ParsedRequest, rows_for
+from fleet_gateway.protocol import ParsedRequest, check_requested_outputs, rows_for
 from fleet_gateway.routing import NoRoute, RouteBook, RouteDecision
 from fleet_gateway.served import FeedbackReceipts, ServedRequest, ServedRequests
 
@@ -135,6 +135,7 @@ class DataPlane:
         version_header = {VERSION_HEADER: str(served.spec.version)}
         try:
             rows = rows_for(parsed, served.spec.signature, max_rows=self._max_rows)
+            check_requested_outputs(parsed, served.spec.signature)
             self._check_rows(rows, served)
         except FleetError as exc:
             exc.headers = {**(exc.headers or {}), **version_header}

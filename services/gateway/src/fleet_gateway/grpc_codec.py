@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from fleet_core.errors import InvalidInput
-from fleet_core.oip import MetadataModelResponse, RequestInput
+from fleet_core.oip import MetadataModelResponse, RequestInput, RequestOutput
 from fleet_core.tensor_bytes import NUMPY_DTYPES, decode_tensor_bytes, encode_tensor_bytes
 from fleet_gateway.dataplane import Prediction
 from fleet_gateway.grpc_gen import grpc_predict_v2_pb2 as pb
@@ -108,7 +108,12 @@ def parse_infer_request(request: pb.ModelInferRequest) -> ParsedRequest:
             data = _typed_values(tensor.contents, datatype, where)
         # Checked above as RequestInput would; rows_for checks shape against data and signature.
         tensors.append(RequestInput.model_construct(name=name, shape=shape, datatype=datatype, data=data))
-    return ParsedRequest("oip", request.id or None, tensors=tensors)
+    outputs = []
+    for i, output in enumerate(request.outputs):
+        if not output.name:
+            raise _invalid(f"outputs[{i}].name", "is required")
+        outputs.append(RequestOutput.model_construct(name=output.name, parameters=None))
+    return ParsedRequest("oip", request.id or None, tensors=tensors, outputs=outputs or None)
 
 
 def _typed_values(contents: pb.InferTensorContents, datatype: str, where: str) -> list[Any]:
@@ -140,12 +145,15 @@ def _text_or_bytes(value: bytes) -> str | bytes:
 # --------------------------------------------------------------------------- responses
 
 
-def infer_response(result: Prediction, response_id: str) -> pb.ModelInferResponse:
-    """The prediction as output tensors with raw contents, named after the signature's outputs."""
+def infer_response(
+    result: Prediction, response_id: str, requested: list[str] | None = None
+) -> pb.ModelInferResponse:
+    """The prediction as output tensors with raw contents, named after the signature's outputs
+    (only the ``requested`` ones when the request named some)."""
     response = pb.ModelInferResponse(
         model_name=result.model, model_version=str(result.version), id=response_id
     )
-    for tensor in output_tensors(result.predictions, result.served.spec.signature):
+    for tensor in output_tensors(result.predictions, result.served.spec.signature, requested):
         datatype, raw = _encode(tensor["datatype"], tensor["data"])
         response.outputs.add(name=tensor["name"], datatype=datatype, shape=tensor["shape"])
         response.raw_output_contents.append(raw)

@@ -51,6 +51,7 @@ from fleet_gateway.grpc_codec import (
 )
 from fleet_gateway.grpc_gen import grpc_predict_v2_pb2 as pb
 from fleet_gateway.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc
+from fleet_gateway.protocol import requested_outputs
 
 log = get_logger(__name__)
 
@@ -256,7 +257,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if result.receipt is not None:
                 trailing.append((RECEIPT_HEADER.lower(), result.receipt))
             context.set_trailing_metadata(trailing)
-            return infer_response(result, parsed.client_id or request_id)
+            return infer_response(result, parsed.client_id or request_id, requested_outputs(parsed))
 
         return await self._call("ModelInfer", context, request.model_name, work)
 

@@ -239,8 +239,32 @@ def _flatten(values: list[Any]) -> tuple[list[Any], list[int]]:
     return flat, [inner_len, *inner]
 
 
-def output_tensors(predictions: list[Any], signature: Signature) -> list[dict[str, Any]]:
-    """Predictions (one per row) as OIP output tensors, named after the signature's outputs."""
+def requested_outputs(parsed: ParsedRequest) -> list[str] | None:
+    """The output names a tensor-form request asks for (``outputs``), or None for all of them."""
+    return [o.name for o in parsed.outputs] if parsed.outputs else None
+
+
+def check_requested_outputs(parsed: ParsedRequest, signature: Signature) -> None:
+    """Refuse, before predicting, an asked-for output the signature does not declare (a model
+    with no declared outputs is checked against what it answers, in ``output_tensors``)."""
+    wanted, declared = requested_outputs(parsed), [f.name for f in signature.outputs]
+    if wanted and declared:
+        _require_known(wanted, declared)
+
+
+def _require_known(wanted: list[str], known: list[str]) -> None:
+    for i, name in enumerate(wanted):
+        if name not in known:
+            raise _invalid(f"outputs[{i}].name", f"'{name[:80]}' is not an output of this model: {known}")
+        if name in wanted[:i]:
+            raise _invalid(f"outputs[{i}].name", f"'{name[:80]}' is asked for twice")
+
+
+def output_tensors(
+    predictions: list[Any], signature: Signature, requested: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Predictions (one per row) as OIP output tensors, named after the signature's outputs; only
+    the ``requested`` ones, in that order, when the request named some."""
     n = len(predictions)
     out_names = [f.name for f in signature.outputs]
     if predictions and all(isinstance(p, dict) for p in predictions):
@@ -248,6 +272,9 @@ def output_tensors(predictions: list[Any], signature: Signature) -> list[dict[st
         columns = {k: [p.get(k) for p in predictions] for k in keys}
     else:
         columns = {out_names[0] if len(out_names) == 1 else "predictions": predictions}
+    if requested:
+        _require_known(requested, list(columns))
+        columns = {name: columns[name] for name in requested}
     tensors = []
     for name, values in columns.items():
         flat, inner = _flatten(values)
@@ -256,14 +283,20 @@ def output_tensors(predictions: list[Any], signature: Signature) -> list[dict[st
 
 
 def oip_response_body(
-    *, model: str, version: int, request_id: str | None, predictions: list[Any], signature: Signature
+    *,
+    model: str,
+    version: int,
+    request_id: str | None,
+    predictions: list[Any],
+    signature: Signature,
+    requested: list[str] | None = None,
 ) -> bytes:
     return orjson.dumps(
         {
             "model_name": model,
             "model_version": str(version),
             "id": request_id,
-            "outputs": output_tensors(predictions, signature),
+            "outputs": output_tensors(predictions, signature, requested),
         }
     )
 

@@ -18,7 +18,7 @@ from fleet_core.oip import InferenceRequest, InferenceResponse, MetadataModelRes
 from fleet_gateway.api.deps import MODEL_NAME_PATTERN, CallerDep, PlaneDep
 from fleet_gateway.binary import NO_FRAMING, asks_binary_outputs, binary_response_body, decode_binary_request
 from fleet_gateway.dataplane import VERSION_HEADER
-from fleet_gateway.protocol import decode_request, oip_response_body, plain_response_body
+from fleet_gateway.protocol import decode_request, oip_response_body, plain_response_body, requested_outputs
 
 router = APIRouter(prefix="/v2/models", tags=["inference"])
 
@@ -152,6 +152,7 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
             request_id=parsed.client_id or request_id,
             predictions=result.predictions,
             signature=result.served.spec.signature,
+            requested=requested_outputs(parsed),
         )
     else:
         body = plain_response_body(
