@@ -8,6 +8,7 @@ survives a deployer restart.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,11 @@ import time
 from pathlib import Path
 
 from fleet_sdk.embedded_broker import free_port, port_open
+
+log = logging.getLogger(__name__)
+
+STARTED_MARK = b"Ray runtime started."
+"""What ``ray start`` prints once the head's GCS and raylet are both up (before it blocks)."""
 
 # Ray 2.5x turns on token auth for new local clusters, keyed by ~/.ray/auth_token; a loopback-only
 # embedded cluster gains nothing from it and breaks when that shared file changes under it. Every
@@ -50,6 +56,7 @@ class EmbeddedRay:
         temp_dir: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        self._port_given = port is not None
         self.port = port or free_port()
         self.num_cpus = num_cpus
         self.log_path = log_path
@@ -86,7 +93,12 @@ class EmbeddedRay:
             cmd.append(f"--num-cpus={self.num_cpus}")
         return cmd
 
-    def start(self, timeout_s: float = 90.0) -> None:
+    def start(self, timeout_s: float = 90.0, attempts: int = 3) -> None:
+        """Start the head and return once ``ray start`` reports the node up (GCS *and* raylet).
+
+        The ports are picked free just before the start, so another process can take one first
+        (the raylet then dies with its agent: "Address already in use"); an attempt that fails so
+        is retried on fresh ports, up to ``attempts`` times."""
         env = dict(os.environ)
         env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
         # ...which also turns on "direct ingress", and that forces an HTTP proxy onto the head at
@@ -96,21 +108,37 @@ class EmbeddedRay:
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         env.update(RAY_CLIENT_ENV)
         env.update(self.env)
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        log_path = self.log_path or self.temp_dir / "ray-head.log"
+        for attempt in range(1, attempts + 1):
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as out:
+                self.process = subprocess.Popen(
+                    self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            failure = self._wait_started(log_path, offset, timeout_s)
+            if failure is None:
+                return
+            self.stop()
+            if attempt == attempts:
+                raise RuntimeError(f"ray head did not start ({failure}); see {log_path}")
+            log.warning("ray head did not start (%s); retrying on fresh ports", failure)
+            if not self._port_given:
+                self.port = free_port()
+
+    def _wait_started(self, log_path: Path, offset: int, timeout_s: float) -> str | None:
+        """None once the head's output says the node started and its GCS answers; else why not."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            with open(log_path, "rb") as log_file:
+                log_file.seek(offset)
+                started = STARTED_MARK in log_file.read()
+            if started and port_open("127.0.0.1", self.port):
+                return None
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray head exited with {self.process.returncode}; see {self.log_path}")
-            if port_open("127.0.0.1", self.port):
-                # GCS answers before the raylet registers; give the node a moment to join.
-                time.sleep(2.0)
-                return
+                return f"exited with {self.process.returncode}"
             time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"ray head did not listen on {self.address} within {timeout_s:.0f}s")
+        return f"not up within {timeout_s:.0f}s"
 
     def stop(self, timeout_s: float = 5.0) -> None:
         # Ray drains for up to 30 s on SIGTERM; nothing here needs draining, so after a short grace
