@@ -135,7 +135,7 @@ def test_a_forest_subclass_keeps_its_own_predict(tmp_path: Path, settings: Fleet
     from sklearn.ensemble import RandomForestClassifier
 
     class Capped(RandomForestClassifier):
-        pass
+        """A subclass may override predict: the runtime must not bypass it (none is needed here)."""
 
     frame, y = numeric_frame(seed=2)
     est = Capped(n_estimators=5, random_state=0).fit(frame, y)

@@ -113,7 +113,7 @@ class SklearnRuntime(Runtime):
         if any(f.type not in {"float", "int", "bool"} or f.shape is not None for f in inputs):
             return None
         columns = self._feature_names or self.input_names
-        probe = self.spec.example_input or [{f.name: f.minimum or 0.0 for f in inputs}]
+        probe = self._probe_rows()
         try:
             expected = self._predict_frame(probe)
             with warnings.catch_warnings():
@@ -122,6 +122,10 @@ class SklearnRuntime(Runtime):
         except Exception:
             return None
         return columns if actual == expected else None
+
+    def _probe_rows(self) -> Rows:
+        """The rows a fast path is checked on at load: the version's example input, else minima."""
+        return self.spec.example_input or [{f.name: f.minimum or 0.0 for f in self.spec.signature.inputs}]
 
     def _forest_fast_path(self, columns: list[str]) -> Callable[[np.ndarray], Any] | None:
         """A random or extra-trees forest's ``predict`` without joblib, or None.
@@ -168,8 +172,7 @@ class SklearnRuntime(Runtime):
             fast = regress
         else:
             return None
-        inputs = self.spec.signature.inputs
-        probe = self._matrix(self.spec.example_input or [{f.name: f.minimum or 0.0 for f in inputs}], columns)
+        probe = self._matrix(self._probe_rows(), columns)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -193,7 +196,7 @@ class SklearnRuntime(Runtime):
 
     def _predict(self, rows: Rows) -> list[JsonValue]:
         try:
-            if self._matrix_columns is not None and self._matrix_predict is not None:
+            if self._matrix_predict is not None and self._matrix_columns is not None:  # set together
                 return predictions_to_json(self._matrix_predict(self._matrix(rows, self._matrix_columns)))
             return self._predict_frame(rows)
         except (ValueError, TypeError, KeyError) as exc:
