@@ -188,3 +188,29 @@ def test_sixty_models_from_three_teams_onboard_in_one_command(home: Path, tmp_pa
     # deployer's periodic reconcile may re-apply the pool once while the burst's last versions
     # were still deploying, whatever the re-run does.)
     assert len(client.rollouts()) == rollouts
+
+
+def test_a_busy_onboarded_model_is_answered_by_the_gateway_itself(home: Path) -> None:
+    """With the gateway's defaults, a pool model called a few times is loaded in the gateway process
+    (``FLEET_LOCAL_MODELS_MB``) and answers the same from there as from the pool."""
+    client = Client(config=ClientConfig.load(home / "config"))
+    name = "onboard-03"
+    wait_all_answer(client, [name])
+    with httpx.Client(
+        base_url=client.gateway_url, headers={"Authorization": f"Bearer {client.token}"}, timeout=30
+    ) as http:
+        first = http.post(f"/v2/models/{name}/infer", json={"inputs": ROWS[:4]}).json()["predictions"]
+        deadline = time.monotonic() + 60
+        while True:
+            assert (
+                http.post(f"/v2/models/{name}/infer", json={"inputs": ROWS[:4]}).json()["predictions"]
+                == first
+            )
+            listing = http.get("/v1/local-models").json()
+            local = {m["key"]: m for m in listing["models"]}
+            if f"{name}:1" in local and local[f"{name}:1"]["calls"] >= 1:
+                break
+            assert time.monotonic() < deadline, f"{name} never served by the gateway itself: {listing}"
+            time.sleep(0.2)
+        assert 0 < local[f"{name}:1"]["bytes"] <= listing["budget_bytes"]
+        assert listing["local_calls"] >= 1

@@ -113,6 +113,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         log=lambda _: None,
         env={
             "FLEET_IDLE_UNLOAD_S": str(IDLE_UNLOAD_S),
+            # These tests are about what the pool and Ray do with a model's calls: the gateway
+            # answers none itself (tests/e2e/test_bulk_onboarding.py runs with its default).
+            "FLEET_LOCAL_MODELS_MB": "0",
             "FLEET_RATE_LIMIT_RPS": "2000",
             "FLEET_RATE_LIMIT_BURST": "4000",
             "FLEET_LOG_JSON": "false",

@@ -173,6 +173,8 @@ def gateway_settings(**overrides: Any) -> GatewaySettings:
         "follow_rollouts": False,
         "log_linger_ms": 5,
         "grpc_port": 0,  # off unless a test asks for it (free_port()): 8081 may be taken on this box
+        # Calls go to the backend under test unless a test turns the gateway's own models on.
+        "local_models_mb": 0,
     }
     values.update(overrides)
     return GatewaySettings(**values)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet_sdk.cli_lists import AllOpt, LimitOpt, OffsetOpt, fetch, more, title
-from fleet_sdk.cli_pool import POOL_NAME, show_pool
+from fleet_sdk.cli_pool import POOL_NAME, show_local, show_pool
 from fleet_sdk.cli_register import register as register_command
 from fleet_sdk.cli_top import top
 from fleet_sdk.client import Client
@@ -782,6 +782,14 @@ def deployments_list(
         ],
     )
     more(len(items), total, offset)
+
+
+@deployments_app.command("local")
+def deployments_local(as_json: JsonOpt = False) -> None:
+    """The shared pool's small models that the gateway serves in its own process (no hop to Ray):
+    bytes, calls and mean predict time of each, and the models it leaves to the pool with the reason.
+    Each gateway process has its own; this asks the one ``FLEET_GATEWAY_URL`` reaches."""
+    show_local(_client(), console, as_json=as_json)
 
 
 @deployments_app.command("show")

@@ -1,5 +1,6 @@
 """``fleet deployments show fleet-pool``: the shared pool's replicas, their memory budget, what
-each holds and what each loaded version costs (the deployer's ``GET /v1/pool``)."""
+each holds and what each loaded version costs (the deployer's ``GET /v1/pool``); ``fleet
+deployments local``: the pool models a gateway process serves itself (its ``GET /v1/local-models``)."""
 
 from __future__ import annotations
 
@@ -79,4 +80,37 @@ def show_pool(client: Client, console: Console, *, as_json: bool = False) -> Non
                 ]
                 for x in pool["refused"]
             ],
+        )
+
+
+def show_local(client: Client, console: Console, *, as_json: bool = False) -> None:
+    """Print what the gateway that answered serves in its own process: a line of totals, the loaded
+    models (most recently used first), then the ones it leaves to the pool and why."""
+    local = client.local_models()
+    if as_json:
+        console.print_json(json.dumps(local, default=str))
+        return
+    if not local["enabled"]:
+        console.print("this gateway serves no model itself (FLEET_LOCAL_MODELS_MB=0): every call goes to Ray")
+        return
+    console.print(
+        f"gateway-local models: {_mb(local['loaded_bytes'])} of {_mb(local['budget_bytes'])} in "
+        f"{len(local['models'])} models; calls here {local['local_calls']}, "
+        f"through Ray {local['remote_calls']}; {local['loads']} loads, {local['evictions']} unloads"
+    )
+    _table(
+        console,
+        "served in the gateway, most recently used first",
+        ["model", "team", "flavor", "bytes", "calls", "mean ms", "idle s"],
+        [
+            [m["key"], m["team"], m["flavor"], _mb(m["bytes"]), m["calls"], m["mean_predict_ms"], m["idle_s"]]
+            for m in local["models"]
+        ],
+    )
+    if local["refused"]:
+        _table(
+            console,
+            "left to the pool",
+            ["model", "team", "reason"],
+            [[r["key"], r["team"], r["reason"]] for r in local["refused"]],
         )

@@ -471,6 +471,11 @@ class Client:
         """The shared pool: each replica's model budget, loaded versions with their bytes, evictions."""
         return self._request("GET", "/v1/pool", via=self._deployer)  # type: ignore[no-any-return]
 
+    def local_models(self) -> dict[str, Any]:
+        """The small pool models the gateway process serves itself, with their bytes and
+        calls, and the ones it will not (the gateway's ``GET /v1/local-models``)."""
+        return self._request("GET", "/v1/local-models", via=self._gateway)  # type: ignore[no-any-return]
+
     def routes(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/routes/{name}", via=self._deployer)  # type: ignore[no-any-return]
 

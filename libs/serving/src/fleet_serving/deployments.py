@@ -44,8 +44,8 @@ from fleet_core.serving import (
 from fleet_serving import catalog
 from fleet_serving.cache import ModelLedger
 from fleet_serving.errors import ModelTooLargeError, UnknownModelError, UntrustedArtifactError, error_wire
-from fleet_serving.loading import aload_model, load_model, load_verified
-from fleet_serving.memory import charge, process_rss, release_memory, warm_up
+from fleet_serving.loading import load_model, load_verified
+from fleet_serving.memory import load_measured, process_rss, release_memory, warm_up
 from fleet_serving.pool_router import POOL_ROUTER_PATH
 from fleet_serving.runtimes import Runtime
 from fleet_serving.settings import ServingSettings
@@ -261,14 +261,7 @@ class ModelPool:
         made_room = expected if ledger.fits_alone(expected) else 0
         if made_room:
             await self._evict(made_room)
-        # Trimmed on both sides: what the load freed again (the artifact's bytes, decompression
-        # buffers) goes back to the OS, so the delta is what the model keeps, not the load's peak.
-        release_memory()
-        before = process_rss()
-        runtime = await aload_model(spec, self._settings)
-        release_memory()
-        after = process_rss()
-        nbytes = charge(after - before if before is not None and after is not None else None, spec.size_bytes)
+        runtime, nbytes = await load_measured(spec, self._settings)
         if not ledger.fits_alone(nbytes):
             del runtime
             release_memory()

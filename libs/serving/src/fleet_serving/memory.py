@@ -30,6 +30,7 @@ from fleet_core.schemas import FieldSpec, Signature
 from fleet_core.serving import MIN_MODEL_BYTES, ModelSpec
 from fleet_core.settings import FleetSettings
 from fleet_serving.loading import aload_model
+from fleet_serving.runtimes import Runtime
 
 log = logging.getLogger("ray.serve")
 
@@ -91,6 +92,20 @@ SHARED_LIBRARIES = (
     "onnxruntime",
 )
 """Imported before the baseline (``import skops.io`` alone: ~92 MB, several seconds cold)."""
+
+
+async def load_measured(spec: ModelSpec, settings: FleetSettings) -> tuple[Runtime, int]:
+    """Load ``spec`` (``aload_model``) and the bytes to charge it (``charge``). Memory is trimmed on
+    both sides: what the load freed again (the artifact's bytes, decompression buffers) goes back to
+    the OS, so the delta is what the model keeps, not the load's peak. Loads measured this way must
+    not overlap, or each is charged the other's."""
+    release_memory()
+    before = process_rss()
+    runtime = await aload_model(spec, settings)
+    release_memory()
+    after = process_rss()
+    delta = after - before if before is not None and after is not None else None
+    return runtime, charge(delta, spec.size_bytes)
 
 
 async def warm_up(settings: FleetSettings) -> None:

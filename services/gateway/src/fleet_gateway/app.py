@@ -23,6 +23,7 @@ from fleet_gateway.events import AuditPublisher, FeedbackPublisher, RolloutFollo
 from fleet_gateway.fastpath import InferFastPath
 from fleet_gateway.grpc_server import GrpcGateway, GrpcMetrics, InferenceServicer
 from fleet_gateway.inference_log import InferenceLogSink, KafkaLogTransport, LogTransport
+from fleet_gateway.local import LocalBackend, LocalMetrics, LocalModels, LocalPolicy
 from fleet_gateway.metrics import GatewayMetrics
 from fleet_gateway.route_source import DeployerRouteSource
 from fleet_gateway.routing import RouteBook
@@ -81,6 +82,20 @@ def create_app(
             lambda served: default_batching.overridden(book.batching(served.spec.model)),
             pool_policy=default_batching if settings.batch_across_models else None,
         )
+        local = LocalModels(
+            settings,
+            LocalPolicy(
+                budget_bytes=int(settings.local_models_mb * 2**20),
+                max_model_bytes=int(settings.local_model_max_mb * 2**20),
+                promote_after=settings.local_promote_after,
+                max_predict_ms=settings.local_max_predict_ms,
+                keep_s=settings.local_keep_s,
+                idle_s=settings.local_idle_s,
+            ),
+            LocalMetrics(app.state.metrics.registry),
+        )
+        app.state.local_models = local
+        serving = LocalBackend(serving, local)
         sink = InferenceLogSink(
             log_transport or KafkaLogTransport(settings.kafka_servers, linger_ms=settings.log_linger_ms),
             metrics,

@@ -254,12 +254,7 @@ class RayBackend:
         if isinstance(exc, ray_exc.RayTaskError) and getattr(exc, "cause", None) is not None:
             cause = exc.cause
         if isinstance(cause, FleetError):
-            detail = f"{key}: {cause.detail}"
-            if isinstance(cause, InvalidInput):  # the model refused these values
-                return InvalidInput(detail, field=cause.field)
-            if isinstance(cause, NotFound) or cause.status == 503:  # not (yet) configured or loaded
-                return ModelUnavailable(detail)
-            return ModelFailed(detail)
+            return model_error(key, cause)
         if isinstance(exc, serve_exc.BackPressureError | serve_exc.DeploymentUnavailableError):
             return ModelUnavailable(f"{key}: {type(exc).__name__}: {exc}")
         if isinstance(exc, ray_exc.RayActorError | ray_exc.ActorUnavailableError):
@@ -272,6 +267,19 @@ class RayBackend:
         self._handles.pop((placement.app, placement.deployment), None)
         for key in [k for k in self._keyed if k[:2] == (placement.app, placement.deployment)]:
             del self._keyed[key]  # every option of the dropped handle shares its router
+
+
+def model_error(key: str, cause: BaseException) -> FleetError:
+    """What the model's own exception means to the caller, wherever the model ran: it refused
+    these values (422), it is not (yet) configured or loaded (503, retry), or it broke (502)."""
+    if isinstance(cause, FleetError):
+        detail = f"{key}: {cause.detail}"
+        if isinstance(cause, InvalidInput):
+            return InvalidInput(detail, field=cause.field)
+        if isinstance(cause, NotFound) or cause.status == 503:
+            return ModelUnavailable(detail)
+        return ModelFailed(detail)
+    return ModelFailed(f"{key} failed: {type(cause).__name__}: {cause}")
 
 
 def _rebuilt(key: str, error: dict[str, Any]) -> FleetError:

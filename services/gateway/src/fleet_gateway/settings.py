@@ -71,6 +71,21 @@ class GatewaySettings(FleetSettings):
     """Pool models going to the same pool replica share its calls (rows of several models in one
     call), so a fleet of quiet models is batched like one busy model. A model with its own
     batching settings is still batched alone by them."""
+    local_models_mb: float = Field(default=256.0, ge=0)
+    """Small models of the shared pool that are called often are also loaded in the gateway process,
+    within this many MiB, and answered there without a hop to Ray (0 turns it off); see
+    docs/serving.md "Models served in the gateway"."""
+    local_model_max_mb: float = Field(default=4.0, ge=0)
+    """Largest artifact the gateway loads itself; larger models are served by the pool only."""
+    local_promote_after: int = Field(default=2, ge=1)
+    """Calls through Ray before a model is loaded in the gateway (one call alone does not)."""
+    local_max_predict_ms: float = Field(default=2.0, gt=0)
+    """A local model whose calls average more than this goes back to the pool: its calls would hold
+    the gateway's event loop."""
+    local_keep_s: float = Field(default=10.0, ge=0)
+    """A local model called within this long is not evicted to make room for another."""
+    local_idle_s: float = Field(default=300.0, gt=0)
+    """A local model not called for this long is unloaded."""
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     """A shadow call is abandoned (and logged as an error) after this long."""
     feedback_window_s: float = Field(default=86_400.0, gt=0)

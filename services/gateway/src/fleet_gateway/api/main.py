@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from fleet_gateway.api import feedback, health, inference, repository
+from fleet_gateway.api import feedback, health, inference, local, repository
 
 api_router = APIRouter()
-for module in (health, inference, feedback, repository):
+for module in (health, inference, feedback, repository, local):
     api_router.include_router(module.router)
