@@ -197,6 +197,32 @@ class Bench:
         names = ("requests_count", "requests_sum", "models_count", "models_sum")
         return {n: metric_sum(text, f"fleet_gateway_batch_{n}") for n in names}
 
+    def local(self) -> dict[str, Any]:
+        """What the gateway serves in its own process (``GET /v1/local-models``)."""
+        r = httpx.get(f"{self.gateway}/v1/local-models", headers=self.headers, timeout=30)
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    def settle_local(self, max_s: float = 90.0) -> dict[str, Any]:
+        """Wait until the gateway's background loads stop (two readings 2 s apart agree)."""
+        t0, last = time.monotonic(), None
+        while time.monotonic() - t0 < max_s:
+            view = self.local()
+            now = (view["loads"], len(view["refused"]), view["evictions"])
+            if now == last:
+                break
+            last = now
+            time.sleep(2.0)
+        view = self.local()
+        return {
+            "models": len(view["models"]),
+            "loaded_mb": round(view["loaded_bytes"] / 2**20, 1),
+            "budget_mb": round(view["budget_bytes"] / 2**20, 1),
+            "refused": len(view["refused"]),
+            "evictions": view["evictions"],
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+
     def pool_applies(self) -> float:
         return self.deployer_metric("fleet_deployer_pool_applies_total")
 
@@ -283,10 +309,19 @@ class Bench:
         if paths:
             common.update(paths=paths, sequence=sequence)
         run_load(url, body(), duration_s=self.args.warmup, **common)
-        batched, before, t0 = self.batching(), snapshot(), time.monotonic()
+        batched, local, before, t0 = self.batching(), self.local(), snapshot(), time.monotonic()
         res = run_load(url, body(), duration_s=self.args.duration, **common).as_dict()
         res["cpu_cores"] = usage(before, snapshot(), time.monotonic() - t0)
-        after = self.batching()
+        after, local_after = self.batching(), self.local()
+        in_gateway = local_after["local_calls"] - local["local_calls"]
+        via_ray = local_after["remote_calls"] - local["remote_calls"]
+        answered = in_gateway + via_ray
+        res["local"] = {
+            "calls_in_gateway": in_gateway,
+            "calls_through_ray": via_ray,
+            "share_in_gateway": round(in_gateway / answered, 3) if answered else None,
+            "models_in_gateway": len(local_after["models"]),
+        }
         calls = after["requests_count"] - batched["requests_count"]
         pool_calls = after["models_count"] - batched["models_count"]
         res["batching"] = {
@@ -384,6 +419,8 @@ class Bench:
             "FLEET_POOL_MIN_REPLICAS": str(self.args.pool_replicas),
             "FLEET_POOL_MAX_REPLICAS": str(max(self.args.pool_replicas, self.args.pool_max_replicas)),
         }
+        if self.args.local_mb is not None:
+            env["FLEET_LOCAL_MODELS_MB"] = str(self.args.local_mb)
         t0 = time.monotonic()
         try:
             state = stack.start(
@@ -432,11 +469,16 @@ class Bench:
         print(f"  cold first request, {len(cold)} never-called models: {fmt(out['cold_first_request_ms'])}")
         # Every other model once, so the throughput cells measure serving, not first loads (at
         # 1,000 models a 3 s warm-up reaches ~270 of them and ~40 % of a cell were loads).
+        # Twice: a model's second call through Ray has the gateway load it too (FLEET_LOCAL_*), so
+        # the cells measure the steady state of a fleet in use, not the gateway's first loads.
         sampled = set(cold_sample)
         t0 = time.monotonic()
-        loads, _ = self.sequential([n for n in never_called if n not in sampled], repeat=0)
+        loads, _ = self.sequential([n for n in never_called if n not in sampled], repeat=1)
+        self.sequential(cold_sample, repeat=0)
         out["warm_pass"] = {"models": len(loads), "seconds": round(time.monotonic() - t0, 1)}
-        print(f"  loaded the other {len(loads)} models once in {out['warm_pass']['seconds']}s", flush=True)
+        print(f"  called the other {len(loads)} models twice in {out['warm_pass']['seconds']}s", flush=True)
+        out["local_after_warm"] = self.settle_local()
+        print(f"  served in the gateway: {out['local_after_warm']}", flush=True)
 
         # The fleet's mix is not all logistic regressions: one busy forest, for the mix's baseline.
         forests = [n for i, n in enumerate(self.names) if kind_of(i, self.args) == "forest"]
@@ -458,13 +500,19 @@ class Bench:
             sum(n for k, n in each.items() if k.startswith(f"{hottest}:"))
             for each in out["memory_after_traffic"]["served_each"]
         ]
+        hot_local = [m for m in self.local()["models"] if m["key"].startswith(f"{hottest}:")]
         out["hot_model"] = {
             "name": hottest,
+            "calls_in_gateway": sum(m["calls"] for m in hot_local),
             "share_of_traffic": Counter(zipf).most_common(1)[0][1] / len(zipf),
             "calls_served_per_replica": served,
             "replicas_holding": sum(1 for n in served if n > 0),
         }
-        print(f"  hottest model {hottest}: calls served per replica {served}", flush=True)
+        print(
+            f"  hottest model {hottest}: calls served per pool replica {served}, "
+            f"in the gateway {out['hot_model']['calls_in_gateway']}",
+            flush=True,
+        )
 
         # The traffic cells leave work behind (the monitor digesting their inference log): the warm
         # pass compares latency on a quiet box, as the one-model pass before it had.
@@ -581,6 +629,12 @@ def main() -> int:
     parser.add_argument("--warm-requests", type=int, default=200)
     parser.add_argument("--pool-replicas", type=int, default=2)
     parser.add_argument("--pool-max-replicas", type=int, default=2)
+    parser.add_argument(
+        "--local-mb",
+        type=float,
+        default=None,
+        help="FLEET_LOCAL_MODELS_MB for the gateway (default: its own, 256; 0: every call through Ray)",
+    )
     parser.add_argument("--deploy-timeout", type=float, default=900.0)
     parser.add_argument("--stack-timeout", type=float, default=240.0)
     parser.add_argument("--python-load", action="store_true")

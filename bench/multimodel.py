@@ -287,7 +287,13 @@ class Bench:
 
         home = self.workdir / "fleet-home"
         stack = Stack(home)
-        env = {"FLEET_RATE_LIMIT_RPS": "1000000", "FLEET_RATE_LIMIT_BURST": "1000000"}
+        # The pool is what this bench measures: the gateway keeps no copy of its own (bench/fleet.py
+        # runs with the gateway's default and reports both).
+        env = {
+            "FLEET_RATE_LIMIT_RPS": "1000000",
+            "FLEET_RATE_LIMIT_BURST": "1000000",
+            "FLEET_LOCAL_MODELS_MB": "0",
+        }
         if self.args.max_models_per_replica:
             env["FLEET_POOL_MAX_MODELS_PER_REPLICA"] = str(self.args.max_models_per_replica)
         t0 = time.monotonic()

@@ -12,7 +12,11 @@ Servers (``--only`` picks among them), each started once for the cells that use 
                     tensor in the binary extension (``gateway-binary``), the JSON body again under
                     h2load over HTTP/1.1 (``gateway-h2load``) and ``ModelInfer`` over gRPC under
                     h2load (``gateway-grpc``, the gateway's ``FLEET_GRPC_PORT``); and handle loops to
-                    the pool with the model's multiplexed id (what the gateway itself calls)
+                    the pool with the model's multiplexed id (what the gateway calls when the
+                    model is not in its own process). The gateway serves this small model from its
+                    own copy (its default, ``FLEET_LOCAL_MODELS_MB``): the cells start once it does
+  gateway-via-ray   the same stack with ``FLEET_LOCAL_MODELS_MB=0``: every call through Ray to the
+                    pool replica, as for a model the gateway does not keep itself
   mlserver          MLServer 1.7 + mlserver-sklearn with its default settings (``bench/peers``, its
                     own environment: ``mlserver_peer.py``)
   mlserver-batched  the same with adaptive batching on (max_batch_size 32, max_batch_time 2 ms)
@@ -232,9 +236,11 @@ def serve_ray(*, optimized: bool) -> Server:
     return start
 
 
-def serve_stack(start_timeout_s: float) -> Server:
+def serve_stack(start_timeout_s: float, *, local: bool = True) -> Server:
     """The embedded stack with the bench model registered (``deploy_policy="direct"``: the shared pool)
-    and answering through the gateway."""
+    and answering through the gateway: from the gateway's own copy of the model (its default,
+    ``FLEET_LOCAL_MODELS_MB``; the cells start once the gateway has loaded it), or with ``local``
+    False from the pool replica through Ray on every call."""
 
     @contextlib.contextmanager
     def start(run: Run) -> Iterator[Endpoint]:
@@ -247,6 +253,8 @@ def serve_stack(start_timeout_s: float) -> Server:
         stack = Stack(home)
         # The gateway limits requests per token; the bench sends thousands per second with one token.
         env = {"FLEET_RATE_LIMIT_RPS": "1000000", "FLEET_RATE_LIMIT_BURST": "1000000"}
+        if not local:
+            env["FLEET_LOCAL_MODELS_MB"] = "0"
         t0 = time.monotonic()
         try:
             state = stack.start(
@@ -288,6 +296,8 @@ def serve_stack(start_timeout_s: float) -> Server:
                 print(
                     f"  registered + deployed + first prediction in {time.monotonic() - t1:.1f}s", flush=True
                 )
+                if local:
+                    wait_local(client, f"{MODEL_NAME}:{version}", row, deadline)
             assert state.ray is not None
             gateway = next(c for c in state.services if c.name == "gateway")
             yield Endpoint(
@@ -305,6 +315,19 @@ def serve_stack(start_timeout_s: float) -> Server:
             print(f"  stack stopped ({', '.join(stopped) or 'nothing running'})", flush=True)
 
     return start
+
+
+def wait_local(client: Any, key: str, row: dict[str, Any], deadline: float) -> None:
+    """Call the model until the gateway serves it from its own copy (``GET /v1/local-models``)."""
+    t0 = time.monotonic()
+    while True:
+        client.predict(MODEL_NAME, row)
+        if key in {m["key"] for m in client.local_models()["models"]}:
+            print(f"  served by the gateway itself after {time.monotonic() - t0:.1f}s", flush=True)
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gateway never loaded {key} itself: {client.local_models()}")
+        time.sleep(0.2)
 
 
 def serve_mlserver(*, batching: bool) -> Server:
@@ -498,6 +521,7 @@ CELLS = [
     Cell("gateway-h2load", "gateway", h2load_http(OIP_INFER)),
     Cell("gateway-grpc", "gateway", h2load_grpc),
     Cell("handle-pool", "gateway", handle_loop),
+    Cell("gateway-via-ray", "gateway-via-ray", http(OIP_INFER)),
     Cell("mlserver", "mlserver", http(OIP_INFER)),
     Cell("mlserver-batched", "mlserver-batched", http(OIP_INFER)),
 ]
@@ -509,6 +533,7 @@ def servers(stack_timeout_s: float) -> dict[str, Server]:
         "proxy": serve_ray(optimized=True),
         "proxy-default": serve_ray(optimized=False),
         "gateway": serve_stack(stack_timeout_s),
+        "gateway-via-ray": serve_stack(stack_timeout_s, local=False),
         "mlserver": serve_mlserver(batching=False),
         "mlserver-batched": serve_mlserver(batching=True),
     }
@@ -569,6 +594,17 @@ CHECKS = [
     Check("gRPC / HTTP rps (c=16, h2load both)", "gateway-grpc", "gateway-h2load", "hi", ">=", 1.2),
     Check("gateway / ray-proxy-default rps", "gateway", "ray-proxy-default", "hi", ">=", 3.0, secondary=True),
     Check("gateway p50 - handle p50", "gateway", "handle", "lo", "<=", 2.0, kind="p50", secondary=True),
+    Check(
+        "gateway-via-ray p50 - handle-pool p50",
+        "gateway-via-ray",
+        "handle-pool",
+        "lo",
+        "<=",
+        2.0,
+        kind="p50",
+        secondary=True,
+    ),
+    Check("gateway-via-ray / mlserver rps", "gateway-via-ray", "mlserver", "hi", ">=", 1.5, secondary=True),
 ]
 CONTEXT = [
     ("mlserver-batched", "mlserver", "hi"),
@@ -579,6 +615,9 @@ CONTEXT = [
     ("handle", "in-process", "hi"),
     ("handle", "ray-proxy", "hi"),
     ("gateway", "handle-pool", "hi"),
+    ("gateway", "gateway-via-ray", "hi"),
+    ("gateway", "gateway-via-ray", "lo"),
+    ("gateway-via-ray", "mlserver", "lo"),
     ("gateway-binary", "gateway", "hi"),
     ("gateway-binary", "gateway", "lo"),
     ("gateway-h2load", "gateway", "hi"),
