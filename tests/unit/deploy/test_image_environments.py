@@ -26,6 +26,8 @@ IMAGES = sorted(p.name.removesuffix(".Dockerfile") for p in DOCKER_DIR.glob("*.D
 # What must import in each image beyond its command's module: a service's app (and so every
 # dependency of the service); on Ray nodes, the runtimes replicas load and the code tasks run.
 IMPORTS = {name: [f"fleet_{name}.app"] for name in SERVICES} | {
+    # The gateway loads busy small pool models itself (fleet_gateway.local) with the pool's runtimes.
+    "gateway": ["fleet_gateway.app", "fleet_serving.memory", "sklearn", "skops.io", "onnxruntime"],
     "ray": [
         "fleet_serving.deployments",
         "fleet_serving.runtime_info",

@@ -274,3 +274,22 @@ async def test_fleet_deployments_local_prints_what_the_gateway_serves(
             view = printed_json(as_json.output)
             assert [m["key"] for m in view["models"]] == [built.spec.key]
             assert [r["key"] for r in view["refused"]] == [python.key]
+
+
+async def test_a_version_redeployed_with_its_own_deployment_leaves_the_gateway(tmp_path: Path) -> None:
+    built = logistic_model(tmp_path)
+    models = LocalModels(_settings(tmp_path), _policy())
+    models.start()
+    try:
+        for _ in range(2):
+            models.get(_served(built.spec))
+        await _until_loaded(models, built.spec.key)
+        assert models.get(_served(built.spec)) is not None
+        # The same version, now routed to a dedicated deployment (deployed with a quota).
+        assert models.get(_served(built.spec, kind="dedicated")) is None
+        assert models.stats().models == [] and models.evictions == 1
+        for _ in range(3):
+            assert models.get(_served(built.spec, kind="dedicated")) is None
+        assert [r.reason for r in models.stats().refused] == ["a dedicated deployment"]
+    finally:
+        await models.close()

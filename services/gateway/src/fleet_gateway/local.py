@@ -15,8 +15,9 @@ on the pool), one load at a time in the background (the request that triggers it
 charged what ``load_measured`` measures, like a pool replica. When the budget is full, the least
 recently used models that have been quiet for ``keep_s`` make room; if none has, nothing is
 evicted and the newcomer stays on the pool, so uniform traffic over more models than fit does not
-thrash. A local model whose calls take more than ``max_predict_ms`` on average is sent back to the
-pool (its calls would hold the gateway's event loop); one idle for ``idle_s`` is unloaded.
+thrash. A local model whose calls take more than ``max_predict_ms`` of CPU on average is sent
+back to the pool for an hour (its calls would hold the gateway's event loop); one idle for
+``idle_s`` is unloaded.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ LOCAL_FLAVORS = frozenset({"sklearn", "onnx"})
 INLINE_MAX_ROWS = 16
 """Calls of at most this many rows run on the event loop (a library model predicts a few rows in
 well under a millisecond, less than a thread hop); larger ones in a worker thread."""
-SLOW_AFTER_CALLS = 8
-"""Calls averaged before a local model may be judged too slow to run here."""
+SLOW_AFTER_CALLS = 50
+"""Calls on the event loop averaged before a local model may be judged too slow to run here."""
+SLOW_RETRY_S = 3600.0
+"""A model judged too slow is tried here again after this long (the box may have been busy)."""
 SWEEP_S = 15.0
 LOAD_RETRY_S = 60.0
+INF = float("inf")
 """A load that failed (the artifact store away, say) is tried again after this long."""
 
 
@@ -68,7 +72,13 @@ class _Local:
     loaded_at: float
     last_call: float
     calls: int = 0
+    inline_calls: int = 0
+    """Calls run on the event loop; ``seconds`` is their CPU time."""
     seconds: float = 0.0
+
+    @property
+    def mean_ms(self) -> float | None:
+        return self.seconds / self.inline_calls * 1000 if self.inline_calls else None
 
 
 class LocalModelStats(BaseModel):
@@ -117,7 +127,7 @@ class LocalMetrics:
         )
         self.evictions = Counter(
             "fleet_gateway_local_evictions",
-            "Local models unloaded, by reason (bytes, idle, slow)",
+            "Local models unloaded, by reason (bytes, idle, slow, placement)",
             ["reason"],
             registry=registry,
         )
@@ -197,9 +207,11 @@ class LocalModels:
         queue a load)."""
         key = served.spec.key
         local = self._loaded.get(key)
-        if local is not None and local.spec.sha256 == served.spec.sha256:
-            self._loaded.move_to_end(key)
-            return local
+        if local is not None:
+            if served.placement.kind == "pool" and local.spec.sha256 == served.spec.sha256:
+                self._loaded.move_to_end(key)
+                return local
+            self._unload(key, "placement")  # redeployed with its own deployment: it is served there
         self.remote_calls += 1
         if self._metrics is not None:
             self._metrics.calls.labels("remote").inc()
@@ -212,7 +224,10 @@ class LocalModels:
         self._seen.pop(key, None)
         reason = self.refusal(served)
         if reason is not None:
-            self._refuse(served.spec, reason)
+            # Placement can change (a redeploy with or without a quota): asked again after a while.
+            self._refuse(
+                served.spec, reason, retry_s=LOAD_RETRY_S if served.placement.kind != "pool" else INF
+            )
             return None
         with contextlib.suppress(asyncio.QueueFull):  # a full queue: asked again on a later call
             self._queue.put_nowait(served.spec)
@@ -220,17 +235,20 @@ class LocalModels:
         return None
 
     async def predict(self, local: _Local, rows: list[dict[str, Any]]) -> list[Any]:
-        start = time.perf_counter()
+        inline = len(rows) <= INLINE_MAX_ROWS
         try:
-            if len(rows) <= INLINE_MAX_ROWS:
+            if inline:
+                # CPU time of this thread, not wall time: a GIL hand-off or another thread's work
+                # in the middle of the call is not the model's cost on the event loop.
+                start = time.thread_time()
                 predictions = local.runtime.predict(rows)
+                local.inline_calls += 1
+                local.seconds += time.thread_time() - start
             else:
                 predictions = await asyncio.to_thread(local.runtime.predict, rows)
         except Exception as exc:
             raise model_error(local.spec.key, exc) from exc
-        elapsed = time.perf_counter() - start
         local.calls += 1
-        local.seconds += elapsed
         local.last_call = time.monotonic()
         self.local_calls += 1
         if self._metrics is not None:
@@ -238,15 +256,18 @@ class LocalModels:
         if not isinstance(predictions, list) or len(predictions) != len(rows):
             got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
             raise ModelFailed(f"{local.spec.key} answered {got} predictions for {len(rows)} rows")
+        mean_ms = local.mean_ms
         if (
-            local.calls >= SLOW_AFTER_CALLS
-            and local.seconds / local.calls * 1000 > self.policy.max_predict_ms
+            local.inline_calls >= SLOW_AFTER_CALLS
+            and mean_ms is not None
+            and mean_ms > self.policy.max_predict_ms
         ):
-            mean_ms = local.seconds / local.calls * 1000
             self._unload(local.spec.key, "slow")
             limit_ms = self.policy.max_predict_ms
             self._refuse(
-                local.spec, f"calls take {mean_ms:.2f} ms on average, over the local limit of {limit_ms:g} ms"
+                local.spec,
+                f"calls take {mean_ms:.2f} ms of CPU on average, over the local limit of {limit_ms:g} ms",
+                retry_s=SLOW_RETRY_S,
             )
         return predictions
 
@@ -302,7 +323,7 @@ class LocalModels:
         self._gauges()
         log.info("serving in the gateway", model=spec.key, bytes=nbytes, loaded_bytes=self.loaded_bytes)
 
-    def _refuse(self, spec: ModelSpec, reason: str, *, retry_s: float = float("inf")) -> None:
+    def _refuse(self, spec: ModelSpec, reason: str, *, retry_s: float = INF) -> None:
         self._refused[spec.key] = (spec, reason, time.monotonic() + retry_s)
 
     def _is_refused(self, key: str) -> bool:
@@ -383,7 +404,7 @@ class LocalModels:
                     flavor=local.spec.flavor,
                     bytes=local.nbytes,
                     calls=local.calls,
-                    mean_predict_ms=round(local.seconds / local.calls * 1000, 4) if local.calls else None,
+                    mean_predict_ms=round(local.mean_ms, 4) if local.mean_ms is not None else None,
                     idle_s=round(now - local.last_call, 1),
                 )
                 for key, local in reversed(self._loaded.items())

@@ -80,8 +80,8 @@ class GatewaySettings(FleetSettings):
     local_promote_after: int = Field(default=2, ge=1)
     """Calls through Ray before a model is loaded in the gateway (one call alone does not)."""
     local_max_predict_ms: float = Field(default=2.0, gt=0)
-    """A local model whose calls average more than this goes back to the pool: its calls would hold
-    the gateway's event loop."""
+    """A local model whose calls average more than this much CPU goes back to the pool for an hour:
+    its calls would hold the gateway's event loop."""
     local_keep_s: float = Field(default=10.0, ge=0)
     """A local model called within this long is not evicted to make room for another."""
     local_idle_s: float = Field(default=300.0, gt=0)
