@@ -56,6 +56,13 @@ async def _until_loaded(models: LocalModels, key: str, timeout_s: float = 60.0) 
         await asyncio.sleep(0.05)
 
 
+async def _promoted(models: LocalModels, served: ServedVersion) -> None:
+    """Call ``served`` as often as it takes to be loaded here, and wait for the load."""
+    for _ in range(models.policy.promote_after):
+        models.get(served)
+    await _until_loaded(models, served.spec.key)
+
+
 async def test_a_busy_pool_model_is_answered_in_the_gateway_after_two_calls(tmp_path: Path) -> None:
     built = logistic_model(tmp_path)
     routes = pool_routes(POOL_APP, built.spec)
@@ -132,9 +139,7 @@ async def test_a_full_budget_evicts_quiet_models_by_bytes_but_never_busy_ones(tm
     models = LocalModels(_settings(tmp_path), _policy(keep_s=3600.0))
     models.start()
     try:
-        for _ in range(2):
-            models.get(first)
-        await _until_loaded(models, first.spec.key)
+        await _promoted(models, first)
         charged = models.loaded_bytes
         # Room for one model only: the second cannot be loaded while the first was called recently.
         models.policy = dataclasses.replace(models.policy, budget_bytes=charged + 1024)
@@ -146,9 +151,7 @@ async def test_a_full_budget_evicts_quiet_models_by_bytes_but_never_busy_ones(tm
 
         # Once the first has been quiet for keep_s, the second's load evicts it by bytes.
         models.policy = dataclasses.replace(models.policy, keep_s=0.0)
-        for _ in range(2):
-            models.get(second)
-        await _until_loaded(models, second.spec.key)
+        await _promoted(models, second)
         assert [m.key for m in models.stats().models] == [second.spec.key]
         assert models.evictions == 1 and models.loaded_bytes <= models.policy.budget_bytes
 
@@ -167,9 +170,7 @@ async def test_a_model_slower_than_the_limit_goes_back_to_the_pool(tmp_path: Pat
     models = LocalModels(_settings(tmp_path), _policy(max_predict_ms=1e-6))
     models.start()
     try:
-        for _ in range(2):
-            models.get(served)
-        await _until_loaded(models, built.spec.key)
+        await _promoted(models, served)
         for _ in range(SLOW_AFTER_CALLS):
             local = models.get(served)
             assert local is not None
@@ -191,9 +192,7 @@ async def test_idle_models_are_unloaded(tmp_path: Path) -> None:
     models = LocalModels(_settings(tmp_path), _policy(idle_s=3600.0))
     models.start()
     try:
-        for _ in range(2):
-            models.get(served)
-        await _until_loaded(models, built.spec.key)
+        await _promoted(models, served)
         assert models.unload_idle() == []
         models.policy = dataclasses.replace(models.policy, idle_s=1e-9)
         assert models.unload_idle() == [built.spec.key]
@@ -281,9 +280,7 @@ async def test_a_version_redeployed_with_its_own_deployment_leaves_the_gateway(t
     models = LocalModels(_settings(tmp_path), _policy())
     models.start()
     try:
-        for _ in range(2):
-            models.get(_served(built.spec))
-        await _until_loaded(models, built.spec.key)
+        await _promoted(models, _served(built.spec))
         assert models.get(_served(built.spec)) is not None
         # The same version, now routed to a dedicated deployment (deployed with a quota).
         assert models.get(_served(built.spec, kind="dedicated")) is None
