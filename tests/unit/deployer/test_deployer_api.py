@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fleet_core.auth import Role
 from fleet_core.events import Topic
 from fleet_core.serving import POOL_APP
@@ -306,3 +308,24 @@ async def test_undeploy_empties_the_routes_retires_every_version_and_rollback_re
     assert (scientist.status_code, other.status_code) == (403, 403)
     ghost = await deployer.client.delete("/v1/deployments/ghost", headers=auth)
     assert (ghost.status_code, ghost.json()["field"]) == (404, "model")
+
+
+async def test_a_version_recorded_by_its_event_while_the_api_records_it_too_is_no_error(
+    deployer: DeployerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``model.registered`` and ``POST /v1/deployments`` (which looks an unknown version up in the
+    registry) may record the same version at once; the second writer used to fail with a unique-
+    constraint error (a 500 to the caller, CI 2026-12-03). Here the second writer's view is the
+    moment before the first one's insert: it does not see the row, and its insert must not fail."""
+    await deployer.register("churn", 1)
+    store = deployer.controller.store
+    async with store.transaction() as s:
+        known = await store.known(s, "churn", 1)
+    assert known is not None
+
+    async def not_yet(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(store, "known", not_yet)
+    async with store.transaction() as s:
+        assert await store.add_known(s, known) is False

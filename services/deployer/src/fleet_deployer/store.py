@@ -233,11 +233,15 @@ class DeployerStore(MessagingStore):
         return await s.scalar(select(KnownVersionRow.team).where(KnownVersionRow.model == model).limit(1))
 
     async def add_known(self, s: AsyncSession, known: KnownVersion, *, event_id: str | None = None) -> bool:
-        """Remember a version; False if it was already known (versions are frozen)."""
-        if await self.known(s, known.model, known.version) is not None:
-            return False
-        s.add(
-            KnownVersionRow(
+        """Remember a version; False if it was already known (versions are frozen). One insert that
+        does nothing on a conflict: ``model.registered`` and an API call that looked the version up
+        in the registry may record the same version at the same moment (a check, then an insert,
+        let the second writer fail with a unique-constraint error: CI, 2026-12-03)."""
+        dialect = s.bind.dialect.name if s.bind else "sqlite"
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(KnownVersionRow.__table__)
+            .values(
                 model=known.model,
                 version=known.version,
                 team=known.team,
@@ -248,9 +252,10 @@ class DeployerStore(MessagingStore):
                 event_id=event_id,
                 created_at=_now(),
             )
+            .on_conflict_do_nothing(index_elements=["model", "version"])
         )
-        await s.flush()
-        return True
+        result = await s.execute(stmt)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ deployments
 
