@@ -49,8 +49,8 @@ SLOW_RETRY_S = 3600.0
 """A model judged too slow is tried here again after this long (the box may have been busy)."""
 SWEEP_S = 15.0
 LOAD_RETRY_S = 60.0
-INF = float("inf")
 """A load that failed (the artifact store away, say) is tried again after this long."""
+INF = float("inf")
 
 
 @dataclass(frozen=True)
