@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from fleet_core.auth import Role
 from fleet_core.errors import InvalidInput
+from fleet_core.events import RouteArm, RouteTable
 from fleet_core.serving import POOL_APP, Placement, ServedVersion
 from fleet_gateway.backend import ModelFailed, ModelUnavailable, model_error
 from fleet_gateway.local import SLOW_AFTER_CALLS, LocalModels, LocalPolicy
@@ -290,3 +291,46 @@ async def test_a_version_redeployed_with_its_own_deployment_leaves_the_gateway(t
         assert [r.reason for r in models.stats().refused] == ["a dedicated deployment"]
     finally:
         await models.close()
+
+
+async def test_versions_under_comparison_are_all_served_by_the_pool(tmp_path: Path) -> None:
+    """A canary split is measured arm against arm (latency too): while it lasts, neither version is
+    answered in the gateway, and the version that wins is served here again once it takes all."""
+    v1, v2 = (logistic_model(tmp_path, model="credit", version=v, seed=v) for v in (1, 2))
+    routes = pool_routes(POOL_APP, v1.spec)
+    route = routes.models[0]
+    route.versions.append(route.versions[0].model_copy(update={"spec": v2.spec}))
+    row = v1.rows(1)[0]
+    async with running_gateway(routes, local_models_mb=64, home=tmp_path / "home") as gw:
+        auth = gw.auth(Role.VIEWER, ["test"])
+        models: LocalModels = gw.app.state.local_models
+
+        async def answer(version: int) -> float:
+            r = await gw.client.post(
+                f"/v2/models/credit/versions/{version}/infer", json={"inputs": [row]}, headers=auth
+            )
+            assert r.status_code == 200, r.text
+            return r.json()["predictions"][0]
+
+        for _ in range(2):
+            assert await answer(1) == 10.0  # the fake: version * 10 + row
+        await _until_loaded(models, v1.spec.key)
+        assert await answer(1) == v1.expected(1)[0]
+
+        book = gw.app.state.routes
+        arms = [RouteArm(version=1, weight=50), RouteArm(version=2, weight=50)]
+        assert book.apply_table(RouteTable(model="credit", revision=2, arms=arms))
+        for _ in range(3):
+            assert await answer(1) == 10.0 and await answer(2) == 20.0
+        assert models.stats().models[0].key == v1.spec.key and len(models.stats().models) == 1
+
+        shadowed = [RouteArm(version=1, weight=100), RouteArm(version=2, weight=0, mode="shadow")]
+        assert book.apply_table(RouteTable(model="credit", revision=3, arms=shadowed))
+        assert await answer(1) == 10.0
+
+        winner = [RouteArm(version=2, weight=100)]
+        assert book.apply_table(RouteTable(model="credit", revision=4, arms=winner))
+        for _ in range(2):
+            assert await answer(2) == 20.0
+        await _until_loaded(models, v2.spec.key)
+        assert await answer(2) == v2.expected(1)[0]

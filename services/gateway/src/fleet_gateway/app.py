@@ -95,7 +95,7 @@ def create_app(
             LocalMetrics(app.state.metrics.registry),
         )
         app.state.local_models = local
-        serving = LocalBackend(serving, local)
+        serving = LocalBackend(serving, local, book.compares)
         sink = InferenceLogSink(
             log_transport or KafkaLogTransport(settings.kafka_servers, linger_ms=settings.log_linger_ms),
             metrics,

@@ -18,6 +18,13 @@ evicted and the newcomer stays on the pool, so uniform traffic over more models 
 thrash. A local model whose calls take more than ``max_predict_ms`` of CPU on average is sent
 back to the pool for an hour (its calls would hold the gateway's event loop); one idle for
 ``idle_s`` is unloaded.
+
+While a model's versions are measured against each other (a canary or A/B split, a shadow arm:
+``RouteBook.compares``), every call to any of them goes to the pool: the monitor compares the arms'
+latencies, and a baseline answered here in 0.6 ms against a canary that still crosses to Ray in
+10 ms is not a comparison of the two versions (a retrained canary was rolled back for exactly
+that). Once one version takes all the traffic again, it is served here after ``promote_after``
+calls.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,19 +210,21 @@ class LocalModels:
             return f"artifact of {spec.size_bytes} bytes is over the local limit of {limit}"
         return None
 
-    def get(self, served: ServedVersion) -> _Local | None:
+    def get(self, served: ServedVersion, *, compared: bool = False) -> _Local | None:
         """The local copy of ``served``, marked as just used; None sends the call to Ray (and may
-        queue a load)."""
+        queue a load). ``compared``: the model's versions are being measured against each other,
+        so the call goes to Ray and queues nothing."""
         key = served.spec.key
+        if compared:
+            self._count_remote()
+            return None
         local = self._loaded.get(key)
         if local is not None:
             if served.placement.kind == "pool" and local.spec.sha256 == served.spec.sha256:
                 self._loaded.move_to_end(key)
                 return local
             self._unload(key, "placement")  # redeployed with its own deployment: it is served there
-        self.remote_calls += 1
-        if self._metrics is not None:
-            self._metrics.calls.labels("remote").inc()
+        self._count_remote()
         if self._queue is None or key in self._queued or self._is_refused(key):
             return None
         seen = self._seen.get(key, 0) + 1
@@ -377,6 +387,11 @@ class LocalModels:
             self._unload(key, "idle")
         return idle
 
+    def _count_remote(self) -> None:
+        self.remote_calls += 1
+        if self._metrics is not None:
+            self._metrics.calls.labels("remote").inc()
+
     def _count_load(self, outcome: str) -> None:
         if self._metrics is not None:
             self._metrics.loads.labels(outcome).inc()
@@ -424,11 +439,16 @@ class LocalModels:
 
 class LocalBackend:
     """``LocalModels`` in front of another backend: a model loaded here answers here, any other
-    call goes on to ``inner`` (and may get its model loaded here for the next ones)."""
+    call goes on to ``inner`` (and may get its model loaded here for the next ones).
+    ``compares(model)`` tells a model whose versions are being measured against each other: all
+    of its calls go on to ``inner``."""
 
-    def __init__(self, inner: ServingBackend, models: LocalModels) -> None:
+    def __init__(
+        self, inner: ServingBackend, models: LocalModels, compares: Callable[[str], bool] | None = None
+    ) -> None:
         self.inner = inner
         self.models = models
+        self._compares = compares or (lambda model: False)
 
     async def start(self) -> None:
         await self.inner.start()
@@ -442,7 +462,7 @@ class LocalBackend:
         return await self.inner.ready()
 
     async def predict(self, served: ServedVersion, rows: list[dict[str, Any]]) -> list[Any]:
-        local = self.models.get(served)
+        local = self.models.get(served, compared=self._compares(served.spec.model))
         if local is not None:
             return await self.models.predict(local, rows)
         return await self.inner.predict(served, rows)

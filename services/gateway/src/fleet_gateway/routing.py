@@ -167,6 +167,15 @@ class RouteBook:
         entry = self._models.get(model)
         return entry.compiled.table.batching if entry is not None and entry.compiled is not None else None
 
+    def compares(self, model: str) -> bool:
+        """True while the model's traffic goes to more than one version (a canary or A/B split, a
+        shadow arm): its versions are being measured against each other."""
+        entry = self._models.get(model)
+        if entry is None or entry.compiled is None:
+            return False
+        compiled = entry.compiled
+        return bool(compiled.shadows) or len({a.version for a in compiled.primaries}) > 1
+
     def served(self, model: str, version: int) -> ServedVersion | None:
         entry = self._models.get(model)
         if entry is None:
