@@ -53,11 +53,12 @@ grpc-stubs: install  ## Regenerate the gateway's gRPC modules from its .proto (t
 test-fast: install  ## Unit tests only
 	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
-bench: install  ## Serving, multi-model, monitor and HTTP-stack benchmarks (wrk and h2load when installed, else skipped with a note); results in bench/results/
+bench: install  ## Serving, multi-model, monitor, HTTP-stack and gRPC-transport benchmarks (wrk and h2load when installed, else skipped with a note); results in bench/results/
 	$(UV) run python bench/serving.py
 	$(UV) run python bench/multimodel.py
 	$(UV) run python bench/monitor.py
 	$(UV) run python bench/http_stack.py
+	$(UV) run python bench/grpc_transport.py
 
 bench-fleet: install  ## 1,000 models from 20 teams: onboard, serve, measure (by hand, ~20 min)
 	$(UV) run python bench/fleet.py
@@ -70,6 +71,7 @@ bench-quick: install  ## Smoke run of the benchmarks (3 s cells, 30 models)
 	$(UV) run python bench/multimodel.py --quick
 	$(UV) run python bench/monitor.py --quick
 	$(UV) run python bench/http_stack.py --quick
+	$(UV) run python bench/grpc_transport.py --quick
 
 lint: install  ## ruff
 	$(UV) run ruff check .
