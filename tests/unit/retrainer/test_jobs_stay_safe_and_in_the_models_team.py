@@ -1,20 +1,25 @@
 """A job loads its champion as serving does (sha256 verified first, only the serving allow-list of
 skops types trusted, whatever the registry recorded at upload), never reads or writes a dataset of
 another team than the model's, and registers a winner that inherits the champion's team,
-signature (PII flags, ranges) and quota."""
+signature (PII flags, ranges), quota and tags; a dataset trigger trains on the dataset version it
+announced."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from typing import Any
 
+import pandas as pd
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from fleet_core.auth import Role
+from fleet_core.events import DatasetUpdated, Topic, make_event
 from fleet_core.schemas import Signature
+from fleet_retrainer.events import retrainer_consumer
 from support.retrainer import FEATURES, QUOTA, SIGNATURE, RetrainerHarness, population
 
 
@@ -110,3 +115,63 @@ async def test_hashed_pii_from_the_lake_is_never_trained_on_nor_copied_into_a_da
     assert job["state"] == "failed", job
     assert "PII" in job["reason"] and "income" in job["reason"] and "200" in job["reason"], job["reason"]
     assert retrainer.registry.dataset_writes == [] and retrainer.registry.registered == []
+
+
+async def _dataset_updated(h: RetrainerHarness, dataset: str, version: int, model: str) -> dict[str, Any]:
+    """``dataset.updated`` for ``dataset`` v``version`` naming ``model``, through the retrainer's own
+    consumer handler; the job it started, once finished."""
+    content = h.registry.dataset_content[(dataset, version)]
+    event = make_event(
+        Topic.DATASET_UPDATED,
+        DatasetUpdated(
+            dataset=dataset,
+            version=version,
+            content_hash=hashlib.sha256(content).hexdigest(),
+            row_count=len(pd.read_parquet(io.BytesIO(content))),
+            models=[model],
+        ),
+        source="registry",
+    )
+    consumer = retrainer_consumer("127.0.0.1:1", h.controller)
+    await consumer.handlers[Topic.DATASET_UPDATED]([event])
+    (job,) = [j for j in await h.all_jobs() if j["trigger"] == "dataset"]
+    return await h.finished(job["id"])
+
+
+async def test_a_dataset_trigger_trains_on_the_new_dataset_version(retrainer: RetrainerHarness) -> None:
+    retrainer.registry.add_champion("credit", "alpha")  # trained on credit-training v1 (300 rows)
+    newer = population(450, shift=1, seed=7)
+    assert retrainer.registry.add_dataset("credit-training", "alpha", newer)["version"] == 2
+    job = await _dataset_updated(retrainer, "credit-training", 2, "credit")
+    assert job["state"] == "registered", job
+    assert (job["source_dataset"], job["source_dataset_version"]) == ("credit-training", 2)
+    logs = (await retrainer.client.get(f"/v1/jobs/{job['id']}/logs", headers=retrainer.auth())).json()
+    assert any("450 training rows of credit-training v2" in line for line in logs["lines"]), logs
+    # What the winner was trained on: v2's 450 rows plus the traffic it did not hold out.
+    (meta,) = retrainer.registry.registered
+    written = retrainer.registry.dataset_content[("credit-training", meta["dataset_version"]["version"])]
+    assert len(pd.read_parquet(io.BytesIO(written))) == job["result"]["train_rows"] > 450
+
+
+async def test_a_dataset_version_without_the_models_columns_fails_the_job(
+    retrainer: RetrainerHarness,
+) -> None:
+    retrainer.registry.add_champion("credit", "alpha")
+    retrainer.registry.add_dataset(
+        "credit-training", "alpha", population(100, shift=0, seed=3).drop(columns="age")
+    )
+    job = await _dataset_updated(retrainer, "credit-training", 2, "credit")
+    assert job["state"] == "failed"
+    assert "credit-training' v2 lacks the columns ['age']" in job["reason"], job["reason"]
+    assert retrainer.registry.registered == []
+
+
+async def test_a_winner_keeps_the_champions_tags_but_not_a_direct_deploy_policy(
+    retrainer: RetrainerHarness,
+) -> None:
+    retrainer.registry.add_champion("credit", "alpha", tags=["credit", "tier-1"], deploy_policy="direct")
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "registered", job
+    (meta,) = retrainer.registry.registered
+    assert meta["tags"] == ["credit", "tier-1"]
+    assert meta["deploy_policy"] == "none"  # the retrainer's canary is the only way it goes live

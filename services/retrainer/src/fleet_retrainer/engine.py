@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,18 @@ TEAM_TTL_S = 60.0
 
 class JobFailed(Exception):
     """A job cannot go on; the message says why (recorded on the job and in retrain.completed)."""
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """An automatic trigger that found too few labelled rows, retried until ``until``."""
+
+    trigger: Trigger
+    event_id: str | None
+    version: int | None
+    requested_by: str
+    until: datetime
+    dataset: tuple[str, int] | None
 
 
 def _now() -> datetime:
@@ -86,7 +99,7 @@ class RetrainController:
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Automatic triggers that found too few labels yet: retried by the timer until they expire.
-        self._waiting: dict[str, tuple[Trigger, str | None, int | None, str, datetime]] = {}
+        self._waiting: dict[str, _Waiting] = {}
 
     async def policy(self, model: str) -> RetrainPolicy:
         async with self.store.transaction() as s:
@@ -132,9 +145,12 @@ class RetrainController:
         topic: Topic | None = None,
         version: int | None = None,
         cause: str | None = None,
+        dataset: tuple[str, int] | None = None,
     ) -> tuple[Admission, Job | None]:
         """Apply the policy to a trigger; start or queue a job, or say why not. ``event_id`` is
-        claimed (idempotency); ``cause`` only names the event on the job (a retried trigger)."""
+        claimed (idempotency); ``cause`` only names the event on the job (a retried trigger);
+        ``dataset`` (name, version): the new dataset version a ``dataset`` trigger announced, which
+        the job trains on instead of the champion's."""
         policy = await self.policy(model)
         team = await self.team_of(model)
         labelled = 0
@@ -160,7 +176,7 @@ class RetrainController:
                 log.info("retrain trigger skipped", model=model, trigger=trigger, reason=decision.reason)
                 if "labelled rows" in decision.reason:
                     until = _now() + timedelta(seconds=WAIT_FOR_LABELS_S)
-                    self._waiting[model] = (trigger, event_id, version, requested_by, until)
+                    self._waiting[model] = _Waiting(trigger, event_id, version, requested_by, until, dataset)
                 return decision, None
             self._waiting.pop(model, None)
             job = await self.store.add_job(
@@ -171,6 +187,7 @@ class RetrainController:
                 trigger_event_id=event_id or cause,
                 requested_by=requested_by,
                 champion_version=version,
+                source_dataset=dataset,
                 state="queued",
                 reason=f"{trigger} trigger by {requested_by}: {decision.reason}",
             )
@@ -261,6 +278,10 @@ class RetrainController:
                 f"{job.model} v{number} has task {champion['task']!r}; the gate needs one it can score"
             )
         source = champion.get("dataset_version")
+        if job.source_dataset is not None and job.source_dataset_version is not None:
+            # A dataset trigger: the new version it announced, not the one the champion was trained
+            # on (the registry is asked for it below; the event only named it).
+            source = {"dataset": job.source_dataset, "version": job.source_dataset_version}
         if not source:
             raise JobFailed(f"{job.model} v{number} records no training dataset")
         team = champion["team"]
@@ -279,8 +300,19 @@ class RetrainController:
             f"champion v{number}: recipe {recipe.estimator or recipe.function}, target {recipe.target}",
         )
 
-        base = await self.fleet.dataset(source["dataset"], source["version"])
+        try:
+            base = await self.fleet.dataset(source["dataset"], source["version"])
+        except Exception as exc:
+            raise JobFailed(
+                f"cannot read dataset {source['dataset']!r} v{source['version']} from the registry: {exc}"
+            ) from exc
         features = [f["name"] for f in champion["signature"]["inputs"]]
+        missing = [c for c in (*features, recipe.target) if c not in base.columns]
+        if missing:
+            raise JobFailed(
+                f"dataset {source['dataset']!r} v{source['version']} lacks the columns {missing} that "
+                f"{job.model} v{number} is trained on"
+            )
         pii = [f["name"] for f in champion["signature"]["inputs"] if f.get("pii")]
         rows, hashed = without_hashed_pii(await self.fleet.labelled_rows(job.model), pii)
         if hashed:
@@ -334,10 +366,13 @@ class RetrainController:
             data.train[features],
             data.train[recipe.target],
             # The new version inherits what the champion was registered with: its team, its
-            # signature (PII flags, ranges, categories) and its quota.
+            # signature (PII flags, ranges, categories), its quota and its tags. Not its deploy
+            # policy: the retrainer asks for the canary itself (below), and a champion's `direct`
+            # would send the candidate live untested before the canary starts.
             team=team,
             signature=Signature.model_validate(champion["signature"]),
             quota=champion.get("quota"),
+            tags=list(champion.get("tags") or []),
             X_test=data.holdout[features],
             y_test=data.holdout[recipe.target],
             dataset=source["dataset"],
@@ -476,14 +511,19 @@ class RetrainController:
     async def schedule_tick(self) -> None:
         """Retry triggers that were waiting for labels; start scheduled retraining for models whose
         policy has ``schedule_every_s``."""
-        for model, (trigger, event_id, version, by, until) in list(self._waiting.items()):
-            if _now() > until:
+        for model, waiting in list(self._waiting.items()):
+            if _now() > waiting.until:
                 self._waiting.pop(model, None)
-                log.info("retrain trigger expired waiting for labels", model=model, trigger=trigger)
+                log.info("retrain trigger expired waiting for labels", model=model, trigger=waiting.trigger)
                 continue
             try:
                 decision, _ = await self.on_trigger(
-                    model, trigger, requested_by=by, version=version, cause=event_id
+                    model,
+                    waiting.trigger,
+                    requested_by=waiting.requested_by,
+                    version=waiting.version,
+                    cause=waiting.event_id,
+                    dataset=waiting.dataset,
                 )
             except Exception as exc:  # one model's failing lookup must not hold up the others
                 log.warning(

@@ -19,6 +19,10 @@ class Job(BaseModel):
     requested_by: str
     state: str = Field(description="queued, running, registered, rejected or failed")
     champion_version: int | None
+    source_dataset: str | None = Field(
+        default=None, description="The dataset a dataset trigger named; None: the champion's training dataset"
+    )
+    source_dataset_version: int | None = Field(default=None, description="Its version the job trains on")
     new_version: int | None
     result: dict[str, Any] = Field(
         description="Dataset version, metrics of champion and candidate on the holdout, the rollout"

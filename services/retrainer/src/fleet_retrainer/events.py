@@ -49,6 +49,7 @@ def retrainer_consumer(
                     requested_by=f"dataset {event.data.dataset} v{event.data.version}",
                     event_id=f"{event.id}:{model}",
                     topic=Topic.DATASET_UPDATED,
+                    dataset=(event.data.dataset, event.data.version),
                 )
 
     return BatchConsumer(

@@ -46,6 +46,9 @@ class JobRow(Base):
     requested_by: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(20), index=True)
     champion_version: Mapped[int | None] = mapped_column(Integer)
+    source_dataset: Mapped[str | None] = mapped_column(String(100))
+    """The dataset a ``dataset`` trigger named (None: the champion's own training dataset)."""
+    source_dataset_version: Mapped[int | None] = mapped_column(Integer)
     new_version: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     logs: Mapped[list[Any]] = mapped_column(default=list)

@@ -44,6 +44,8 @@ def _job(row: JobRow) -> Job:
         requested_by=row.requested_by,
         state=row.state,
         champion_version=row.champion_version,
+        source_dataset=row.source_dataset,
+        source_dataset_version=row.source_dataset_version,
         new_version=row.new_version,
         result=dict(row.result or {}),
         reason=row.reason,
@@ -71,6 +73,7 @@ class RetrainerStore(MessagingStore):
         champion_version: int | None,
         state: str,
         reason: str,
+        source_dataset: tuple[str, int] | None = None,
     ) -> Job:
         row = JobRow(
             id=str(uuid.uuid4()),
@@ -81,6 +84,8 @@ class RetrainerStore(MessagingStore):
             requested_by=requested_by,
             state=state,
             champion_version=champion_version,
+            source_dataset=source_dataset[0] if source_dataset else None,
+            source_dataset_version=source_dataset[1] if source_dataset else None,
             result={},
             logs=[f"{_now().isoformat(timespec='seconds')} {reason}"],
             reason=reason,
