@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from fleet_core.auth import Role, TokenAuthority
 from fleet_retrainer.app import create_app
 from fleet_retrainer.engine import FINISHED, RetrainController
-from fleet_retrainer.platform import Fleet
+from fleet_retrainer.platform import SERVICE_SUBJECT, Fleet
 from fleet_retrainer.settings import RetrainerSettings
 from fleet_retrainer.trainer import LocalTrainer
 from fleet_sdk.errors import FleetAPIError
@@ -78,6 +78,8 @@ class FakeRegistry:
     """Metadata of every version the retrainer registered."""
     dataset_writes: list[tuple[str, str]] = field(default_factory=list)
     """(dataset, "create" | "upload") for every dataset write."""
+    after_register: Callable[[], None] | None = None
+    """Called (in the SDK's worker thread) once a version is stored, before the registry answers."""
 
     def add_dataset(self, name: str, team: str, frame: pd.DataFrame) -> dict[str, Any]:
         self.datasets.setdefault(name, {"name": name, "team": team, "latest_version": 0})
@@ -210,8 +212,14 @@ class FakeClient:
             "model": name,
             "version": number,
             "team": model["team"],
+            "created_by": SERVICE_SUBJECT,  # only the retrainer's client registers here
         }
+        if self.r.after_register is not None:
+            self.r.after_register()
         return {**metadata, "model": name, "version": number, "team": model["team"]}
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        return [dict(v) for (model, _), v in sorted(self.r.versions.items()) if model == name]
 
 
 class FakeFleet(Fleet):

@@ -34,7 +34,7 @@ from fleet_core.serving import ModelSpec
 from fleet_retrainer.dataset import Assembled, assemble, labelled_frame, without_hashed_pii
 from fleet_retrainer.entities import Job
 from fleet_retrainer.gate import GateResult, judge
-from fleet_retrainer.platform import Fleet
+from fleet_retrainer.platform import Fleet, job_marker
 from fleet_retrainer.policy import Admission, RetrainPolicy, Trigger, admit
 from fleet_retrainer.store import RetrainerStore
 from fleet_retrainer.trainer import Trainer
@@ -61,6 +61,31 @@ class _Waiting:
     requested_by: str
     until: datetime
     dataset: tuple[str, int] | None
+
+
+def _with_outcome(
+    result: dict[str, Any],
+    *,
+    verdict: GateResult | None = None,
+    data: Assembled | None = None,
+    dataset: DatasetRef | None = None,
+) -> dict[str, Any]:
+    """A job's ``result`` with the gate's verdict, the data's sizes and the new dataset version."""
+    result = dict(result)
+    if verdict is not None:
+        result.update(
+            metric=verdict.metric,
+            champion_metrics=verdict.champion,
+            candidate_metrics=verdict.candidate,
+            reasons=verdict.reasons,
+        )
+    if dataset is not None:
+        result["dataset_version"] = dataset.model_dump(mode="json")
+    if data is not None:
+        result.update(
+            train_rows=len(data.train), holdout_rows=len(data.holdout), traffic_rows=data.traffic_rows
+        )
+    return result
 
 
 def _now() -> datetime:
@@ -209,12 +234,33 @@ class RetrainController:
                 self._tasks[job.id] = asyncio.create_task(self._run(job.id), name=f"retrain-{job.id[:8]}")
 
     async def recover(self) -> int:
-        """At start: a job left running by a dead process is failed (never re-run: its version may
-        be half-registered); queued jobs are started."""
+        """At start: a job left running by a dead process is never re-run. If it had registered
+        its winner (the crash came between the registry's answer and the job's own record), the
+        job ends ``registered`` with that version and its canary is requested, as it would have
+        been; otherwise it is failed. Then queued jobs are started. Returns the jobs recovered."""
         async with self.store.transaction() as s:
             stale = await self.store.jobs(s, state="running", limit=10_000)
-            for job in stale:
-                await self._finish(s, job, "failed", reason="the retrainer restarted while the job ran")
+        for job in stale:
+            reason = "the retrainer restarted while the job ran"
+            found: dict[str, Any] | None = None
+            if job.champion_version is not None:
+                try:
+                    found = await self.fleet.registered_by_job(
+                        job.model, job.id, parent_version=job.champion_version
+                    )
+                except Exception as exc:
+                    reason += f"; whether it registered a version could not be checked ({exc})"
+            async with self.store.transaction() as s:
+                current = await self.store.job(s, job.id)
+                if current is None or current.state != "running":
+                    continue
+                if found is None:
+                    await self._finish(s, current, "failed", reason=reason)
+                    continue
+                await self.store.log(
+                    s, job.id, f"{reason}, after v{found['version']} was registered: the job completes"
+                )
+                await self._registered(s, current, found, reason=current.result.get("reasons", [reason])[0])
         await self.dispatch()
         return len(stale)
 
@@ -354,12 +400,17 @@ class RetrainController:
             min_improvement=policy.min_improvement,
         )
         await self._log(job.id, f"gate: {'; '.join(verdict.reasons)}")
-        if not verdict.accepted:
-            async with self.store.transaction() as s:
-                current = await self.store.job(s, job.id)
-                assert current is not None
+        async with self.store.transaction() as s:
+            current = await self.store.job(s, job.id)
+            assert current is not None
+            if not verdict.accepted:
                 await self._finish(s, current, "rejected", reason=verdict.reasons[0], verdict=verdict)
-            return
+                return
+            # Kept before registering: a crash after the registry's answer leaves the verdict for
+            # ``recover`` to complete the job with.
+            await self.store.update_job(
+                s, job.id, result=_with_outcome(current.result, verdict=verdict, data=data)
+            )
         registered = await self.fleet.register(
             job.model,
             candidate,
@@ -377,7 +428,8 @@ class RetrainController:
             y_test=data.holdout[recipe.target],
             dataset=source["dataset"],
             target_name=recipe.target,
-            description=f"retrained from v{number} ({job.trigger}); {verdict.reasons[0]}",
+            description=f"retrained from v{number} ({job.trigger}); {verdict.reasons[0]} "
+            + job_marker(job.id),
             lineage={"origin": "retrain", "parent_version": number, "trigger_event_id": job.trigger_event_id},
         )
         await self._log(
@@ -388,31 +440,36 @@ class RetrainController:
         async with self.store.transaction() as s:
             current = await self.store.job(s, job.id)
             assert current is not None
-            rollout = RolloutRequested(
-                model=job.model,
-                version=registered["version"],
-                strategy="canary",
-                steps=self.canary_steps,
-                step_interval_s=self.canary_step_interval_s,
-                requested_by="service:retrainer",
-                reason=f"retrained by job {job.id}: {verdict.reasons[0]}",
-            )
-            await self.store.publish(s, Topic.ROLLOUT_REQUESTED, rollout, auth=self.fleet.rollout_token(team))
-            await self.store.log(
-                s,
-                job.id,
-                f"canary requested for v{registered['version']} ({'/'.join(map(str, self.canary_steps))} %)",
-            )
-            await self._finish(
-                s,
-                current,
-                "registered",
-                reason=verdict.reasons[0],
-                verdict=verdict,
-                new_version=registered["version"],
-                dataset=DatasetRef.model_validate(registered["dataset_version"]),
-                data=data,
-            )
+            await self._registered(s, current, registered, reason=verdict.reasons[0])
+
+    async def _registered(self, s: Any, job: Job, registered: dict[str, Any], *, reason: str) -> None:
+        """The winner is in the registry: ask for its canary and end the job ``registered`` (the
+        gate's verdict is already in the job's result)."""
+        team = registered["team"]
+        rollout = RolloutRequested(
+            model=job.model,
+            version=registered["version"],
+            strategy="canary",
+            steps=self.canary_steps,
+            step_interval_s=self.canary_step_interval_s,
+            requested_by="service:retrainer",
+            reason=f"retrained by job {job.id}: {reason}",
+        )
+        await self.store.publish(s, Topic.ROLLOUT_REQUESTED, rollout, auth=self.fleet.rollout_token(team))
+        await self.store.log(
+            s,
+            job.id,
+            f"canary requested for v{registered['version']} ({'/'.join(map(str, self.canary_steps))} %)",
+        )
+        dataset = registered.get("dataset_version")
+        await self._finish(
+            s,
+            job,
+            "registered",
+            reason=reason,
+            new_version=registered["version"],
+            dataset=DatasetRef.model_validate(dataset) if dataset else None,
+        )
 
     async def _load(self, model: str, version: int, champion: dict[str, Any]) -> Any:
         """The champion, loaded exactly as a serving replica loads it: its bytes must hash to the
@@ -458,20 +515,7 @@ class RetrainController:
         dataset: DatasetRef | None = None,
         data: Assembled | None = None,
     ) -> None:
-        result: dict[str, Any] = dict(job.result)
-        if verdict is not None:
-            result.update(
-                metric=verdict.metric,
-                champion_metrics=verdict.champion,
-                candidate_metrics=verdict.candidate,
-                reasons=verdict.reasons,
-            )
-        if dataset is not None:
-            result["dataset_version"] = dataset.model_dump(mode="json")
-        if data is not None:
-            result.update(
-                train_rows=len(data.train), holdout_rows=len(data.holdout), traffic_rows=data.traffic_rows
-            )
+        result = _with_outcome(job.result, verdict=verdict, data=data, dataset=dataset)
         await self.store.update_job(
             s, job.id, state=state, reason=reason, result=result, new_version=new_version, finished_at=_now()
         )
@@ -485,9 +529,9 @@ class RetrainController:
                 champion_version=job.champion_version,
                 new_version=new_version,
                 dataset_version=dataset,
-                candidate_metrics=verdict.candidate if verdict else {},
-                champion_metrics=verdict.champion if verdict else {},
-                reasons=verdict.reasons if verdict else [reason],
+                candidate_metrics=result.get("candidate_metrics", {}),
+                champion_metrics=result.get("champion_metrics", {}),
+                reasons=(result.get("reasons") if state != "failed" else None) or [reason],
             ),
         )
 

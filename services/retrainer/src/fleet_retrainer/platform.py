@@ -21,6 +21,13 @@ from fleet_sdk.errors import FleetAPIError
 
 SERVICE_SUBJECT = "service:retrainer"
 ROLLOUT_TOKEN_TTL = timedelta(hours=6)
+JOB_LOOKUP_LIMIT = 10
+"""Retrained versions of one parent read back when looking for a job's (newest first)."""
+
+
+def job_marker(job_id: str) -> str:
+    """What a retrained version's description carries to name the job that registered it."""
+    return f"[retrain job {job_id}]"
 
 
 class Fleet:
@@ -78,6 +85,30 @@ class Fleet:
     async def latest_version(self, model: str) -> int | None:
         found = await self._found("get_model", model)
         return found.get("latest_version") if found else None
+
+    async def registered_by_job(
+        self, model: str, job_id: str, *, parent_version: int
+    ) -> dict[str, Any] | None:
+        """The version of ``model`` that retrain job ``job_id`` registered (the full version), or
+        None. Candidates are the retrains of ``parent_version`` that this service registered
+        (``created_by`` is its own subject, which no other caller's token carries), newest first;
+        the job's id is in the description it registered them with."""
+        summaries = await self._call("list_versions", model)
+        mine = sorted(
+            (
+                v["version"]
+                for v in summaries
+                if v.get("origin") == "retrain"
+                and v.get("parent_version") == parent_version
+                and v.get("created_by") == SERVICE_SUBJECT
+            ),
+            reverse=True,
+        )
+        for number in mine[:JOB_LOOKUP_LIMIT]:
+            version = await self.version(model, number)
+            if job_marker(job_id) in (version.get("description") or ""):
+                return version
+        return None
 
     async def artifact(self, model: str, version: int) -> bytes:
         return await self._call("download_artifact", model, version)  # type: ignore[no-any-return]
