@@ -73,6 +73,7 @@ class FakeRegistry:
     artifacts: dict[tuple[str, int], bytes] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_content: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    dataset_creators: dict[tuple[str, int], str] = field(default_factory=dict)
     labelled: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     registered: list[dict[str, Any]] = field(default_factory=list)
     """Metadata of every version the retrainer registered."""
@@ -81,10 +82,13 @@ class FakeRegistry:
     after_register: Callable[[], None] | None = None
     """Called (in the SDK's worker thread) once a version is stored, before the registry answers."""
 
-    def add_dataset(self, name: str, team: str, frame: pd.DataFrame) -> dict[str, Any]:
+    def add_dataset(
+        self, name: str, team: str, frame: pd.DataFrame, *, created_by: str = "alice"
+    ) -> dict[str, Any]:
         self.datasets.setdefault(name, {"name": name, "team": team, "latest_version": 0})
         ds = self.datasets[name]
         ds["latest_version"] += 1
+        self.dataset_creators[(name, ds["latest_version"])] = created_by
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
         self.dataset_content[(name, ds["latest_version"])] = buf.getvalue()
@@ -187,7 +191,13 @@ class FakeClient:
 
     def upload_dataset_version(self, name: str, data: bytes, **_: Any) -> dict[str, Any]:
         self.r.dataset_writes.append((name, "upload"))
-        return self.r.add_dataset(name, self.r.datasets[name]["team"], pd.read_parquet(io.BytesIO(data)))
+        frame = pd.read_parquet(io.BytesIO(data))
+        return self.r.add_dataset(name, self.r.datasets[name]["team"], frame, created_by=SERVICE_SUBJECT)
+
+    def get_dataset_version(self, name: str, version: int) -> dict[str, Any]:
+        if (name, version) not in self.r.dataset_content:
+            raise not_found(f"dataset {name} v{version}")
+        return {"dataset": name, "version": version, "created_by": self.r.dataset_creators[(name, version)]}
 
     def register_sklearn(
         self, name: str, estimator: Any, X: Any, y: Any = None, **options: Any

@@ -20,6 +20,8 @@ from fleet_core.auth import Role
 from fleet_core.events import DatasetUpdated, Topic, make_event
 from fleet_core.schemas import Signature
 from fleet_retrainer.events import retrainer_consumer
+from fleet_retrainer.platform import SERVICE_SUBJECT
+from fleet_retrainer.policy import RetrainPolicy
 from support.retrainer import FEATURES, QUOTA, SIGNATURE, RetrainerHarness, population
 
 
@@ -175,3 +177,34 @@ async def test_a_winner_keeps_the_champions_tags_but_not_a_direct_deploy_policy(
     (meta,) = retrainer.registry.registered
     assert meta["tags"] == ["credit", "tier-1"]
     assert meta["deploy_policy"] == "none"  # the retrainer's canary is the only way it goes live
+
+
+async def test_the_retrainers_own_dataset_write_starts_no_job(retrainer: RetrainerHarness) -> None:
+    """A winner's training data is a new version of the dataset, and the registry announces it on
+    ``dataset.updated`` naming the model; taken as news, each job would start the next one."""
+    retrainer.registry.add_champion("credit", "alpha")
+    await retrainer.controller.put_policy("credit", RetrainPolicy(cooldown_s=0), by="alice")
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "registered", job
+    written = job["result"]["dataset_version"]["version"]
+    assert retrainer.registry.dataset_creators[("credit-training", written)] == SERVICE_SUBJECT
+    consumer = retrainer_consumer("127.0.0.1:1", retrainer.controller)
+    content = retrainer.registry.dataset_content[("credit-training", written)]
+    event = make_event(
+        Topic.DATASET_UPDATED,
+        DatasetUpdated(
+            dataset="credit-training",
+            version=written,
+            content_hash=hashlib.sha256(content).hexdigest(),
+            row_count=1,
+            models=["credit"],
+        ),
+        source="registry",
+    )
+    await consumer.handlers[Topic.DATASET_UPDATED]([event])
+    assert [j["trigger"] for j in await retrainer.all_jobs()] == ["manual"]
+    # A version the registry does not hold starts nothing either.
+    decision, started = await retrainer.controller.on_trigger(
+        "credit", "dataset", requested_by="dataset credit-training v99", dataset=("credit-training", 99)
+    )
+    assert started is None and decision.reason == "dataset 'credit-training' has no version 99"

@@ -34,7 +34,7 @@ from fleet_core.serving import ModelSpec
 from fleet_retrainer.dataset import Assembled, assemble, labelled_frame, without_hashed_pii
 from fleet_retrainer.entities import Job
 from fleet_retrainer.gate import GateResult, judge
-from fleet_retrainer.platform import Fleet, job_marker
+from fleet_retrainer.platform import SERVICE_SUBJECT, Fleet, job_marker
 from fleet_retrainer.policy import Admission, RetrainPolicy, Trigger, admit
 from fleet_retrainer.store import RetrainerStore
 from fleet_retrainer.trainer import Trainer
@@ -176,6 +176,18 @@ class RetrainController:
         claimed (idempotency); ``cause`` only names the event on the job (a retried trigger);
         ``dataset`` (name, version): the new dataset version a ``dataset`` trigger announced, which
         the job trains on instead of the champion's."""
+        if dataset is not None:
+            # The event only named a version: the registry says who wrote it. The retrainer's own
+            # write (the training data of a version it registered) is no news to retrain on; taken
+            # as one, every job would start the next as soon as the cooldown allows.
+            try:
+                written = await self.fleet.dataset_version(*dataset)
+            except NotFound:
+                return Admission("skip", f"dataset {dataset[0]!r} has no version {dataset[1]}"), None
+            if written.get("created_by") == SERVICE_SUBJECT:
+                reason = f"dataset {dataset[0]!r} v{dataset[1]} was written by the retrainer itself"
+                log.info("retrain trigger skipped", model=model, trigger=trigger, reason=reason)
+                return Admission("skip", reason), None
         policy = await self.policy(model)
         team = await self.team_of(model)
         labelled = 0

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from fleet_core.auth import ALL_TEAMS, Role, TokenAuthority
+from fleet_core.errors import NotFound
 from fleet_sdk.client import Client
 from fleet_sdk.config import ClientConfig
 from fleet_sdk.errors import FleetAPIError
@@ -112,6 +113,15 @@ class Fleet:
 
     async def artifact(self, model: str, version: int) -> bytes:
         return await self._call("download_artifact", model, version)  # type: ignore[no-any-return]
+
+    async def dataset_version(self, name: str, version: int) -> dict[str, Any]:
+        """The registry's record of one dataset version (NotFound when it has none)."""
+        try:
+            return await self._call("get_dataset_version", name, version)  # type: ignore[no-any-return]
+        except FleetAPIError as exc:
+            if exc.status == 404:
+                raise NotFound(f"dataset {name!r} has no version {version}") from exc
+            raise
 
     async def dataset(self, name: str, version: int) -> pd.DataFrame:
         blob: bytes = await self._call("download_dataset_version", name, version)
