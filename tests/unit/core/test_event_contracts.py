@@ -134,3 +134,42 @@ def test_event_docs_are_generated_from_the_current_code() -> None:
     )
     text = (DOCS / "events.md").read_text()
     assert all(f"### `{t.value}`" in text for t in Topic)
+
+
+def _refs(node: Any) -> list[str]:
+    """Every ``$ref`` in a JSON document."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_the_asyncapi_document_is_valid_asyncapi_3_and_describes_every_topic() -> None:
+    import jsonschema
+
+    doc = json.loads((DOCS / "asyncapi.json").read_text())
+    spec = json.loads(
+        (Path(__file__).resolve().parents[2] / "support/schemas/asyncapi-3.0.0.json").read_text()
+    )
+    errors = [f"{list(e.path)}: {e.message[:200]}" for e in jsonschema.Draft7Validator(spec).iter_errors(doc)]
+    assert errors == []
+    for ref in _refs(doc):  # the meta-schema does not follow references: every one must land
+        node: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in node, f"{ref} does not resolve"
+            node = node[part]
+    addresses = {c["address"] for c in doc["channels"].values()}
+    assert addresses == {t.value for t in Topic} | {t.dlq for t in Topic}
+    actions = sorted(o["action"] for o in doc["operations"].values())
+    assert actions == ["receive"] * len(Topic) + ["send"] * len(Topic)
+
+    # A real event validates against its message's schema, and a broken one does not.
+    message = doc["components"]["messages"][RetrainRequested.__name__]["payload"]
+    validator = jsonschema.Draft202012Validator({**doc, "$ref": message["schema"]["$ref"]})
+    event = json.loads(retrain_event().model_dump_json(exclude_none=True))
+    validator.validate(event)
+    del event["data"]["model"]
+    with pytest.raises(jsonschema.ValidationError, match="'model' is a required property"):
+        validator.validate(event)
