@@ -30,7 +30,9 @@ def _dataset_file() -> dict[str, Any]:
     }
 
 
-def table(v1: dict[str, Any], d1: dict[str, Any], token_id: str) -> dict[tuple[str, str], Access]:
+def table(
+    v1: dict[str, Any], d1: dict[str, Any], token_id: str, hook_id: str
+) -> dict[tuple[str, str], Access]:
     m, d = f"/v1/models/{MODEL}", f"/v1/datasets/{DATASET}"
     from_uri = {**version_metadata(), "artifact_uri": v1["artifact_uri"], "sha256": v1["sha256"]}
     dataset_from_uri = {"uri": d1["uri"], "content_hash": d1["content_hash"], "row_count": 1}
@@ -79,7 +81,20 @@ def table(v1: dict[str, Any], d1: dict[str, Any], token_id: str) -> dict[tuple[s
         ("GET", "/v1/datasets/{name}/versions/{version}/content"): team(
             Role.VIEWER, f"{d}/versions/1/content"
         ),
+        ("POST", "/v1/webhooks"): team(
+            Role.DEPLOYER,
+            request=lambda: {
+                "json": {"team": TEAM, "url": "http://127.0.0.1:9/h", "events": ["model.registered"]}
+            },
+        ),
+        ("GET", "/v1/webhooks"): listing(),
+        ("GET", "/v1/webhooks/{webhook_id}"): team(Role.VIEWER, f"/v1/webhooks/{hook_id}"),
+        ("POST", "/v1/webhooks/{webhook_id}/test"): team(Role.DEPLOYER, f"/v1/webhooks/{hook_id}/test"),
+        ("GET", "/v1/webhooks/{webhook_id}/deliveries"): team(
+            Role.VIEWER, f"/v1/webhooks/{hook_id}/deliveries"
+        ),
         # Destructive last: the refusals above all ran against the live alias and model.
+        ("DELETE", "/v1/webhooks/{webhook_id}"): team(Role.DEPLOYER, f"/v1/webhooks/{hook_id}"),
         ("DELETE", "/v1/models/{name}/aliases/{alias}"): team(Role.SCIENTIST, f"{m}/aliases/staging"),
         ("POST", "/v1/models/{name}/archive"): team(Role.DEPLOYER, f"{m}/archive"),
         ("POST", "/v1/models/{name}/unarchive"): team(Role.DEPLOYER, f"{m}/unarchive"),
@@ -106,6 +121,14 @@ async def test_every_registry_route_checks_role_and_team(tmp_path: Path) -> None
             "/v1/tokens", json={"subject": "spare", "role": "viewer"}, headers=root
         )
         token_id = spare.json()["token_id"]
-        run = MatrixRun(registry.client, registry.tokens, table(v1, d1, token_id), markers=[MODEL, DATASET])
+        hook = await registry.client.post(
+            "/v1/webhooks",
+            json={"team": TEAM, "url": f"http://127.0.0.1:9/{MODEL}", "events": ["model.registered"]},
+            headers=root,
+        )
+        hook_id = hook.json()["id"]
+        run = MatrixRun(
+            registry.client, registry.tokens, table(v1, d1, token_id, hook_id), markers=[MODEL, DATASET]
+        )
         await run.run(registry.app)
         assert not run.failures, "\n" + run.report()

@@ -58,7 +58,7 @@ user monitor "$FLEET_MONITOR_KAFKA_PASSWORD"
 user retrainer "$FLEET_RETRAINER_KAFKA_PASSWORD"
 
 produce registry model.registered dataset.updated
-consume registry registry audit.recorded
+consume registry registry audit.recorded model.registered rollout.updated rollout.analysis drift.detected anomaly.detected retrain.completed dataset.updated
 produce deployer rollout.updated audit.recorded
 consume deployer deployer model.registered rollout.requested inference.logged rollout.analysis anomaly.detected
 produce gateway inference.logged inference.feedback audit.recorded

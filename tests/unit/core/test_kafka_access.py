@@ -18,7 +18,7 @@ from fleet_core.topics import ACCESS
 
 REPO = Path(__file__).resolve().parents[3]
 CONSUMERS = {
-    "registry": "audit_consumer",
+    "registry": "registry_consumer",
     "deployer": "deployer_consumer",
     "monitor": "monitor_consumer",
     "retrainer": "retrainer_consumer",

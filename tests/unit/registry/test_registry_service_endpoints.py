@@ -29,6 +29,10 @@ V1_PATHS = {
     "/v1/tokens": {"get", "post"},
     "/v1/tokens/revoked": {"get"},
     "/v1/tokens/{token_id}": {"delete"},
+    "/v1/webhooks": {"get", "post"},
+    "/v1/webhooks/{webhook_id}": {"get", "delete"},
+    "/v1/webhooks/{webhook_id}/test": {"post"},
+    "/v1/webhooks/{webhook_id}/deliveries": {"get"},
 }
 
 

@@ -22,7 +22,7 @@ from fleet_core.events import PAYLOADS, CloudEvent, Topic
 ROLES: dict[Topic, tuple[str, str, str]] = {
     Topic.MODEL_REGISTERED: (
         "registry",
-        "deployer, monitor",
+        "deployer, monitor, registry (webhooks)",
         "a version exists and is frozen: artifact URI + sha256, flavor, signature, metrics, "
         "dataset version, reference profile, recipe, deploy policy, origin, parent",
     ),
@@ -33,7 +33,7 @@ ROLES: dict[Topic, tuple[str, str, str]] = {
     ),
     Topic.ROLLOUT_UPDATED: (
         "deployer",
-        "gateway, monitor, retrainer",
+        "gateway, monitor, retrainer, registry (webhooks)",
         "a rollout changed phase or step; carries the model's full route table",
     ),
     Topic.INFERENCE_LOGGED: (
@@ -48,17 +48,17 @@ ROLES: dict[Topic, tuple[str, str, str]] = {
     ),
     Topic.ROLLOUT_ANALYSIS: (
         "monitor",
-        "deployer",
+        "deployer, registry (webhooks)",
         "the verdict for one rollout step, with the numbers behind it",
     ),
     Topic.DRIFT_DETECTED: (
         "monitor",
-        "retrainer",
+        "retrainer, registry (webhooks)",
         "data, prediction or concept drift on a model version, with per-feature scores",
     ),
     Topic.ANOMALY_DETECTED: (
         "monitor",
-        "deployer, alerting",
+        "deployer, alerting, registry (webhooks)",
         "latency, errors or traffic outside expected bounds (firing / resolved)",
     ),
     Topic.RETRAIN_REQUESTED: (
@@ -68,12 +68,12 @@ ROLES: dict[Topic, tuple[str, str, str]] = {
     ),
     Topic.DATASET_UPDATED: (
         "registry, retrainer, other systems",
-        "retrainer",
+        "retrainer, registry (webhooks)",
         "a new dataset version arrived",
     ),
     Topic.RETRAIN_COMPLETED: (
         "retrainer",
-        "monitor, dashboard",
+        "monitor, dashboard, registry (webhooks)",
         "a job ended: a new version registered, or rejected by the gate and why, or failed",
     ),
     Topic.AUDIT_RECORDED: (

@@ -40,10 +40,20 @@ def _topics(*topics: Topic) -> frozenset[Topic]:
 
 
 ACCESS: dict[str, Access] = {
-    # The registry keeps the platform's audit log: it reads every service's audit.recorded.
+    # The registry keeps the platform's audit log (every service's audit.recorded) and delivers
+    # webhooks (the events about a team's models and datasets: fleet_registry.webhooks).
     "registry": Access(
         produces=_topics(Topic.MODEL_REGISTERED, Topic.DATASET_UPDATED),
-        consumes=_topics(Topic.AUDIT_RECORDED),
+        consumes=_topics(
+            Topic.AUDIT_RECORDED,
+            Topic.MODEL_REGISTERED,
+            Topic.ROLLOUT_UPDATED,
+            Topic.ROLLOUT_ANALYSIS,
+            Topic.DRIFT_DETECTED,
+            Topic.ANOMALY_DETECTED,
+            Topic.RETRAIN_COMPLETED,
+            Topic.DATASET_UPDATED,
+        ),
         group="registry",
     ),
     "deployer": Access(

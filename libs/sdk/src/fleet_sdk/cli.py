@@ -1,5 +1,5 @@
 """The ``fleet`` command line: the embedded stack, models, versions, datasets, deployments, routes,
-monitoring and alerts, audit and tokens."""
+monitoring and alerts, audit and tokens, webhooks."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fleet_sdk.cli_lists import AllOpt, LimitOpt, OffsetOpt, fetch, more, title
 from fleet_sdk.cli_pool import POOL_NAME, show_local, show_pool
 from fleet_sdk.cli_register import register as register_command
 from fleet_sdk.cli_top import top
+from fleet_sdk.cli_webhooks import webhooks_app
 from fleet_sdk.client import Client
 from fleet_sdk.config import fleet_home
 from fleet_sdk.errors import FleetAPIError, FleetUnavailable
@@ -57,6 +58,7 @@ monitor_app = typer.Typer(
 app.add_typer(monitor_app, name="monitor")
 privacy_app = typer.Typer(help="Privacy: erase a data subject (admins).", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("top")(top)
 app.command("register")(register_command)
 

@@ -380,6 +380,38 @@ class Client:
     def revoke_token(self, token_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/v1/tokens/{token_id}")  # type: ignore[no-any-return]
 
+    # ------------------------------------------------------------------ webhooks (registry)
+
+    def add_webhook(
+        self, team: str, url: str, events: list[str], *, description: str | None = None
+    ) -> dict[str, Any]:
+        """Subscribe ``url`` to ``team``'s ``events`` (topic names); the answer's ``secret`` (shown
+        only here) is what the receiver verifies signatures with."""
+        body = {"team": team, "url": url, "events": events, "description": description}
+        return self._request("POST", "/v1/webhooks", json=body)  # type: ignore[no-any-return]
+
+    def webhooks(self, team: str | None = None) -> list[dict[str, Any]]:
+        params = {"team": team} if team else {}
+        return self._request("GET", "/v1/webhooks", params=params)  # type: ignore[no-any-return]
+
+    def webhook(self, webhook_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/webhooks/{webhook_id}")  # type: ignore[no-any-return]
+
+    def remove_webhook(self, webhook_id: str) -> None:
+        self._request("DELETE", f"/v1/webhooks/{webhook_id}")
+
+    def test_webhook(self, webhook_id: str) -> dict[str, Any]:
+        """Queue a signed ``io.modelfleet.webhook.test.v1`` event; the queued delivery."""
+        return self._request("POST", f"/v1/webhooks/{webhook_id}/test")  # type: ignore[no-any-return]
+
+    def webhook_deliveries(
+        self, webhook_id: str, *, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset, **({"state": state} if state else {})}
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/v1/webhooks/{webhook_id}/deliveries", params=params
+        )
+
     # ------------------------------------------------------------------ deployments (deployer)
 
     def deploy(

@@ -1,5 +1,6 @@
 """The registry's FastAPI app: wiring, lifespan (database, migrations, artifact store, outbox relay,
-the consumer of other services' audit entries)."""
+the consumer of other services' audit entries and of the events webhooks deliver, the webhook
+sender)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from fleet_core.outbox import OutboxMetrics, OutboxRelay
 from fleet_core.service import BackgroundConsumer, build_app, database_check, outbox_check
 from fleet_registry import __version__
 from fleet_registry.api.main import api_router
-from fleet_registry.events import audit_consumer
+from fleet_registry.events import registry_consumer
 from fleet_registry.models import MESSAGING
 from fleet_registry.settings import RegistrySettings
 from fleet_registry.store import RegistryStore
+from fleet_registry.webhooks import WebhookMetrics, WebhookSender, WebhookStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -64,10 +66,24 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             await store.add_audit_entry(entry)
 
         app.state.audit_sink = audit_refusal
+        webhooks = WebhookStore(
+            db, allowed_hosts=settings.webhook_allowed_hosts, on_queued=lambda: sender.notify()
+        )
+        sender = WebhookSender(
+            webhooks,
+            max_attempts=settings.webhook_max_attempts,
+            retry_base_s=settings.webhook_retry_base_s,
+            timeout_s=settings.webhook_timeout_s,
+            metrics=WebhookMetrics(app.state.metrics.registry),
+        )
+        app.state.webhooks = webhooks
+        app.state.webhook_sender = sender
+
         consumer = BackgroundConsumer(
-            lambda: audit_consumer(
+            lambda: registry_consumer(
                 settings.kafka_servers,
                 store,
+                webhooks,
                 max_attempts=settings.dlq_max_attempts,
                 metrics=ConsumerMetrics(app.state.metrics.registry),
             ),
@@ -88,9 +104,11 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         ]
         relay.start()
         consumer.start()
+        sender.start()
         try:
             yield
         finally:
+            await sender.stop()
             await consumer.stop()
             await relay.stop()
             await db.dispose()
@@ -108,6 +126,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             {"name": "versions", "description": "Immutable versions and their artifacts"},
             {"name": "datasets", "description": "Datasets and content-hashed versions"},
             {"name": "admin", "description": "Audit log and token issuance"},
+            {"name": "webhooks", "description": "Events delivered to other systems over HTTP, per team"},
         ],
     )
     app.include_router(api_router)

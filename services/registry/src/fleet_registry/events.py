@@ -1,18 +1,23 @@
 """The registry's consumer (group ``registry``): other services' ``audit.recorded`` entries join
-the platform's audit log. Idempotent on the event id (inbox claim in the store)."""
+the platform's audit log (idempotent on the event id: inbox claim in the store), and the events
+webhooks may subscribe to (``fleet_registry.webhooks.WEBHOOK_TOPICS``) become deliveries for the
+webhooks of the team that owns their model (queued once per webhook and event id)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fleet_core.broker import BatchConsumer, ConsumerMetrics
 from fleet_core.events import CloudEvent, Topic
 from fleet_registry.store import AUDIT_CONSUMER, RegistryStore
+from fleet_registry.webhooks import WEBHOOK_TOPICS, WebhookStore
 
 
-def audit_consumer(
+def registry_consumer(
     bootstrap_servers: list[str] | str,
     store: RegistryStore,
+    webhooks: WebhookStore,
     *,
     max_attempts: int = 3,
     metrics: ConsumerMetrics | None = None,
@@ -21,9 +26,15 @@ def audit_consumer(
         for event in events:
             await store.add_audit_entry(event.data, event_id=event.id)
 
+    def deliveries(topic: Topic) -> Callable[[list[CloudEvent[Any]]], Awaitable[None]]:
+        async def queue(events: list[CloudEvent[Any]]) -> None:
+            await webhooks.queue_events(topic, events)
+
+        return queue
+
     return BatchConsumer(
         bootstrap_servers,
-        {Topic.AUDIT_RECORDED: audit_recorded},
+        {Topic.AUDIT_RECORDED: audit_recorded, **{topic: deliveries(topic) for topic in WEBHOOK_TOPICS}},
         consumer=AUDIT_CONSUMER,
         max_records=500,
         max_attempts=max_attempts,

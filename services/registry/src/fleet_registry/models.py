@@ -169,3 +169,45 @@ class TokenRow(Base):
     issued_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class WebhookRow(Base):
+    """A team's subscription of an outside HTTP endpoint to some of the platform's events."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    """Topic names (``fleet_registry.webhooks.WEBHOOK_TOPICS``)."""
+    secret: Mapped[str] = mapped_column(String(100))
+    """The Standard Webhooks signing secret (``whsec_...``): shown once, at creation."""
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one webhook: pending until delivered, or failed after its last attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(100))
+    topic: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    """The CloudEvent as delivered (structured mode), without any ``fleetauth`` token."""
+    state: Mapped[str] = mapped_column(String(20))
+    """pending, delivered or failed."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -18,6 +18,14 @@ class RegistrySettings(ServiceSettings):
     """Largest dataset file accepted, in MiB (413 above)."""
     consume_events: bool = True
     """Consume `audit.recorded` from the other services into the platform's audit log."""
+    webhook_allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
+    """Hosts a webhook may point at (``FLEET_WEBHOOK_ALLOWED_HOSTS``, a JSON list): exact names, or
+    ``*.example.com`` for its subdomains. The registry posts events to these URLs, so an open list
+    would let any deployer make it call into the cluster's own network; loopback by default."""
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    """Attempts per delivery before it is marked failed (backoff doubles from the base)."""
+    webhook_retry_base_s: float = Field(default=2.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
     pii_salt: SecretStr | None = None
     """The gateway's ``FLEET_PII_SALT`` (the same value): at registration the values of PII fields in
     reference profiles and example inputs are replaced by the keyed hash the gateway logs, so the

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from fleet_registry.api import admin, datasets, models, versions
+from fleet_registry.api import admin, datasets, models, versions, webhooks
 
 api_router = APIRouter()
-for module in (models, versions, datasets, admin):
+for module in (models, versions, datasets, admin, webhooks):
     api_router.include_router(module.router)
