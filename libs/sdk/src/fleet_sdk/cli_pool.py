@@ -20,7 +20,7 @@ def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.1f} MB"
 
 
-def _table(console: Console, title: str, columns: list[str], rows: list[list[Any]]) -> None:
+def print_table(console: Console, title: str, columns: list[str], rows: list[list[Any]]) -> None:
     table = Table(title=title, title_justify="left", header_style="bold cyan")
     for c in columns:
         table.add_column(c, overflow="fold")
@@ -53,7 +53,7 @@ def show_pool(client: Client, console: Console, *, as_json: bool = False) -> Non
             f"reserved {_mb(r.get('memory_reserved_bytes'))}); evicted {r['evictions_by_bytes']} by bytes, "
             f"{r['evictions_by_count']} by count ({_mb(r['evicted_bytes'])})"
         )
-        _table(
+        print_table(
             console,
             f"{r['replica_id']}: loaded, least recently used first",
             ["model", "team", "bytes", "last call s ago", "in flight"],
@@ -65,7 +65,7 @@ def show_pool(client: Client, console: Console, *, as_json: bool = False) -> Non
         for refused in r.get("refused") or []:
             console.print(f"  refused at load: {refused['key']} measured {_mb(refused['bytes'])}")
     if pool["refused"]:
-        _table(
+        print_table(
             console,
             "kept out of the pool: too large for a replica's budget (deploy with a quota)",
             ["model", "version", "team", "artifact", "expected loaded", "reason"],
@@ -98,7 +98,7 @@ def show_local(client: Client, console: Console, *, as_json: bool = False) -> No
         f"{len(local['models'])} models; calls here {local['local_calls']}, "
         f"through Ray {local['remote_calls']}; {local['loads']} loads, {local['evictions']} unloads"
     )
-    _table(
+    print_table(
         console,
         "served in the gateway, most recently used first",
         ["model", "team", "flavor", "bytes", "calls", "mean ms", "idle s"],
@@ -108,7 +108,7 @@ def show_local(client: Client, console: Console, *, as_json: bool = False) -> No
         ],
     )
     if local["refused"]:
-        _table(
+        print_table(
             console,
             "left to the pool",
             ["model", "team", "reason"],

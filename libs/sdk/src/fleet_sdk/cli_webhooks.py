@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from fleet_sdk.cli_pool import print_table
 from fleet_sdk.client import Client
 
 webhooks_app = typer.Typer(
@@ -21,15 +21,6 @@ webhooks_app = typer.Typer(
 console = Console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title, title_justify="left", header_style="bold cyan")
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows:
-        table.add_row(*[str(x) if x is not None else "-" for x in r])
-    console.print(table)
 
 
 @webhooks_app.command("add")
@@ -62,7 +53,8 @@ def list_(
     if as_json:
         console.print_json(json.dumps(hooks))
         return
-    _table(
+    print_table(
+        console,
         "Webhooks",
         ["id", "team", "url", "events", "created by"],
         [[h["id"], h["team"], h["url"], ", ".join(h["events"]), h["created_by"]] for h in hooks],
@@ -115,7 +107,8 @@ def deliveries(
     if as_json:
         console.print_json(json.dumps(page))
         return
-    _table(
+    print_table(
+        console,
         f"Deliveries of {webhook_id} ({page['total']} in all)",
         ["event", "topic", "state", "attempts", "last status", "last error", "delivered"],
         [
