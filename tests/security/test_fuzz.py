@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 import uvicorn
@@ -67,6 +68,16 @@ class ServedApp:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
+    def until_ready(self, timeout_s: float = 60.0) -> ServedApp:
+        """Wait until ``/readyz`` says ready, as a load balancer would before sending traffic: a
+        deployer still reconciling answers 503 there by design, which is not a server error."""
+        deadline = time.monotonic() + timeout_s
+        while httpx.get(f"{self.url}/readyz", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.url} was not ready within {timeout_s:.0f} s")
+            time.sleep(0.1)
+        return self
+
 
 def _common(home: Path, **extra: Any) -> dict[str, Any]:
     return {"home": home, "jwt_secret": SECRET, "kafka_bootstrap": CLOSED, **extra}
@@ -107,7 +118,7 @@ def deployer_app(tmp_path_factory: pytest.TempPathFactory, registry_app: ServedA
         **_common(home, consume_events=False, registry_url=registry_app.url, ray_address="fake://ray")
     )
     with ServedApp(create_app(config, serving_control=FakeServingControl())) as served:
-        yield served
+        yield served.until_ready()
 
 
 @pytest.fixture(scope="module")
