@@ -67,6 +67,22 @@ def table(
             Role.VIEWER, f"{m}/versions/1/artifact"
         ),
         ("GET", "/v1/models/{name}/versions/{version}/lineage"): team(Role.VIEWER, f"{m}/versions/1/lineage"),
+        ("GET", "/v1/models/{name}/gate"): team(Role.VIEWER, f"{m}/gate"),
+        ("PUT", "/v1/models/{name}/gate"): team(
+            Role.DEPLOYER, f"{m}/gate", lambda: {"json": {"approvals": 1}}
+        ),
+        ("GET", "/v1/models/{name}/versions/{version}/checks"): team(Role.VIEWER, f"{m}/versions/1/checks"),
+        # Checks come from the checker's token (the delivery:checks scope) or an admin, never a
+        # person of the team: a deployer of every team is refused as one without the scope.
+        ("PUT", "/v1/models/{name}/versions/{version}/checks"): admin(
+            f"{m}/versions/1/checks",
+            lambda: {"json": {"checks": [{"name": "smoke", "status": "passed", "detail": "ok"}]}},
+        ),
+        ("POST", "/v1/models/{name}/versions/{version}/reviews"): team(
+            Role.SCIENTIST,
+            f"{m}/versions/1/reviews",
+            lambda: {"json": {"decision": "comment", "comment": "ok"}},
+        ),
         ("POST", "/v1/datasets"): team(
             Role.SCIENTIST, request=lambda: {"json": {"name": f"{TEAM}-d{next(_names)}", "team": TEAM}}
         ),

@@ -17,6 +17,8 @@ class RegistryDouble:
 
     def __init__(self) -> None:
         self.versions: dict[tuple[str, int], KnownVersion] = {}
+        self.states: dict[tuple[str, int], str] = {}
+        """(model, version) -> the delivery state the registry holds for a gated version."""
         self.lookups = 0
 
     def add(self, data: ModelRegistered) -> None:
@@ -34,6 +36,11 @@ class RegistryDouble:
         if found is None:
             raise NotFound(f"model '{model}' version {version} does not exist", field="version")
         return found
+
+    async def delivery(self, model: str, version: int) -> dict[str, Any]:
+        known = await self.version(model, version)
+        state = self.states.get((model, version)) if known.deploy_policy == "gated" else None
+        return {"state": state, "deploy_policy": known.deploy_policy, "reason": f"state {state}"}
 
     async def latest_version(self, model: str) -> int:
         numbers = [v for m, v in self.versions if m == model]

@@ -239,7 +239,7 @@ class FakeFleet(Fleet):
         super().__init__("http://registry.invalid", "http://monitor.invalid", tokens)
         self.registry = registry
 
-    def _client(self) -> Any:
+    def _client(self, scopes: list[str] | None = None) -> Any:
         return FakeClient(self.registry)
 
 

@@ -57,15 +57,15 @@ user gateway "$FLEET_GATEWAY_KAFKA_PASSWORD"
 user monitor "$FLEET_MONITOR_KAFKA_PASSWORD"
 user retrainer "$FLEET_RETRAINER_KAFKA_PASSWORD"
 
-produce registry model.registered dataset.updated
-consume registry registry audit.recorded model.registered rollout.updated rollout.analysis drift.detected anomaly.detected retrain.completed dataset.updated
+produce registry model.registered dataset.updated version.checked
+consume registry registry audit.recorded model.registered version.checked rollout.updated rollout.analysis drift.detected anomaly.detected retrain.completed dataset.updated
 produce deployer rollout.updated audit.recorded
-consume deployer deployer model.registered rollout.requested inference.logged rollout.analysis anomaly.detected
+consume deployer deployer model.registered version.checked rollout.requested inference.logged rollout.analysis anomaly.detected
 produce gateway inference.logged inference.feedback audit.recorded
 consume gateway - rollout.updated
 produce monitor rollout.analysis drift.detected anomaly.detected audit.recorded
 consume monitor monitor inference.logged inference.feedback model.registered rollout.updated retrain.completed
 produce retrainer rollout.requested retrain.completed audit.recorded
-consume retrainer retrainer drift.detected retrain.requested dataset.updated
+consume retrainer retrainer drift.detected retrain.requested dataset.updated model.registered
 
 echo "kafka-principals: 5 service principals and their ACLs are in place"

@@ -10,7 +10,7 @@ import pytest
 
 from fleet_core.auth import Role
 from fleet_core.errors import Forbidden, Unauthorized
-from fleet_core.events import CloudEvent, RolloutRequested, Topic, make_event, parse_event
+from fleet_core.events import CloudEvent, RolloutRequested, Topic, VersionChecked, make_event, parse_event
 from fleet_core.schemas import ResourceQuota
 from fleet_deployer.controller import EventRejected
 from fleet_deployer.events import deployer_consumer
@@ -232,3 +232,45 @@ async def test_a_short_registry_outage_delays_the_confirmation_instead_of_losing
         await consume(
             deployer, Topic.MODEL_REGISTERED, make_event(Topic.MODEL_REGISTERED, later, source="/r")
         )
+
+
+# ---------------------------------------------------------------- version.checked
+
+
+def _checked(version: int, state: str) -> CloudEvent[Any]:
+    data = VersionChecked(model="churn", version=version, team="fraud", state=state, reason="r")  # type: ignore[arg-type]
+    return make_event(Topic.VERSION_CHECKED, data, source="/fleet/registry")
+
+
+async def test_a_gated_version_canaries_only_when_the_registry_says_it_is_ready(
+    deployer: DeployerHarness, registry: RegistryDouble, serving: FakeServingControl
+) -> None:
+    for number, policy in ((1, "direct"), (2, "gated")):
+        registry.add(registered("churn", number, deploy_policy=policy))
+        await consume(
+            deployer,
+            Topic.MODEL_REGISTERED,
+            make_event(
+                Topic.MODEL_REGISTERED, registered("churn", number, deploy_policy=policy), source="/r"
+            ),
+        )
+    assert await arms(deployer) == [(1, 100.0)], "a gated version takes no traffic on registration"
+
+    registry.states[("churn", 2)] = "awaiting_approval"
+    await consume(deployer, Topic.VERSION_CHECKED, _checked(2, "awaiting_approval"))
+    # A forged or stale "ready": the registry still says it waits for its approval.
+    await consume(deployer, Topic.VERSION_CHECKED, _checked(2, "ready"))
+    assert await arms(deployer) == [(1, 100.0)]
+    rollouts = (await deployer.client.get("/v1/rollouts?model=churn", headers=deployer.auth())).json()
+    assert [r["version"] for r in rollouts["items"]] == [1]
+
+    registry.states[("churn", 2)] = "ready"
+    ready = _checked(2, "ready")
+    await consume(deployer, Topic.VERSION_CHECKED, ready)
+    await consume(deployer, Topic.VERSION_CHECKED, ready)  # redelivered: no second rollout
+    await consume(deployer, Topic.VERSION_CHECKED, _checked(2, "ready"))  # announced again: none either
+    rollouts = (await deployer.client.get("/v1/rollouts?model=churn", headers=deployer.auth())).json()
+    canary = [r for r in rollouts["items"] if r["version"] == 2]
+    assert len(canary) == 1 and canary[0]["strategy"] == "canary", rollouts
+    assert canary[0]["requested_by"] == "delivery gate", canary[0]
+    assert dict(await arms(deployer))[2] > 0, "the canary sends v2 its first step"

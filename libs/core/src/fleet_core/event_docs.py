@@ -22,9 +22,15 @@ from fleet_core.events import PAYLOADS, CloudEvent, Topic
 ROLES: dict[Topic, tuple[str, str, str]] = {
     Topic.MODEL_REGISTERED: (
         "registry",
-        "deployer, monitor, registry (webhooks)",
+        "deployer, monitor, retrainer (a gated version's checks), registry (webhooks)",
         "a version exists and is frozen: artifact URI + sha256, flavor, signature, metrics, "
         "dataset version, reference profile, recipe, deploy policy, origin, parent",
+    ),
+    Topic.VERSION_CHECKED: (
+        "registry (the retrainer's checks, people's reviews)",
+        "deployer, registry (webhooks)",
+        "a gated version's delivery state changed: checking, failed, rejected, awaiting_approval or "
+        "ready (the deployer re-reads it from the registry and canaries a ready one)",
     ),
     Topic.ROLLOUT_REQUESTED: (
         "registry API, CLI, retrainer, other systems",

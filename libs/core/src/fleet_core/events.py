@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleet_core.log import current_request_id
 from fleet_core.schemas import (
+    CheckResult,
     Contract,
     DatasetRef,
+    DeliveryState,
     DeployPolicy,
     Flavor,
     JsonValue,
@@ -47,6 +49,7 @@ class Topic(StrEnum):
     ANOMALY_DETECTED = "anomaly.detected"
     RETRAIN_REQUESTED = "retrain.requested"
     DATASET_UPDATED = "dataset.updated"
+    VERSION_CHECKED = "version.checked"
     RETRAIN_COMPLETED = "retrain.completed"
     AUDIT_RECORDED = "audit.recorded"
 
@@ -310,6 +313,20 @@ class RetrainCompleted(Contract):
     reasons: list[str] = Field(default_factory=list)
 
 
+class VersionChecked(Contract):
+    """A gated version's delivery state changed: its checks came in, or a reviewer approved or
+    rejected it. A notification: the deployer re-reads the state from the registry before acting."""
+
+    model: ModelName
+    version: int
+    team: str
+    state: DeliveryState
+    reason: str
+    checks: list[CheckResult] = Field(default_factory=list)
+    approvals: int = 0
+    approvals_required: int = 0
+
+
 class AuditRecorded(Contract):
     """One write (or refused attempt) in a service, for the platform's audit log in the registry."""
 
@@ -339,6 +356,7 @@ PAYLOADS: dict[Topic, type[Contract]] = {
     Topic.RETRAIN_REQUESTED: RetrainRequested,
     Topic.DATASET_UPDATED: DatasetUpdated,
     Topic.RETRAIN_COMPLETED: RetrainCompleted,
+    Topic.VERSION_CHECKED: VersionChecked,
     Topic.AUDIT_RECORDED: AuditRecorded,
 }
 

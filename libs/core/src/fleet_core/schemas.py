@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from fleet_core.recipes import check_estimator, check_training_function
 
 Flavor = Literal["sklearn", "onnx", "python"]
-DeployPolicy = Literal["none", "direct", "canary"]
+DeployPolicy = Literal["none", "direct", "canary", "gated"]
+"""What registering a version does: nothing, take all traffic, start a canary, or run the model's
+delivery gate (checks, then approvals) and canary once it passes (docs/delivery.md)."""
 Task = Literal["classification", "regression", "other"]
 FieldType = Literal["float", "int", "bool", "string", "category"]
 Origin = Literal["manual", "retrain"]
@@ -195,3 +197,56 @@ class DatasetRef(Contract):
     content_hash: str
     uri: str | None = None
     row_count: int | None = None
+
+
+# --------------------------------------------------------------------------- delivery gate
+
+CheckName = Literal["signature", "smoke", "evaluation", "latency"]
+CheckStatus = Literal["passed", "failed", "skipped"]
+DeliveryState = Literal["checking", "failed", "rejected", "awaiting_approval", "ready"]
+"""Where a gated version stands: its checks are not in yet; a check failed; a reviewer rejected
+it; its checks passed and it waits for approvals; it may take traffic."""
+ApproverRole = Literal["scientist", "deployer", "admin"]
+
+
+class DeliveryGate(Contract):
+    """A model's delivery gate: what a version registered with ``deploy_policy="gated"`` must pass
+    before it takes traffic. Every field has a default, so a model without one is gated sensibly."""
+
+    primary_metric: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="The metric the evaluation decides on; None: accuracy (classification) or rmse "
+        "(regression)",
+    )
+    higher_is_better: bool | None = Field(
+        default=None, description="None: known from the metric's name (error/loss metrics: lower)"
+    )
+    min_improvement: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="How much better than the champion the candidate must score"
+    )
+    holdout_dataset: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="A registered dataset both are scored on; None: labelled traffic"
+    )
+    holdout_version: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Its version; None: the newest"
+    )
+    target: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="The holdout's label column; None: the version's recipe target"
+    )
+    min_holdout_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 30
+    latency_budget_ms: Annotated[float, Field(gt=0, le=60_000)] | None = Field(
+        default=None, description="p95 of one-row predictions on a warm copy of the model; None: not checked"
+    )
+    approvals: Annotated[int, Field(ge=0, le=5)] = Field(
+        default=0, description="Approvals needed (by people other than the registrant) before the canary"
+    )
+    approver_role: ApproverRole = "deployer"
+
+
+class CheckResult(Contract):
+    """One check's outcome on one version."""
+
+    name: CheckName
+    status: CheckStatus
+    detail: Annotated[str, Field(max_length=2000)]
+    measured: dict[str, float] = Field(default_factory=dict)

@@ -39,27 +39,33 @@ def _topics(*topics: Topic) -> frozenset[Topic]:
     return frozenset(topics)
 
 
+WEBHOOK_TOPICS = (
+    Topic.MODEL_REGISTERED,
+    Topic.VERSION_CHECKED,
+    Topic.ROLLOUT_UPDATED,
+    Topic.ROLLOUT_ANALYSIS,
+    Topic.DRIFT_DETECTED,
+    Topic.ANOMALY_DETECTED,
+    Topic.RETRAIN_COMPLETED,
+    Topic.DATASET_UPDATED,
+)
+"""What a webhook may subscribe to (``fleet_registry.webhooks``): the events about a team's models
+and datasets. Not the per-request ``inference.*`` streams (read those from Kafka), nor requests
+and audit entries."""
+
 ACCESS: dict[str, Access] = {
     # The registry keeps the platform's audit log (every service's audit.recorded) and delivers
-    # webhooks (the events about a team's models and datasets: fleet_registry.webhooks).
+    # webhooks (the events about a team's models and datasets).
     "registry": Access(
-        produces=_topics(Topic.MODEL_REGISTERED, Topic.DATASET_UPDATED),
-        consumes=_topics(
-            Topic.AUDIT_RECORDED,
-            Topic.MODEL_REGISTERED,
-            Topic.ROLLOUT_UPDATED,
-            Topic.ROLLOUT_ANALYSIS,
-            Topic.DRIFT_DETECTED,
-            Topic.ANOMALY_DETECTED,
-            Topic.RETRAIN_COMPLETED,
-            Topic.DATASET_UPDATED,
-        ),
+        produces=_topics(Topic.MODEL_REGISTERED, Topic.DATASET_UPDATED, Topic.VERSION_CHECKED),
+        consumes=_topics(Topic.AUDIT_RECORDED, *WEBHOOK_TOPICS),
         group="registry",
     ),
     "deployer": Access(
         produces=_topics(Topic.ROLLOUT_UPDATED, Topic.AUDIT_RECORDED),
         consumes=_topics(
             Topic.MODEL_REGISTERED,
+            Topic.VERSION_CHECKED,
             Topic.ROLLOUT_REQUESTED,
             Topic.INFERENCE_LOGGED,
             Topic.ROLLOUT_ANALYSIS,
@@ -87,7 +93,10 @@ ACCESS: dict[str, Access] = {
     ),
     "retrainer": Access(
         produces=_topics(Topic.ROLLOUT_REQUESTED, Topic.RETRAIN_COMPLETED, Topic.AUDIT_RECORDED),
-        consumes=_topics(Topic.DRIFT_DETECTED, Topic.RETRAIN_REQUESTED, Topic.DATASET_UPDATED),
+        # model.registered: a gated version's checks run here (fleet_retrainer.checks).
+        consumes=_topics(
+            Topic.DRIFT_DETECTED, Topic.RETRAIN_REQUESTED, Topic.DATASET_UPDATED, Topic.MODEL_REGISTERED
+        ),
         group="retrainer",
     ),
 }

@@ -208,6 +208,47 @@ class Client:
             return self._request("GET", f"/v1/models/{name}/aliases/{version}")  # type: ignore[no-any-return]
         return self._request("GET", f"/v1/models/{name}/versions/{version}")  # type: ignore[no-any-return]
 
+    def version_checks(self, name: str, version: int) -> dict[str, Any]:
+        """Where a version stands in its model's delivery gate: ``state`` (checking, failed,
+        rejected, awaiting_approval, ready; None when not gated), ``reason``, ``checks``, ``reviews``."""
+        return self._request("GET", f"/v1/models/{name}/versions/{version}/checks")  # type: ignore[no-any-return]
+
+    def record_checks(self, name: str, version: int, checks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Report a version's checks (a token with the ``delivery:checks`` scope: the retrainer's)."""
+        return self._request(  # type: ignore[no-any-return]
+            "PUT", f"/v1/models/{name}/versions/{version}/checks", json={"checks": checks}
+        )
+
+    def review_version(
+        self, name: str, version: int, decision: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        """``approve``, ``reject`` or ``comment`` on a version; returns its delivery state."""
+        return self._request(  # type: ignore[no-any-return]
+            "POST",
+            f"/v1/models/{name}/versions/{version}/reviews",
+            json={"decision": decision, "comment": comment},
+        )
+
+    def gate(self, name: str) -> dict[str, Any]:
+        """The model's delivery gate (defaults when none was set)."""
+        return self._request("GET", f"/v1/models/{name}/gate")  # type: ignore[no-any-return]
+
+    def set_gate(self, name: str, **gate: Any) -> dict[str, Any]:
+        """Set the model's delivery gate: ``primary_metric``, ``min_improvement``, ``approvals``,
+        ``latency_budget_ms``, ``holdout_dataset``... (fleet_core.schemas.DeliveryGate)."""
+        return self._request("PUT", f"/v1/models/{name}/gate", json=gate)  # type: ignore[no-any-return]
+
+    def wait_for_checks(self, name: str, version: int, *, timeout_s: float = 300.0) -> dict[str, Any]:
+        """Poll until a gated version's checks are in (any state but ``checking``); its delivery."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            delivery = self.version_checks(name, version)
+            if delivery["state"] != "checking":
+                return delivery
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} v{version}: no checks after {timeout_s:g} s")
+            time.sleep(0.5)
+
     def register_version(
         self,
         name: str,

@@ -85,12 +85,11 @@ def _task(estimator: Any) -> str:
     )
 
 
-def compute_metrics(estimator: Any, X: pd.DataFrame, y: Any, task: str) -> dict[str, float]:
-    """Holdout metrics: accuracy/precision/recall/F1 (macro) and ROC AUC for binary classifiers,
-    MAE/RMSE/R² for regressors."""
+def prediction_metrics(y: Any, pred: Any, task: str) -> dict[str, float]:
+    """Metrics of predictions against labels: accuracy/precision/recall/F1 (macro) for
+    classification, MAE/RMSE/R² for regression, none for other tasks."""
     from sklearn import metrics as m
 
-    pred = estimator.predict(X)
     if task == "classification":
         out = {
             "accuracy": m.accuracy_score(y, pred),
@@ -98,8 +97,6 @@ def compute_metrics(estimator: Any, X: pd.DataFrame, y: Any, task: str) -> dict[
             "recall": m.recall_score(y, pred, average="macro", zero_division=0),
             "f1": m.f1_score(y, pred, average="macro", zero_division=0),
         }
-        if hasattr(estimator, "predict_proba") and len(np.unique(y)) == 2:
-            out["roc_auc"] = m.roc_auc_score(y, estimator.predict_proba(X)[:, 1])
     elif task == "regression":
         out = {
             "mae": m.mean_absolute_error(y, pred),
@@ -109,6 +106,16 @@ def compute_metrics(estimator: Any, X: pd.DataFrame, y: Any, task: str) -> dict[
     else:
         out = {}
     return {k: round(float(v), 6) for k, v in out.items()}
+
+
+def compute_metrics(estimator: Any, X: pd.DataFrame, y: Any, task: str) -> dict[str, float]:
+    """Holdout metrics of an estimator (``prediction_metrics``), plus ROC AUC for binary classifiers."""
+    from sklearn import metrics as m
+
+    out = prediction_metrics(y, estimator.predict(X), task)
+    if task == "classification" and hasattr(estimator, "predict_proba") and len(np.unique(y)) == 2:
+        out["roc_auc"] = round(float(m.roc_auc_score(y, estimator.predict_proba(X)[:, 1])), 6)
+    return out
 
 
 def _json_safe(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from fleet_core.events import (
     RouteTable,
     Strategy,
     Topic,
+    VersionChecked,
 )
 from fleet_core.log import get_logger
 from fleet_core.schemas import ResourceQuota
@@ -445,7 +446,6 @@ class DeploymentController:
         await self.store.add_known(s, known, event_id=event_id)
         if known.deploy_policy == "none":
             return None
-        current = await self.store.route(s, data.model)
         if known.deploy_policy == "direct":
             rollout = await self._begin(
                 s,
@@ -457,47 +457,93 @@ class DeploymentController:
                 f"deploy policy 'direct' on registration of v{data.version}",
                 event_id,
             )
-        elif current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
+            return rollout.id
+        if known.deploy_policy == "gated":
+            return None  # the delivery gate runs first: version.checked "ready" starts the canary
+        return await self._begin_canary(
+            s, known, registered_by, f"deploy policy 'canary' on registration of v{data.version}", event_id
+        )
+
+    async def _begin_canary(
+        self, s: AsyncSession, known: KnownVersion, requested_by: str, why: str, event_id: str
+    ) -> str | None:
+        """A canary of ``known`` against what serves (all traffic when nothing does: no baseline),
+        in the caller's transaction; None when another rollout of the model is under way."""
+        model, version = known.spec.model, known.spec.version
+        current = await self.store.route(s, model)
+        if current is None or not any(a.mode == "primary" and a.weight > 0 for a in current.arms):
             rollout = await self._begin(
                 s,
                 known,
                 None,
                 "direct",
                 "direct",
-                registered_by,
-                "deploy policy 'canary', but the model serves nothing yet, so there is no baseline: "
-                f"v{data.version} takes all traffic",
+                requested_by,
+                f"{why}, but the model serves nothing yet, so there is no baseline: "
+                f"v{version} takes all traffic",
                 event_id,
             )
-        else:
-            active = await self.store.active_rollout(s, data.model)
-            if active is not None:
-                log.warning(
-                    "deploy policy 'canary' skipped: another rollout is under way",
-                    model=data.model,
-                    version=data.version,
-                    rollout_id=active.id,
-                )
-                return None
-            request = RolloutRequested(
+            return rollout.id
+        active = await self.store.active_rollout(s, model)
+        if active is not None:
+            log.warning(
+                "canary skipped: another rollout is under way",
+                model=model,
+                version=version,
+                rollout_id=active.id,
+                why=why,
+            )
+            return None
+        request = RolloutRequested(
+            model=model, version=version, strategy="canary", requested_by=requested_by, reason=why
+        )
+        rollout = await self._begin(
+            s,
+            known,
+            None,
+            "canary",
+            "canary",
+            requested_by,
+            why,
+            event_id,
+            request=request.model_dump(mode="json"),
+        )
+        return rollout.id
+
+    async def on_version_checked(self, event_id: str, data: VersionChecked) -> Rollout | None:
+        """A gated version's delivery state changed. Only ``ready`` is acted on, and only once the
+        registry says so too (the event is a notification): the version is canaried against what
+        serves. Idempotent on ``event_id``; a version that already has a rollout gets no second."""
+        if data.state != "ready":
+            log.info("gated version not ready", model=data.model, version=data.version, state=data.state)
+            return None
+        if self.registry is None:
+            raise EventRejected(f"version.checked {event_id}: no registry is configured to confirm it")
+        truth = await self.registry.delivery(data.model, data.version)
+        if truth.get("state") != "ready" or truth.get("deploy_policy") != "gated":
+            log.warning(
+                "version.checked says ready, the registry does not; not acted on",
+                event_id=event_id,
                 model=data.model,
                 version=data.version,
-                strategy="canary",
-                requested_by=registered_by,
-                reason=f"deploy policy 'canary' on registration of v{data.version}",
+                registry_state=truth.get("state"),
             )
-            rollout = await self._begin(
-                s,
-                known,
-                None,
-                "canary",
-                "canary",
-                registered_by,
-                request.reason or "",
-                event_id,
-                request=request.model_dump(mode="json"),
-            )
-        return rollout.id
+            return None
+        known = await self.resolve(data.model, data.version)
+        async with self._lock(data.model):
+            async with self.store.transaction() as s:
+                if not await self.store.claim(s, event_id=event_id, topic=Topic.VERSION_CHECKED):
+                    return None
+                if await self.store.has_rollout_of(s, data.model, data.version):
+                    return None
+                rollout_id = await self._begin_canary(
+                    s,
+                    known,
+                    "delivery gate",
+                    f"v{data.version} passed its delivery gate ({truth.get('reason')})",
+                    event_id,
+                )
+            return None if rollout_id is None else await self._execute(rollout_id)
 
     async def handled(self, event_id: str) -> bool:
         """Whether the rollout an event asked for was already started (a redelivery)."""

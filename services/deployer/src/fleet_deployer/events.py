@@ -1,12 +1,13 @@
-"""The deployer's consumer (group ``deployer``): one batch consumer for its five topics, each
+"""The deployer's consumer (group ``deployer``): one batch consumer for its six topics, each
 handler delegating event by event to the controller (one group member, so a start is one join).
 
 Events are notifications, the registry is the truth: ``model.registered`` is acted on only once the
 registry confirms that version (its team, artifact, sha256, deploy policy and quota, not the
 event's); one the registry contradicts or does not know is dead-lettered with the reason.
-``rollout.requested`` must carry a bearer token in the ``fleetauth`` extension attribute, checked
-like the REST API's (deployer role on the model's team); without one, or with a bad one, it is
-dead-lettered with the reason, whatever its ``source``.
+``version.checked`` (a gated version's delivery state) starts a canary only once the registry
+says the version is ``ready`` too. ``rollout.requested`` must carry a bearer token in the
+``fleetauth`` extension attribute, checked like the REST API's (deployer role on the model's
+team); without one, or with a bad one, it is dead-lettered with the reason, whatever its ``source``.
 
 A batch of ``model.registered`` events (a bulk onboarding) is recorded in one transaction and
 deployed with one pool reconfiguration for all its pool-placed versions; the deploying runs in the
@@ -65,6 +66,10 @@ def deployer_consumer(
         # while the next batch is fetched.
         await controller.on_models_registered([(event.id, event.data) for event in events], wait=False)
 
+    async def version_checked(events: list[CloudEvent[Any]]) -> None:
+        for event in events:
+            await controller.on_version_checked(event.id, event.data)
+
     async def rollout_requested(events: list[CloudEvent[Any]]) -> None:
         for event in events:
             if await controller.handled(event.id):
@@ -87,6 +92,7 @@ def deployer_consumer(
         bootstrap_servers,
         {
             Topic.MODEL_REGISTERED: model_registered,
+            Topic.VERSION_CHECKED: version_checked,
             Topic.ROLLOUT_REQUESTED: rollout_requested,
             Topic.INFERENCE_LOGGED: inference_logged,
             Topic.ROLLOUT_ANALYSIS: rollout_analysis,

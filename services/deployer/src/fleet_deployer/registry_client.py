@@ -75,6 +75,14 @@ class RegistryClient:
             }
         )
 
+    async def delivery(self, model: str, version: int) -> dict[str, Any]:
+        """Where a version stands in its model's delivery gate (``GET .../checks``)."""
+        return await self._get(
+            f"/v1/models/{_segment(model)}/versions/{int(version)}/checks",
+            f"model '{model}' version {version}",
+            "version",
+        )
+
     async def latest_version(self, model: str) -> int:
         body = await self._get(f"/v1/models/{_segment(model)}", f"model '{model}'", "model")
         latest = body.get("latest_version")

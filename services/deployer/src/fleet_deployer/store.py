@@ -580,6 +580,13 @@ class DeployerStore(MessagingStore):
         )
         return [_rollout(r) for r in rows]
 
+    async def has_rollout_of(self, s: AsyncSession, model: str, version: int) -> bool:
+        """Whether any rollout (of any phase) was ever started for this version."""
+        found = await s.scalar(
+            select(RolloutRow.id).where(RolloutRow.model == model, RolloutRow.version == version).limit(1)
+        )
+        return found is not None
+
     async def active_rollout(self, s: AsyncSession, model: str) -> Rollout | None:
         """The model's progressive rollout that is under way (progressing or paused), if any."""
         rows = await s.scalars(

@@ -18,6 +18,7 @@ from fleet_core.outbox import OutboxMetrics, OutboxRelay
 from fleet_core.service import BackgroundConsumer, build_app, database_check, outbox_check
 from fleet_registry import __version__
 from fleet_registry.api.main import api_router
+from fleet_registry.delivery import Delivery
 from fleet_registry.events import registry_consumer
 from fleet_registry.models import MESSAGING
 from fleet_registry.settings import RegistrySettings
@@ -56,6 +57,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         app.state.db = db
         app.state.relay = relay
         app.state.store = RegistryStore(db, on_commit=relay.notify, pii_hasher=pii_hasher)
+        app.state.delivery = Delivery(db, on_commit=relay.notify)
         # The registry owns the token records: it follows its own revocation list, from its database.
         app.state.revocation_source = app.state.store.revoked_token_ids
         app.state.artifacts = artifact_store(settings.resolved_artifact_uri(), settings)

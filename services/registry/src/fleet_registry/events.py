@@ -1,6 +1,6 @@
 """The registry's consumer (group ``registry``): other services' ``audit.recorded`` entries join
 the platform's audit log (idempotent on the event id: inbox claim in the store), and the events
-webhooks may subscribe to (``fleet_registry.webhooks.WEBHOOK_TOPICS``) become deliveries for the
+webhooks may subscribe to (``fleet_core.topics.WEBHOOK_TOPICS``) become deliveries for the
 webhooks of the team that owns their model (queued once per webhook and event id)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 
 from fleet_core.broker import BatchConsumer, ConsumerMetrics
 from fleet_core.events import CloudEvent, Topic
+from fleet_core.topics import WEBHOOK_TOPICS
 from fleet_registry.store import AUDIT_CONSUMER, RegistryStore
-from fleet_registry.webhooks import WEBHOOK_TOPICS, WebhookStore
+from fleet_registry.webhooks import WebhookStore
 
 
 def registry_consumer(

@@ -180,7 +180,7 @@ class WebhookRow(Base):
     team: Mapped[str] = mapped_column(String(100), index=True)
     url: Mapped[str] = mapped_column(String(2000))
     events: Mapped[list[Any]] = mapped_column(default=list)
-    """Topic names (``fleet_registry.webhooks.WEBHOOK_TOPICS``)."""
+    """Topic names (``fleet_core.topics.WEBHOOK_TOPICS``)."""
     secret: Mapped[str] = mapped_column(String(100))
     """The Standard Webhooks signing secret (``whsec_...``): shown once, at creation."""
     description: Mapped[str | None] = mapped_column(Text)
@@ -211,3 +211,46 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class DeliveryGateRow(Base):
+    """A model's delivery gate (``fleet_core.schemas.DeliveryGate``); none: the defaults."""
+
+    __tablename__ = "delivery_gates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), unique=True)
+    gate: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class VersionCheckRow(Base):
+    """One check's outcome on one version, as the checker (the retrainer) reported it."""
+
+    __tablename__ = "version_checks"
+    __table_args__ = (UniqueConstraint("version_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text)
+    measured: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    by: Mapped[str] = mapped_column(String(200))
+
+
+class VersionReviewRow(Base):
+    """An approval, a rejection or a comment on a version, by a person (append-only)."""
+
+    __tablename__ = "version_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    """approve, reject or comment."""
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

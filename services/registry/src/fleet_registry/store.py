@@ -52,6 +52,7 @@ from fleet_registry.models import (
     AuditRow,
     DatasetRow,
     DatasetVersionRow,
+    DeliveryGateRow,
     ModelRow,
     TokenRow,
     VersionRow,
@@ -66,6 +67,25 @@ NEXT_NUMBER_ATTEMPTS = 10
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def audit_row(actor: Principal, action: str, resource: str, **detail: Any) -> AuditRow:
+    """One entry of the registry's audit log, for the caller to add to its transaction."""
+    return AuditRow(
+        at=_now(),
+        actor=actor.subject,
+        role=str(actor.role),
+        action=action,
+        resource=resource,
+        detail=detail,
+        request_id=current_request_id(),
+    )
+
+
+async def _approvals_required(s: AsyncSession, model: ModelRow) -> int:
+    """How many approvals the model's delivery gate asks for (0 without a gate)."""
+    gate = await s.scalar(select(DeliveryGateRow.gate).where(DeliveryGateRow.model_id == model.id))
+    return int((gate or {}).get("approvals", 0))
 
 
 def _visible(principal: Principal, team_column: Any) -> Any:
@@ -106,17 +126,7 @@ class RegistryStore:
     async def _audit(
         self, s: AsyncSession, actor: Principal, action: str, resource: str, **detail: Any
     ) -> None:
-        s.add(
-            AuditRow(
-                at=_now(),
-                actor=actor.subject,
-                role=str(actor.role),
-                action=action,
-                resource=resource,
-                detail=detail,
-                request_id=current_request_id(),
-            )
-        )
+        s.add(audit_row(actor, action, resource, **detail))
 
     async def _model_row(self, s: AsyncSession, name: str) -> ModelRow:
         row = await s.scalar(select(ModelRow).where(ModelRow.name == name))
@@ -348,7 +358,7 @@ class RegistryStore:
         team."""
         async with self.db.sessions() as s:
             model = await self._writable_model(s, actor, name)
-            self._check_registration_rules(actor, model, meta)
+            self._check_registration_rules(actor, model, meta, await _approvals_required(s, model))
             await self._check_dataset_team(s, model, meta)
             if meta.version is not None:
                 held = await s.scalar(
@@ -403,7 +413,9 @@ class RegistryStore:
         return await self._dataset_version_row(s, meta.dataset_version.dataset, meta.dataset_version.version)
 
     @staticmethod
-    def _check_registration_rules(actor: Principal, model: ModelRow, meta: VersionMetadata) -> None:
+    def _check_registration_rules(
+        actor: Principal, model: ModelRow, meta: VersionMetadata, approvals_required: int
+    ) -> None:
         if model.archived:
             raise Conflict(
                 f"model '{model.name}' is archived; unarchive it to register versions", field="model"
@@ -412,9 +424,11 @@ class RegistryStore:
             # Custom Python code runs inside the serving processes: trusted publishers only.
             actor.require(Role.DEPLOYER, model.team)
         # Taking traffic (or reserving resources) at registration is a deployment: the same role
-        # the deployer's API demands, on the model's own team.
+        # the deployer's API demands, on the model's own team. A gated version whose gate needs a
+        # person's approval is not: anyone who may register may ask for it (fleet_registry.delivery).
+        reviewed = meta.deploy_policy == "gated" and approvals_required > 0
         for field, live in (
-            ("deploy_policy", meta.deploy_policy != "none"),
+            ("deploy_policy", meta.deploy_policy != "none" and not reviewed),
             ("quota", meta.quota is not None),
         ):
             if live and not (actor.has_role(Role.DEPLOYER) and actor.in_team(model.team)):
@@ -526,7 +540,7 @@ class RegistryStore:
     ) -> tuple[ModelVersion, bool]:
         async with self.db.transaction() as s:
             model = await self._writable_model(s, actor, name)
-            self._check_registration_rules(actor, model, meta)
+            self._check_registration_rules(actor, model, meta, await _approvals_required(s, model))
             # Validated raw (above), stored and announced hashed: the registry keeps no raw PII.
             profile, example = self._without_raw_pii(meta)
             # The highest number first, then the same-bytes look-up: a concurrent registration of

@@ -40,22 +40,13 @@ from fleet_core.auth import Principal, Role
 from fleet_core.db import Database
 from fleet_core.errors import InvalidInput, NotFound
 from fleet_core.events import CloudEvent, Topic
-from fleet_core.log import current_request_id, get_logger
-from fleet_registry.models import AuditRow, DatasetRow, ModelRow, WebhookDeliveryRow, WebhookRow
+from fleet_core.log import get_logger
+from fleet_core.topics import WEBHOOK_TOPICS
+from fleet_registry.models import DatasetRow, ModelRow, WebhookDeliveryRow, WebhookRow
+from fleet_registry.store import audit_row
 
 log = get_logger(__name__)
 
-WEBHOOK_TOPICS = (
-    Topic.MODEL_REGISTERED,
-    Topic.ROLLOUT_UPDATED,
-    Topic.ROLLOUT_ANALYSIS,
-    Topic.DRIFT_DETECTED,
-    Topic.ANOMALY_DETECTED,
-    Topic.RETRAIN_COMPLETED,
-    Topic.DATASET_UPDATED,
-)
-"""What a webhook may subscribe to: the events about a team's models and datasets. Not the
-per-request ``inference.*`` streams (read those from Kafka), nor requests and audit entries."""
 TEST_EVENT_TYPE = "io.modelfleet.webhook.test.v1"
 MAX_BACKOFF_S = 600.0
 MAX_ERROR_CHARS = 500
@@ -131,17 +122,7 @@ def _now() -> datetime:
 
 
 def _audit(s: Any, actor: Principal, action: str, row: WebhookRow) -> None:
-    s.add(
-        AuditRow(
-            at=_now(),
-            actor=actor.subject,
-            role=str(actor.role),
-            action=action,
-            resource=f"webhooks/{row.id}",
-            detail={"team": row.team, "url": row.url, "events": list(row.events)},
-            request_id=current_request_id(),
-        )
-    )
+    s.add(audit_row(actor, action, f"webhooks/{row.id}", team=row.team, url=row.url, events=list(row.events)))
 
 
 def _webhook(row: WebhookRow) -> Webhook:

@@ -24,6 +24,7 @@ from fleet_core.service import (
 )
 from fleet_retrainer import __version__
 from fleet_retrainer.api.main import api_router
+from fleet_retrainer.checks import VersionChecker
 from fleet_retrainer.engine import RetrainController
 from fleet_retrainer.events import retrainer_consumer
 from fleet_retrainer.models import MESSAGING
@@ -74,9 +75,14 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
             if settings.ray_address
             else LocalTrainer()
         )
+        fleet = Fleet(
+            settings.registry_url, settings.monitor_url, app.state.tokens, deployer_url=settings.deployer_url
+        )
+        checker = VersionChecker(fleet, settings)
+        app.state.checker = checker
         controller = RetrainController(
             RetrainerStore(db, on_commit=relay.notify),
-            Fleet(settings.registry_url, settings.monitor_url, app.state.tokens),
+            fleet,
             chosen,
             default_policy=settings.default_policy(),
             canary_steps=settings.steps,
@@ -92,6 +98,7 @@ def create_app(settings: RetrainerSettings | None = None, *, trainer: Trainer | 
             lambda: retrainer_consumer(
                 settings.kafka_servers,
                 controller,
+                checker,
                 max_attempts=settings.dlq_max_attempts,
                 metrics=consumer_metrics,
             ),

@@ -30,11 +30,10 @@ from fleet_core.events import (
 )
 from fleet_core.log import get_logger
 from fleet_core.schemas import Recipe, Signature
-from fleet_core.serving import ModelSpec
 from fleet_retrainer.dataset import Assembled, assemble, labelled_frame, without_hashed_pii
 from fleet_retrainer.entities import Job
 from fleet_retrainer.gate import GateResult, judge
-from fleet_retrainer.platform import SERVICE_SUBJECT, Fleet, job_marker
+from fleet_retrainer.platform import SERVICE_SUBJECT, Fleet, job_marker, spec_of
 from fleet_retrainer.policy import Admission, RetrainPolicy, Trigger, admit
 from fleet_retrainer.store import RetrainerStore
 from fleet_retrainer.trainer import Trainer
@@ -494,18 +493,7 @@ class RetrainController:
             raise JobFailed(
                 f"{model} v{version} is a {champion.get('flavor')!r} model; only sklearn retrains"
             )
-        spec = ModelSpec(
-            model=model,
-            version=version,
-            team=champion["team"],
-            flavor="sklearn",
-            task=champion["task"],
-            artifact_uri=champion["artifact_uri"],
-            sha256=champion["sha256"],
-            size_bytes=champion["size_bytes"],
-            signature=champion["signature"],
-            example_input=champion.get("example_input"),
-        )
+        spec = spec_of({**champion, "model": model, "version": version, "flavor": "sklearn"})
         blob = await self.fleet.artifact(model, version)
         try:
             await asyncio.to_thread(verify_artifact, spec, blob)

@@ -1,5 +1,7 @@
 """The retrainer's consumer (group ``retrainer``): drift, explicit requests and new datasets become
-retraining triggers. Idempotent on the event id (inbox claim in the controller)."""
+retraining triggers (idempotent on the event id: inbox claim in the controller); a gated version's
+``model.registered`` runs its delivery checks (``fleet_retrainer.checks``; a version already
+checked is skipped, so a redelivery checks nothing twice)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 from fleet_core.broker import BatchConsumer, ConsumerMetrics
 from fleet_core.events import CloudEvent, Topic
+from fleet_retrainer.checks import VersionChecker
 from fleet_retrainer.engine import RetrainController
 
 CONSUMER = "retrainer"
@@ -15,6 +18,7 @@ CONSUMER = "retrainer"
 def retrainer_consumer(
     bootstrap_servers: list[str] | str,
     controller: RetrainController,
+    checker: VersionChecker | None = None,
     *,
     max_attempts: int = 3,
     metrics: ConsumerMetrics | None = None,
@@ -52,12 +56,21 @@ def retrainer_consumer(
                     dataset=(event.data.dataset, event.data.version),
                 )
 
+    async def model_registered(events: list[CloudEvent[Any]]) -> None:
+        if checker is None:
+            return
+        for event in events:
+            # The event's policy only says whether to look: the checker re-reads the version.
+            if event.data.deploy_policy == "gated":
+                await checker.check(event.data.model, event.data.version)
+
     return BatchConsumer(
         bootstrap_servers,
         {
             Topic.DRIFT_DETECTED: drift_detected,
             Topic.RETRAIN_REQUESTED: retrain_requested,
             Topic.DATASET_UPDATED: dataset_updated,
+            Topic.MODEL_REGISTERED: model_registered,
         },
         consumer=CONSUMER,
         max_records=100,

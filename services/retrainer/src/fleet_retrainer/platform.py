@@ -16,14 +16,34 @@ import pandas as pd
 
 from fleet_core.auth import ALL_TEAMS, Role, TokenAuthority
 from fleet_core.errors import NotFound
+from fleet_core.schemas import CheckResult
+from fleet_core.serving import ModelSpec
 from fleet_sdk.client import Client
 from fleet_sdk.config import ClientConfig
 from fleet_sdk.errors import FleetAPIError
 
 SERVICE_SUBJECT = "service:retrainer"
+CHECKS_SCOPE = "delivery:checks"
+"""The scope the registry demands of whoever records a version's checks."""
 ROLLOUT_TOKEN_TTL = timedelta(hours=6)
 JOB_LOOKUP_LIMIT = 10
 """Retrained versions of one parent read back when looking for a job's (newest first)."""
+
+
+def spec_of(version: dict[str, Any]) -> ModelSpec:
+    """The serving spec of a version as the registry returns it (what a replica loads)."""
+    return ModelSpec(
+        model=version["model"],
+        version=version["version"],
+        team=version["team"],
+        flavor=version["flavor"],
+        task=version["task"],
+        artifact_uri=version["artifact_uri"],
+        sha256=version["sha256"],
+        size_bytes=version["size_bytes"],
+        signature=version["signature"],
+        example_input=version.get("example_input"),
+    )
 
 
 def job_marker(job_id: str) -> str:
@@ -32,9 +52,12 @@ def job_marker(job_id: str) -> str:
 
 
 class Fleet:
-    def __init__(self, registry_url: str, monitor_url: str, tokens: TokenAuthority) -> None:
+    def __init__(
+        self, registry_url: str, monitor_url: str, tokens: TokenAuthority, *, deployer_url: str = ""
+    ) -> None:
         self.registry_url = registry_url
         self.monitor_url = monitor_url
+        self.deployer_url = deployer_url
         self.tokens = tokens
 
     def rollout_token(self, team: str) -> str:
@@ -43,20 +66,20 @@ class Fleet:
         token, _, _ = self.tokens.issue(SERVICE_SUBJECT, Role.DEPLOYER, [team], ttl=ROLLOUT_TOKEN_TTL)
         return token
 
-    def _client(self) -> Client:
+    def _client(self, scopes: list[str] | None = None) -> Client:
         token, _, _ = self.tokens.issue(
-            SERVICE_SUBJECT, Role.DEPLOYER, [ALL_TEAMS], ttl=timedelta(minutes=30)
+            SERVICE_SUBJECT, Role.DEPLOYER, [ALL_TEAMS], scopes=scopes, ttl=timedelta(minutes=30)
         )
         config = ClientConfig(
             registry_url=self.registry_url,
             token=token,
-            urls={"monitor_url": self.monitor_url, "gateway_url": "", "deployer_url": ""},
+            urls={"monitor_url": self.monitor_url, "gateway_url": "", "deployer_url": self.deployer_url},
         )
         return Client(config=config, timeout=120.0)
 
-    async def _call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, fn_name: str, *args: Any, scopes: list[str] | None = None, **kwargs: Any) -> Any:
         def call() -> Any:
-            with self._client() as client:
+            with self._client(scopes) as client:
                 return getattr(client, fn_name)(*args, **kwargs)
 
         return await asyncio.to_thread(call)
@@ -110,6 +133,44 @@ class Fleet:
             if job_marker(job_id) in (version.get("description") or ""):
                 return version
         return None
+
+    async def delivery(self, model: str, version: int) -> dict[str, Any]:
+        """Where a version stands in its model's delivery gate, with the gate itself."""
+        return await self._call("version_checks", model, version)  # type: ignore[no-any-return]
+
+    async def record_checks(self, model: str, version: int, checks: list[CheckResult]) -> dict[str, Any]:
+        """Report a gated version's checks; only this call carries the ``delivery:checks`` scope."""
+        return await self._call(  # type: ignore[no-any-return]
+            "record_checks",
+            model,
+            version,
+            [c.model_dump(mode="json") for c in checks],
+            scopes=[CHECKS_SCOPE],
+        )
+
+    async def serving_version(self, model: str, *, exclude: int | None = None) -> int | None:
+        """The version that takes most of ``model``'s primary traffic, per the deployer (not
+        ``exclude``); None when nothing serves or no deployer is configured."""
+        if not self.deployer_url:
+            return None
+        try:
+            routes = await self._call("routes", model)
+        except FleetAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        arms = [
+            a
+            for a in routes.get("table", {}).get("arms", [])
+            if a.get("mode", "primary") == "primary" and a.get("weight", 0) > 0 and a["version"] != exclude
+        ]
+        return max(arms, key=lambda a: a["weight"])["version"] if arms else None
+
+    async def latest_dataset_version(self, name: str) -> int:
+        found = await self._found("get_dataset", name)
+        if not found or found.get("latest_version") is None:
+            raise NotFound(f"dataset {name!r} has no versions", field="holdout_dataset")
+        return int(found["latest_version"])
 
     async def artifact(self, model: str, version: int) -> bytes:
         return await self._call("download_artifact", model, version)  # type: ignore[no-any-return]

@@ -14,10 +14,13 @@ class RetrainerSettings(ServiceSettings):
     """Champions, recipes and training data come from here; winners are registered here."""
     monitor_url: str = "http://127.0.0.1:8003"
     """Labelled traffic comes from the monitor's inference lake."""
+    deployer_url: str = "http://127.0.0.1:8002"
+    """What serves a model (the champion a gated version is checked against) comes from here."""
     ray_address: str | None = None
     """Train as Ray tasks on this cluster; None trains in a worker thread of this process."""
     consume_events: bool = True
-    """Consume ``drift.detected``, ``retrain.requested`` and ``dataset.updated``."""
+    """Consume ``drift.detected``, ``retrain.requested``, ``dataset.updated`` and
+    ``model.registered`` (a gated version's checks)."""
     job_num_cpus: float = Field(default=1.0, gt=0)
     """CPUs a training task reserves on Ray."""
     job_memory_mb: int = Field(default=2048, gt=0)

@@ -8,6 +8,7 @@ from fastapi import Depends, Query, Request
 
 from fleet_core.artifacts import ArtifactStore
 from fleet_core.auth import CurrentPrincipal  # noqa: F401  (re-exported for routers)
+from fleet_registry.delivery import Delivery
 from fleet_registry.settings import RegistrySettings
 from fleet_registry.store import RegistryStore
 
@@ -24,6 +25,11 @@ def _settings(request: Request) -> RegistrySettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+def _delivery(request: Request) -> Delivery:
+    return request.app.state.delivery  # type: ignore[no-any-return]
+
+
+DeliveryDep = Annotated[Delivery, Depends(_delivery)]
 StoreDep = Annotated[RegistryStore, Depends(_store)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 SettingsDep = Annotated[RegistrySettings, Depends(_settings)]

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from fleet_registry.api.deps import CurrentPrincipal, Limit, Offset, StoreDep
+from fleet_core.schemas import DeliveryGate
+from fleet_registry.api.deps import CurrentPrincipal, DeliveryDep, Limit, Offset, StoreDep
 from fleet_registry.api.schemas import AliasSet, ModelCreate, ModelUpdate
 from fleet_registry.entities import Model, ModelSort, ModelVersion, Page
 
@@ -86,3 +87,20 @@ async def set_alias(
 @router.delete("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an alias")
 async def delete_alias(name: str, alias: str, store: StoreDep, who: CurrentPrincipal) -> None:
     await store.delete_alias(who, name, alias)
+
+
+@router.get("/{name}/gate", summary="The model's delivery gate (defaults when none was set)")
+async def get_gate(name: str, delivery: DeliveryDep, who: CurrentPrincipal) -> DeliveryGate:
+    return await delivery.gate(who, name)
+
+
+@router.put(
+    "/{name}/gate",
+    summary="Set the model's delivery gate (deployer role)",
+    description="What a version registered with `deploy_policy=gated` must pass before it takes traffic: "
+    "primary metric and minimum improvement over the champion on a holdout, latency budget, approvals.",
+)
+async def put_gate(
+    name: str, body: DeliveryGate, delivery: DeliveryDep, who: CurrentPrincipal
+) -> DeliveryGate:
+    return await delivery.put_gate(who, name, body)

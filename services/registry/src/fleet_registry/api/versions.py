@@ -11,6 +11,7 @@ from fleet_core.errors import InvalidInput
 from fleet_registry.api.deps import (
     ArtifactsDep,
     CurrentPrincipal,
+    DeliveryDep,
     Limit,
     Offset,
     SettingsDep,
@@ -19,6 +20,7 @@ from fleet_registry.api.deps import (
 from fleet_registry.api.forms import parse_json_part
 from fleet_registry.api.schemas import VersionFromUri, VersionMetadata, VersionUpdate
 from fleet_registry.artifacts import FILENAMES, check_flavor, owner_of, receive, verify_existing
+from fleet_registry.delivery import CheckReport, ReviewCreate, VersionDelivery
 from fleet_registry.entities import Lineage, ModelVersion, ModelVersionSummary, Page
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
@@ -146,3 +148,41 @@ async def download(
             "Content-Disposition": f'attachment; filename="{name}-{version}-{FILENAMES[v.flavor]}"',
         },
     )
+
+
+@router.get(
+    "/{version}/checks",
+    summary="Where a version stands in its model's delivery gate: checks, reviews, state",
+    description="`state` (for `deploy_policy=gated`): `checking`, `failed` (a check failed: "
+    "`reason` says which and why), `rejected`, `awaiting_approval` or `ready` (the deployer "
+    "canaries it). None for other policies.",
+)
+async def version_checks(
+    name: str, version: int, delivery: DeliveryDep, who: CurrentPrincipal
+) -> VersionDelivery:
+    return await delivery.status(who, name, version)
+
+
+@router.put(
+    "/{version}/checks",
+    summary="Record a version's checks (the checker's token: scope `delivery:checks`)",
+    description="Replaces the checks recorded before; publishes `version.checked` for a gated version.",
+)
+async def record_checks(
+    name: str, version: int, body: CheckReport, delivery: DeliveryDep, who: CurrentPrincipal
+) -> VersionDelivery:
+    return await delivery.record_checks(who, name, version, body)
+
+
+@router.post(
+    "/{version}/reviews",
+    status_code=status.HTTP_201_CREATED,
+    summary="Approve, reject or comment on a version",
+    description="Approve and reject need the gate's `approver_role` on the model's team and may not "
+    "come from the version's registrant; a comment needs the scientist role. A decision that changes "
+    "a gated version's state publishes `version.checked`.",
+)
+async def review_version(
+    name: str, version: int, body: ReviewCreate, delivery: DeliveryDep, who: CurrentPrincipal
+) -> VersionDelivery:
+    return await delivery.review(who, name, version, body)
