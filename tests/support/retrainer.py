@@ -21,10 +21,13 @@ import pandas as pd
 import skops.io as sio
 from asgi_lifespan import LifespanManager
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy import select
 
 from fleet_core.auth import Role, TokenAuthority
+from fleet_core.events import Topic, parse_event
 from fleet_retrainer.app import create_app
 from fleet_retrainer.engine import FINISHED, RetrainController
+from fleet_retrainer.models import MESSAGING
 from fleet_retrainer.platform import SERVICE_SUBJECT, Fleet
 from fleet_retrainer.settings import RetrainerSettings
 from fleet_retrainer.trainer import LocalTrainer
@@ -241,6 +244,17 @@ class FakeFleet(Fleet):
 
     def _client(self, scopes: list[str] | None = None) -> Any:
         return FakeClient(self.registry)
+
+
+async def rollouts_requested(h: RetrainerHarness) -> list[tuple[str, int]]:
+    """(model, version) of every ``rollout.requested`` the retrainer staged in its outbox."""
+    t = MESSAGING.outbox
+    async with h.controller.store.db.sessions() as s:
+        rows = (await s.execute(select(t.c.payload).where(t.c.topic == Topic.ROLLOUT_REQUESTED.value))).all()
+    return [
+        (e.data.model, e.data.version)
+        for e in (parse_event(Topic.ROLLOUT_REQUESTED, r.payload) for r in rows)
+    ]
 
 
 @dataclass

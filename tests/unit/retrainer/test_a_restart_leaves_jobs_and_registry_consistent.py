@@ -8,22 +8,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from sqlalchemy import select
-
 from fleet_core.auth import Role
-from fleet_core.events import Topic, parse_event
-from fleet_retrainer.models import MESSAGING
-from support.retrainer import RetrainerHarness
-
-
-async def _rollouts(h: RetrainerHarness) -> list[tuple[str, int]]:
-    t = MESSAGING.outbox
-    async with h.controller.store.db.sessions() as s:
-        rows = (await s.execute(select(t.c.payload).where(t.c.topic == Topic.ROLLOUT_REQUESTED.value))).all()
-    return [
-        (e.data.model, e.data.version)
-        for e in (parse_event(Topic.ROLLOUT_REQUESTED, r.payload) for r in rows)
-    ]
+from support.retrainer import RetrainerHarness, rollouts_requested
 
 
 async def _job(h: RetrainerHarness, job_id: str) -> dict:
@@ -50,14 +36,14 @@ async def test_a_job_killed_after_its_version_registered_completes_at_restart(
     release.set()
     job = await _job(retrainer, job_id)
     assert job["state"] == "running" and job["new_version"] is None
-    assert await _rollouts(retrainer) == []
+    assert await rollouts_requested(retrainer) == []
 
     assert await retrainer.controller.recover() == 1
     job = await _job(retrainer, job_id)
     assert job["state"] == "registered" and job["new_version"] == 2, job
     assert job["result"]["candidate_metrics"]["accuracy"] > job["result"]["champion_metrics"]["accuracy"]
     assert job["result"]["dataset_version"]["dataset"] == "credit-training"
-    assert await _rollouts(retrainer) == [("credit", 2)]
+    assert await rollouts_requested(retrainer) == [("credit", 2)]
     assert len(retrainer.registry.registered) == 1  # nothing registered twice
     logs = (await retrainer.client.get(f"/v1/jobs/{job_id}/logs", headers=retrainer.auth())).json()["lines"]
     assert any("after v2 was registered: the job completes" in line for line in logs), logs
@@ -81,4 +67,4 @@ async def test_a_job_killed_before_registering_is_failed_at_restart(retrainer: R
     assert await retrainer.controller.recover() == 1
     after = await _job(retrainer, job.id)
     assert after["state"] == "failed" and after["reason"] == "the retrainer restarted while the job ran"
-    assert await _rollouts(retrainer) == [] and retrainer.registry.registered == []
+    assert await rollouts_requested(retrainer) == [] and retrainer.registry.registered == []

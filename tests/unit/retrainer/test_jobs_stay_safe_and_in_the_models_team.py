@@ -22,7 +22,7 @@ from fleet_core.schemas import Signature
 from fleet_retrainer.events import retrainer_consumer
 from fleet_retrainer.platform import SERVICE_SUBJECT
 from fleet_retrainer.policy import RetrainPolicy
-from support.retrainer import FEATURES, QUOTA, SIGNATURE, RetrainerHarness, population
+from support.retrainer import FEATURES, QUOTA, SIGNATURE, RetrainerHarness, population, rollouts_requested
 
 
 async def run_job(h: RetrainerHarness, model: str) -> dict[str, Any]:
@@ -177,6 +177,19 @@ async def test_a_winner_keeps_the_champions_tags_but_not_a_direct_deploy_policy(
     (meta,) = retrainer.registry.registered
     assert meta["tags"] == ["credit", "tier-1"]
     assert meta["deploy_policy"] == "none"  # the retrainer's canary is the only way it goes live
+
+
+async def test_a_winner_of_a_gated_champion_is_gated_too_and_its_gate_starts_the_canary(
+    retrainer: RetrainerHarness,
+) -> None:
+    retrainer.registry.add_champion("credit", "alpha", deploy_policy="gated")
+    job = await run_job(retrainer, "credit")
+    assert job["state"] == "registered", job
+    (meta,) = retrainer.registry.registered
+    assert meta["deploy_policy"] == "gated"  # the same delivery gate as a person's version
+    assert await rollouts_requested(retrainer) == []  # the gate asks, once the version passes
+    logs = (await retrainer.client.get(f"/v1/jobs/{job['id']}/logs", headers=retrainer.auth())).text
+    assert "is gated: its delivery checks start its canary" in logs
 
 
 async def test_the_retrainers_own_dataset_write_starts_no_job(retrainer: RetrainerHarness) -> None:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleet_sdk import cli_delivery
 from fleet_sdk.cli_lists import AllOpt, LimitOpt, OffsetOpt, fetch, more, title
 from fleet_sdk.cli_pool import POOL_NAME, show_local, show_pool
 from fleet_sdk.cli_register import register as register_command
@@ -31,7 +32,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(help="Models: list, show, create, archive.", no_args_is_help=True)
-versions_app = typer.Typer(help="Model versions: list, show, aliases, lineage.", no_args_is_help=True)
+versions_app = typer.Typer(
+    help="Model versions: list, show, aliases, lineage; delivery checks and reviews.", no_args_is_help=True
+)
 datasets_app = typer.Typer(help="Datasets and their versions.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Bearer tokens (admins).", no_args_is_help=True)
 deployments_app = typer.Typer(
@@ -61,6 +64,11 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("top")(top)
 app.command("register")(register_command)
+versions_app.command("checks")(cli_delivery.checks)
+versions_app.command("approve")(cli_delivery.approve)
+versions_app.command("reject")(cli_delivery.reject)
+versions_app.command("comment")(cli_delivery.comment)
+models_app.command("gate")(cli_delivery.gate)
 
 console = Console()
 err = Console(stderr=True)

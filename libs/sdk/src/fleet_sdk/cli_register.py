@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fleet_sdk.cli_delivery import EXIT_FAILED, exit_code, print_delivery
 from fleet_sdk.client import Client
 from fleet_sdk.onboarding import (
     DEFAULT_CONCURRENCY,
@@ -139,7 +140,9 @@ def register(
     metric: Annotated[list[str], typer.Option("--metric", help="KEY=VALUE (repeatable)")] = [],  # noqa: B006
     tag: Annotated[list[str], typer.Option("--tag", help="A tag (repeatable)")] = [],  # noqa: B006
     description: Annotated[str | None, typer.Option(help="Description")] = None,
-    deploy_policy: Annotated[str | None, typer.Option(help="none, direct or canary")] = None,
+    deploy_policy: Annotated[
+        str | None, typer.Option(help="none, direct, canary or gated (the model's delivery gate)")
+    ] = None,
     quota: Annotated[
         list[str],
         typer.Option("--quota", help="Dedicated deployment resources, KEY=VALUE (repeatable)"),
@@ -152,6 +155,14 @@ def register(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the entries locally; register nothing")
     ] = False,
+    wait_checks: Annotated[
+        float,
+        typer.Option(
+            "--wait-checks",
+            help="Seconds to wait for the delivery checks of gated versions; exits 1 if one failed or was "
+            "rejected, 3 if one awaits approval (0: do not wait)",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """Register model files: one (FILE with flags or its manifest) or many (--manifest FILE_OR_DIR).
@@ -197,6 +208,25 @@ def register(
         err.print(f"[red]failed:[/] {failed.name} ({failed.source}): {failed.reason}")
     if not report.ok:
         raise typer.Exit(1)
+    if wait_checks > 0 and not dry_run:
+        raise typer.Exit(_wait_for_gates(report, wait_checks, quiet=as_json))
+
+
+def _wait_for_gates(report: OnboardingReport, timeout_s: float, *, quiet: bool) -> int:
+    """Wait for the checks of each gated version just registered; the worst exit code."""
+    worst = 0
+    with Client() as client:
+        for result in report.results:
+            if result.status != "registered" or result.version is None:
+                continue
+            delivery = client.wait_for_checks(result.name, result.version, timeout_s=timeout_s)
+            if delivery["state"] is None:
+                continue
+            if not quiet:
+                print_delivery(delivery)
+            code = exit_code(delivery["state"])
+            worst = code if worst == 0 or code == EXIT_FAILED else worst
+    return worst
 
 
 def _run(planned: list[PlannedEntry], *, concurrency: int, dry_run: bool, quiet: bool) -> OnboardingReport:

@@ -428,10 +428,13 @@ class RetrainController:
             data.train[features],
             data.train[recipe.target],
             # The new version inherits what the champion was registered with: its team, its
-            # signature (PII flags, ranges, categories), its quota and its tags. Not its deploy
-            # policy: the retrainer asks for the canary itself (below), and a champion's `direct`
-            # would send the candidate live untested before the canary starts.
+            # signature (PII flags, ranges, categories), its quota and its tags. Its deploy policy
+            # only when `gated`: it then passes the same delivery gate as a person's version, and
+            # the gate (not the retrainer) starts its canary. Any other policy is not inherited: the
+            # retrainer asks for the canary itself (below), and a champion's `direct` would send the
+            # candidate live untested before the canary starts.
             team=team,
+            deploy_policy="gated" if champion.get("deploy_policy") == "gated" else "none",
             signature=Signature.model_validate(champion["signature"]),
             quota=champion.get("quota"),
             tags=list(champion.get("tags") or []),
@@ -454,9 +457,24 @@ class RetrainController:
             await self._registered(s, current, registered, reason=verdict.reasons[0])
 
     async def _registered(self, s: Any, job: Job, registered: dict[str, Any], *, reason: str) -> None:
-        """The winner is in the registry: ask for its canary and end the job ``registered`` (the
-        gate's verdict is already in the job's result)."""
+        """The winner is in the registry: ask for its canary (unless its delivery gate will) and end
+        the job ``registered`` (the gate's verdict is already in the job's result)."""
         team = registered["team"]
+        if registered.get("deploy_policy") == "gated":
+            await self.store.log(
+                s, job.id, f"v{registered['version']} is gated: its delivery checks start its canary"
+            )
+            await self._finish(
+                s,
+                job,
+                "registered",
+                reason=reason,
+                new_version=registered["version"],
+                dataset=DatasetRef.model_validate(registered["dataset_version"])
+                if registered.get("dataset_version")
+                else None,
+            )
+            return
         rollout = RolloutRequested(
             model=job.model,
             version=registered["version"],
