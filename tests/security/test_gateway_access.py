@@ -38,6 +38,10 @@ def table(request_id: str) -> dict[tuple[str, str], Access]:
             Role.VIEWER,
             request=lambda: {"json": {"request_id": request_id, "model": MODEL, "labels": [1]}},
         ),
+        ("POST", "/v1/outcomes"): team(
+            Role.VIEWER,
+            request=lambda: {"json": {"model": MODEL, "kpi": "conversion", "value": 1, "routing_key": "u-1"}},
+        ),
         # The model repository extension: the deployer decides, with the caller's token. Last, in
         # this order: unload undeploys the model every row above acts on.
         ("POST", "/v2/repository/index"): listing(),

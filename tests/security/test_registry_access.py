@@ -68,6 +68,7 @@ def table(
         ),
         ("GET", "/v1/models/{name}/versions/{version}/lineage"): team(Role.VIEWER, f"{m}/versions/1/lineage"),
         ("GET", "/v1/models/{name}/gate"): team(Role.VIEWER, f"{m}/gate"),
+        ("GET", "/v1/models/{name}/compare"): team(Role.VIEWER, f"{m}/compare?versions=1&versions=2"),
         ("PUT", "/v1/models/{name}/gate"): team(
             Role.DEPLOYER, f"{m}/gate", lambda: {"json": {"approvals": 1}}
         ),

@@ -13,7 +13,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from fleet_core.auth import Role, TokenAuthority
-from fleet_core.events import InferenceFeedback, RouteArm, RouteTable
+from fleet_core.events import InferenceFeedback, OutcomeRecorded, RouteArm, RouteTable
 from fleet_core.schemas import FieldSpec, Signature
 from fleet_core.serving import ModelRoute, ModelSpec, Placement, RoutesSnapshot, ServedVersion
 from fleet_gateway.app import create_app
@@ -135,9 +135,9 @@ class AcknowledgedFeedback:
     publisher's boundary; the real one is tested against the broker in tests/integration)."""
 
     def __init__(self) -> None:
-        self.published: list[InferenceFeedback] = []
+        self.published: list[InferenceFeedback | OutcomeRecorded] = []
 
-    async def publish(self, feedback: InferenceFeedback) -> str:
+    async def publish(self, feedback: InferenceFeedback | OutcomeRecorded) -> str:
         self.published.append(feedback)
         return f"event-{len(self.published)}"
 

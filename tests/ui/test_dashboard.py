@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Error, Page, expect, sync_playwright
 from ui.harness import WAIT_S, BrokerPublisher, RunningMonitor, wait_until
 
-from fleet_core.events import InferenceLogged, RetrainCompleted, Topic
+from fleet_core.events import InferenceLogged, RetrainCompleted, Topic, VersionChecked
 from fleet_core.schemas import DatasetRef
 from support.monitor import Population, inference, registered, route_update
 
@@ -88,6 +88,19 @@ def test_dashboard_shows_the_fleet_and_charts_live_traffic(
             registered(MODEL, 1),
             registered(MODEL, 2, origin="retrain", parent_version=1, dataset_version=dataset),
             registered(IDLE_MODEL, 1, task="regression"),
+            registered(MODEL, 3, deploy_policy="gated"),
+        ],
+    )
+    publisher.send(
+        Topic.VERSION_CHECKED,
+        [
+            VersionChecked(
+                model=MODEL,
+                version=3,
+                team="growth",
+                state="failed",
+                reason="check 'evaluation' failed: worse: accuracy 0.6100 against v1's 0.9300",
+            )
         ],
     )
     publisher.send(
@@ -123,7 +136,7 @@ def test_dashboard_shows_the_fleet_and_charts_live_traffic(
     # The monitor consumes each topic on its own consumer, so wait for the catalogue before any
     # traffic: requests for a version it does not know yet are counted but not drift-scored.
     wait_until(
-        lambda: _known(monitor, MODEL, versions=2, rollout=True) and _known(monitor, IDLE_MODEL, versions=1),
+        lambda: _known(monitor, MODEL, versions=3, rollout=True) and _known(monitor, IDLE_MODEL, versions=1),
         what="the monitor to learn the models and the rollout",
     )
     # Fifteen seconds of history: v1 at 8 rps with some errors; v2's income drifted by 3 sigma.
@@ -172,6 +185,9 @@ def test_dashboard_shows_the_fleet_and_charts_live_traffic(
             expect(page).to_have_url(f"{monitor.url}/#/models/{MODEL}")
             expect(page.get_by_test_id("version-row-2")).to_contain_text("v2 ← v1 (retrain)")
             expect(page.get_by_test_id("version-row-2")).to_contain_text("churn-train@5")
+            gate = page.get_by_test_id("version-row-3").get_by_test_id("gate")
+            expect(gate).to_contain_text("failed", timeout=WAIT_MS)
+            expect(gate).to_contain_text("worse: accuracy 0.6100 against v1's 0.9300")
             retraining = page.get_by_test_id("retraining-table")
             expect(retraining).to_contain_text("v1 → v2", timeout=WAIT_MS)
             expect(retraining).to_contain_text("accuracy 0.710 → 0.930")

@@ -61,10 +61,10 @@ produce registry model.registered dataset.updated version.checked
 consume registry registry audit.recorded model.registered version.checked rollout.updated rollout.analysis drift.detected anomaly.detected retrain.completed dataset.updated
 produce deployer rollout.updated audit.recorded
 consume deployer deployer model.registered version.checked rollout.requested inference.logged rollout.analysis anomaly.detected
-produce gateway inference.logged inference.feedback audit.recorded
+produce gateway inference.logged inference.feedback outcome.recorded audit.recorded
 consume gateway - rollout.updated
 produce monitor rollout.analysis drift.detected anomaly.detected audit.recorded
-consume monitor monitor inference.logged inference.feedback model.registered rollout.updated retrain.completed
+consume monitor monitor inference.logged inference.feedback model.registered rollout.updated retrain.completed version.checked outcome.recorded
 produce retrainer rollout.requested retrain.completed audit.recorded
 consume retrainer retrainer drift.detected retrain.requested dataset.updated model.registered
 

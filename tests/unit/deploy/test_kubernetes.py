@@ -440,6 +440,7 @@ def test_every_service_url_a_service_calls_is_allowed_by_the_network_policies(
         ("gateway", "deployer"),
         ("gateway", "registry"),  # the revocation list of tokens
         ("monitor", "registry"),
+        ("retrainer", "deployer"),  # what serves: the champion a gated version is checked against
         ("retrainer", "monitor"),
         ("retrainer", "registry"),
     ]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from fleet_core.auth import Role
-from fleet_core.events import RouteArm
+from fleet_core.events import OutcomeRecorded, RouteArm
 from fleet_gateway.served import FeedbackReceipts, ServedRequests
 from support.gateway import AcknowledgedFeedback, GatewayHarness, route, running_gateway, snapshot
 
@@ -218,3 +218,67 @@ def test_a_receipt_expires() -> None:
     assert receipts.verify(receipt, "fraud", "rid") is None
     now[0] += 61
     assert receipts.verify(receipt, "churn", "rid") is None
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+async def test_an_outcome_names_a_served_request_or_a_routing_key_and_is_published_with_its_version() -> None:
+    publisher = AcknowledgedFeedback()
+    async with running_gateway(routes(), feedback=publisher) as gw:
+        await predict(gw, "churn", [ROW, ROW], "rid-7")
+        team = gw.auth(Role.VIEWER, ["risk"], subject="shop")
+        r = await gw.client.post(
+            "/v1/outcomes",
+            json={"model": "churn", "kpi": "conversion", "value": 1, "request_id": "rid-7"},
+            headers=team,
+        )
+        assert r.status_code == 202 and r.json() == {"event_id": "event-1"}
+        r = await gw.client.post(
+            "/v1/outcomes",
+            json={"model": "churn", "kpi": "revenue", "value": 42.5, "routing_key": "user-9"},
+            headers=team,
+        )
+        assert r.status_code == 202
+        for body, status, field in (
+            ({"model": "churn", "kpi": "conversion", "value": 1}, 422, "request_id"),
+            (
+                {
+                    "model": "churn",
+                    "kpi": "conversion",
+                    "value": 1,
+                    "request_id": "rid-7",
+                    "routing_key": "u",
+                },
+                422,
+                "request_id",
+            ),
+            ({"model": "churn", "kpi": "Conversion!", "value": 1, "routing_key": "u"}, 422, "kpi"),
+            ({"model": "churn", "kpi": "conversion", "value": "lots", "routing_key": "u"}, 422, "value"),
+            (
+                {"model": "churn", "kpi": "conversion", "value": 1, "request_id": "never-served"},
+                404,
+                "request_id",
+            ),
+        ):
+            r = await gw.client.post("/v1/outcomes", json=body, headers=team)
+            assert r.status_code == status, (body, r.text)
+            assert r.json()["field"] == field, r.text
+        r = await gw.client.post(
+            "/v1/outcomes",
+            json={"model": "churn", "kpi": "conversion", "value": 1, "routing_key": "u"},
+            headers=gw.auth(Role.DEPLOYER, ["payments"]),
+        )
+        assert r.status_code == 403
+    first, second = publisher.published
+    assert isinstance(first, OutcomeRecorded) and isinstance(second, OutcomeRecorded)
+    assert (first.kpi, first.value, first.request_id, first.version, first.source) == (
+        "conversion",
+        1.0,
+        "rid-7",
+        1,
+        "shop",
+    )
+    # The key is hashed as the inference log hashes it, so the two join and neither shows the user.
+    assert second.routing_key is not None and second.routing_key.startswith("sha256:")
+    assert (second.version, second.request_id) == (None, None)

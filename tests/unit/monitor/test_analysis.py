@@ -71,3 +71,44 @@ def test_ab_on_regression_error_uses_welch() -> None:
         good.record_label(y, y + float(rng.normal(0, 0.5)), "regression")
         bad.record_label(y, y + float(rng.normal(0, 1.5)), "regression")
     assert analyse_ab(good, bad, "mae", POLICY).verdict == "pass"
+
+
+def outcomes(kpi: str, values: list[float]) -> ArmSample:
+    sample = ArmSample()
+    for value in values:
+        sample.record_outcome(kpi, value)
+    return sample
+
+
+def test_an_ab_test_on_a_conversion_kpi_finds_the_arm_that_converts_more() -> None:
+    rng = np.random.default_rng(3)
+    better = outcomes("conversion", [float(v) for v in rng.random(400) < 0.30])
+    worse = outcomes("conversion", [float(v) for v in rng.random(400) < 0.12])
+    finding = analyse_ab(better, worse, "conversion", POLICY)
+    assert finding.verdict == "pass" and "proportions test" in finding.reason, finding.reason
+    assert analyse_ab(worse, better, "conversion", POLICY).verdict == "fail"
+    metrics = better.metrics("conversion")
+    assert metrics.kpi_samples == 400 and metrics.kpi is not None
+    assert metrics.kpi_low is not None and metrics.kpi_high is not None
+    assert (
+        metrics.kpi_low < metrics.kpi < metrics.kpi_high
+        and 0.2 < metrics.kpi_low < 0.3 < metrics.kpi_high < 0.4
+    )
+
+
+def test_an_ab_test_on_revenue_compares_means_and_waits_for_enough_outcomes() -> None:
+    rng = np.random.default_rng(4)
+    high = outcomes("revenue", list(rng.normal(52, 10, 300)))
+    low = outcomes("revenue", list(rng.normal(47, 10, 300)))
+    finding = analyse_ab(high, low, "revenue", POLICY)
+    assert finding.verdict == "pass" and "means test" in finding.reason, finding.reason
+    few = analyse_ab(outcomes("revenue", [50.0] * 10), low, "revenue", POLICY)
+    assert few.verdict == "inconclusive" and "10 and 300 'revenue' outcomes" in few.reason
+    tie = analyse_ab(
+        outcomes("revenue", list(rng.normal(50, 10, 300))),
+        outcomes("revenue", list(rng.normal(50, 10, 300))),
+        "revenue",
+        POLICY,
+    )
+    assert tie.verdict == "inconclusive"
+    assert analyse_ab(high, low, "signups", POLICY).verdict == "inconclusive"  # no outcomes for that KPI

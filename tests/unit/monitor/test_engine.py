@@ -3,13 +3,14 @@ registry, anomalies become alerts with events in the outbox, and Alertmanager ge
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from fleet_core.db import Database
-from fleet_core.events import ModelRegistered, Topic, parse_event
+from fleet_core.events import ModelRegistered, OutcomeRecorded, Topic, parse_event
 from fleet_monitor.anomaly import AnomalyThresholds
 from fleet_monitor.app import MIGRATIONS
 from fleet_monitor.config import ModelConfig
@@ -17,7 +18,7 @@ from fleet_monitor.engine import EngineSettings, MonitorEngine
 from fleet_monitor.models import MESSAGING
 from fleet_monitor.notifier import alertmanager_payload
 from fleet_monitor.store import MonitorStore
-from support.monitor import Population, inference, registered
+from support.monitor import Population, inference, registered, route_update
 
 
 class Clock:
@@ -120,3 +121,40 @@ async def test_a_latency_anomaly_opens_and_resolves_an_alert_with_its_events(sto
         "arm": "primary",
     }
     assert "endsAt" not in payload and payload["generatorURL"].endswith("/#/models/credit")
+
+
+async def test_a_business_outcome_joins_the_arm_that_served_its_request_or_routing_key(
+    store: MonitorStore,
+) -> None:
+    engine = MonitorEngine(store, settings=EngineSettings(defaults=ModelConfig()), clock=Clock())
+    for version in (1, 2):
+        await engine.on_model_registered(f"reg-{version}", registered("shop", version))
+    await engine.on_rollout_updated(
+        "ab-1",
+        route_update(
+            "shop", [(1, 50), (2, 50)], strategy="ab", phase="progressing", version=2, kpi="conversion"
+        ),
+    )
+    population = Population(2)
+    engine.ingest(
+        [
+            inference("shop", 1, population.rows(1), [1], request_id="req-a", routing_key="user-a"),
+            inference("shop", 2, population.rows(1), [1], request_id="req-b", routing_key="user-b"),
+            # A shadow's copy of the same request answered no one: outcomes stay with v2.
+            inference(
+                "shop", 3, population.rows(1), [0], request_id="req-b", routing_key="user-b", arm="shadow"
+            ),
+        ]
+    )
+    now = datetime.now(UTC)
+    for outcome in (
+        OutcomeRecorded(model="shop", kpi="conversion", value=1.0, routing_key="user-b", timestamp=now),
+        OutcomeRecorded(model="shop", kpi="conversion", value=0.0, request_id="req-a", timestamp=now),
+        OutcomeRecorded(model="shop", kpi="revenue", value=30.0, request_id="req-b", timestamp=now),
+        OutcomeRecorded(model="shop", kpi="conversion", value=1.0, routing_key="nobody", timestamp=now),
+    ):
+        engine.ingest_outcome(outcome)
+    samples = engine.rollouts["shop"].samples
+    assert samples[2].outcomes == {"conversion": [1.0], "revenue": [30.0]}
+    assert samples[1].outcomes == {"conversion": [0.0]}
+    assert (engine.counters.outcomes, engine.counters.outcomes_unjoined) == (3, 1)

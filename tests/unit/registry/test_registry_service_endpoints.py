@@ -21,6 +21,7 @@ V1_PATHS = {
     "/v1/models/{name}/versions/{version}/checks": {"get", "put"},
     "/v1/models/{name}/versions/{version}/reviews": {"post"},
     "/v1/models/{name}/gate": {"get", "put"},
+    "/v1/models/{name}/compare": {"get"},
     "/v1/models/{name}/versions/{version}/artifact": {"get"},
     "/v1/datasets": {"get", "post"},
     "/v1/datasets/{name}": {"get"},

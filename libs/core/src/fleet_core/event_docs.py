@@ -28,9 +28,15 @@ ROLES: dict[Topic, tuple[str, str, str]] = {
     ),
     Topic.VERSION_CHECKED: (
         "registry (the retrainer's checks, people's reviews)",
-        "deployer, registry (webhooks)",
+        "deployer, monitor (dashboard), registry (webhooks)",
         "a gated version's delivery state changed: checking, failed, rejected, awaiting_approval or "
         "ready (the deployer re-reads it from the registry and canaries a ready one)",
+    ),
+    Topic.OUTCOME_RECORDED: (
+        "gateway `/v1/outcomes`, other systems",
+        "monitor",
+        "a business outcome (conversion, revenue, any number) for a served request or a routing key; "
+        "the monitor joins it to the arm that served, and an A/B test may be decided on it",
     ),
     Topic.ROLLOUT_REQUESTED: (
         "registry API, CLI, retrainer, other systems",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleet_core.log import current_request_id
 from fleet_core.schemas import (
@@ -50,6 +50,7 @@ class Topic(StrEnum):
     RETRAIN_REQUESTED = "retrain.requested"
     DATASET_UPDATED = "dataset.updated"
     VERSION_CHECKED = "version.checked"
+    OUTCOME_RECORDED = "outcome.recorded"
     RETRAIN_COMPLETED = "retrain.completed"
     AUDIT_RECORDED = "audit.recorded"
 
@@ -129,7 +130,11 @@ class RolloutRequested(Contract):
     step_interval_s: Annotated[float, Field(gt=0)] = 60.0
     arms: list[TrafficArm] | None = Field(default=None, description="A/B split; None = 50/50")
     duration_s: float | None = None
-    kpi: str | None = Field(default=None, description="A/B KPI, e.g. 'accuracy'")
+    kpi: str | None = Field(
+        default=None,
+        description="A/B KPI: accuracy, error_rate, mae, or a business KPI other systems post as "
+        "outcome.recorded (conversion, revenue)",
+    )
     quota: ResourceQuota | None = None
     requested_by: str
     reason: str | None = None
@@ -217,6 +222,33 @@ class InferenceFeedback(Contract):
     timestamp: datetime
 
 
+KPI_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class OutcomeRecorded(Contract):
+    """A business outcome (a conversion, revenue, any number) another system attributes to a
+    served request, or to a routing key (a user) an A/B test assigns to one arm."""
+
+    model: ModelName
+    kpi: Annotated[str, Field(pattern=KPI_NAME_PATTERN, description="The KPI's name, e.g. conversion")]
+    value: Annotated[float, Field(allow_inf_nan=False)]
+    request_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    routing_key: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="As inference.logged carries it: the gateway's `sha256:` hash of the raw key "
+        "(POST /v1/outcomes hashes it)",
+    )
+    version: int | None = Field(default=None, description="The version that answered the request, when known")
+    source: str | None = None
+    timestamp: datetime
+
+    @model_validator(mode="after")
+    def _one_key(self) -> OutcomeRecorded:
+        if (self.request_id is None) == (self.routing_key is None):
+            raise ValueError("an outcome names exactly one of request_id or routing_key")
+        return self
+
+
 class ArmMetrics(Contract):
     """The numbers behind a verdict, for one arm."""
 
@@ -224,6 +256,9 @@ class ArmMetrics(Contract):
     error_rate: float
     latency_p95_ms: float | None = None
     kpi: float | None = None
+    kpi_samples: int | None = Field(default=None, description="Outcomes behind a business KPI")
+    kpi_low: float | None = Field(default=None, description="95 % confidence interval of a business KPI")
+    kpi_high: float | None = None
 
 
 class RolloutAnalysis(Contract):
@@ -239,6 +274,7 @@ class RolloutAnalysis(Contract):
     candidate: ArmMetrics
     baseline: ArmMetrics
     p_value: float | None = None
+    kpi: str | None = Field(default=None, description="The KPI the arms' `kpi` values measure")
 
 
 class FeatureDrift(Contract):
@@ -357,6 +393,7 @@ PAYLOADS: dict[Topic, type[Contract]] = {
     Topic.DATASET_UPDATED: DatasetUpdated,
     Topic.RETRAIN_COMPLETED: RetrainCompleted,
     Topic.VERSION_CHECKED: VersionChecked,
+    Topic.OUTCOME_RECORDED: OutcomeRecorded,
     Topic.AUDIT_RECORDED: AuditRecorded,
 }
 

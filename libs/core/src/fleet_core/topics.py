@@ -75,7 +75,9 @@ ACCESS: dict[str, Access] = {
     ),
     # The gateway follows rollout.updated without a group (each instance reads every partition).
     "gateway": Access(
-        produces=_topics(Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK, Topic.AUDIT_RECORDED),
+        produces=_topics(
+            Topic.INFERENCE_LOGGED, Topic.INFERENCE_FEEDBACK, Topic.OUTCOME_RECORDED, Topic.AUDIT_RECORDED
+        ),
         consumes=_topics(Topic.ROLLOUT_UPDATED),
     ),
     "monitor": Access(
@@ -88,6 +90,8 @@ ACCESS: dict[str, Access] = {
             Topic.MODEL_REGISTERED,
             Topic.ROLLOUT_UPDATED,
             Topic.RETRAIN_COMPLETED,
+            Topic.VERSION_CHECKED,
+            Topic.OUTCOME_RECORDED,
         ),
         group="monitor",
     ),

@@ -68,6 +68,7 @@ versions_app.command("checks")(cli_delivery.checks)
 versions_app.command("approve")(cli_delivery.approve)
 versions_app.command("reject")(cli_delivery.reject)
 versions_app.command("comment")(cli_delivery.comment)
+versions_app.command("compare")(cli_delivery.compare)
 models_app.command("gate")(cli_delivery.gate)
 
 console = Console()
@@ -1099,7 +1100,10 @@ def rollout_start(
     arm: Annotated[
         list[str], typer.Option("--arm", help="A/B split VERSION=WEIGHT, repeatable (default 50/50)")
     ] = [],  # noqa: B006 - typer needs a literal default
-    kpi: Annotated[str | None, typer.Option(help="A/B KPI: accuracy, error_rate or mae")] = None,
+    kpi: Annotated[
+        str | None,
+        typer.Option(help="A/B KPI: accuracy, error_rate, mae, or a business KPI posted to /v1/outcomes"),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(help="A/B or shadow length, or the blue-green rollback window (s)")
     ] = None,

@@ -1,5 +1,5 @@
-"""The delivery gate from the command line: ``fleet versions checks|approve|reject|comment`` and
-``fleet models gate`` (the registry's ``.../checks``, ``.../reviews`` and ``/v1/models/{name}/gate``).
+"""The delivery gate from the command line: ``fleet versions checks|approve|reject|comment|compare``
+and ``fleet models gate`` (the registry's ``.../checks``, ``.../reviews`` and ``/v1/models/{name}/gate``).
 
 ``fleet versions checks NAME V --wait`` is what a CI job gates on: it exits 0 when the version is
 ``ready``, 3 while it waits for approvals, and 1 when a check failed or a reviewer rejected it.
@@ -15,6 +15,7 @@ from rich.console import Console
 
 from fleet_sdk.cli_pool import print_table
 from fleet_sdk.client import Client
+from fleet_sdk.errors import FleetAPIError, FleetUnavailable
 
 console = Console()
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
@@ -153,3 +154,103 @@ def gate(
         ["option", "value"],
         [[k, "-" if v is None else v] for k, v in shown.items()],
     )
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def compare(
+    name: str,
+    versions: Annotated[list[int], typer.Argument(help="Two or more versions; the first is the baseline")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Versions side by side: metrics, checks, data, hyperparameters that differ, profile shift,
+    and live numbers from the monitor while they serve."""
+    with Client() as c:
+        shown = c.compare_versions(name, versions)
+        try:
+            live = {v["version"]: v for v in c.model_health(name)["versions"]}
+        except (FleetAPIError, FleetUnavailable):
+            live = {}  # the monitor has not seen the model (or is down): registry facts only
+    shown["live"] = {
+        str(n): {
+            "weight": live[n].get("weight"),
+            **live[n].get("live", {}),
+            "performance": live[n].get("performance"),
+        }
+        for n in versions
+        if n in live
+    }
+    if as_json:
+        console.print_json(json.dumps(shown))
+        return
+    cols = [f"v{v['version']}" for v in shown["versions"]]
+    rows: list[list[Any]] = [
+        ["lineage"]
+        + [
+            f"{v['origin']}" + (f" of v{v['parent_version']}" if v["parent_version"] else "")
+            for v in shown["versions"]
+        ],
+        ["estimator"] + [_value(v["estimator"]) for v in shown["versions"]],
+        ["data"] + [f"{_value(v['dataset'])} ({_value(v['dataset_rows'])} rows)" for v in shown["versions"]],
+        ["gate"] + [_value(v["gate"]) for v in shown["versions"]],
+        ["checks"]
+        + [", ".join(f"{k} {s}" for k, s in v["checks"].items()) or "-" for v in shown["versions"]],
+    ]
+    rows += [
+        [f"metric {k}"] + [_value(by.get(str(v["version"]))) for v in shown["versions"]]
+        for k, by in shown["metrics"].items()
+    ]
+    rows += [
+        [f"param {k}"] + [_value(by.get(str(v["version"]))) for v in shown["versions"]]
+        for k, by in shown["hyperparameters"].items()
+    ]
+    for key, label in (
+        ("weight", "traffic %"),
+        ("rps", "rps"),
+        ("latency_p95_ms", "p95 ms"),
+        ("error_rate", "errors"),
+    ):
+        if shown["live"]:
+            rows.append(
+                [label]
+                + [_value(shown["live"].get(str(v["version"]), {}).get(key)) for v in shown["versions"]]
+            )
+    print_table(console, f"{name}: v{shown['baseline']} against {', '.join(cols[1:])}", ["", *cols], rows)
+    if shown["datasets"]:
+        print_table(
+            console,
+            "Training data against the baseline's",
+            ["version", "rows", "columns added", "columns removed", "same data"],
+            [
+                [
+                    f"v{d['version']}",
+                    f"{d['rows']:+d}" if d["rows"] is not None else "-",
+                    ", ".join(d["columns_added"]) or "-",
+                    ", ".join(d["columns_removed"]) or "-",
+                    "yes" if d["same_data"] else "no",
+                ]
+                for d in shown["datasets"]
+            ],
+        )
+    if shown["profile_shift"]:
+        print_table(
+            console,
+            "Training distributions against the baseline's",
+            ["version", "feature", "mean shift (std)", "KS", "PSI"],
+            [
+                [
+                    f"v{p['version']}",
+                    p["feature"],
+                    _value(p["mean_shift_std"]),
+                    _value(p["ks_statistic"]),
+                    _value(p["psi"]),
+                ]
+                for p in shown["profile_shift"]
+            ],
+        )

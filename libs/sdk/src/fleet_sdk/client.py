@@ -229,6 +229,13 @@ class Client:
             json={"decision": decision, "comment": comment},
         )
 
+    def compare_versions(self, name: str, versions: list[int]) -> dict[str, Any]:
+        """Versions side by side (the first is the baseline): metrics, hyperparameters, data,
+        lineage, checks, and what differs (registry ``GET /v1/models/{name}/compare``)."""
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/v1/models/{name}/compare", params=[("versions", v) for v in versions]
+        )
+
     def gate(self, name: str) -> dict[str, Any]:
         """The model's delivery gate (defaults when none was set)."""
         return self._request("GET", f"/v1/models/{name}/gate")  # type: ignore[no-any-return]
@@ -671,6 +678,30 @@ class Client:
         if receipt:
             body["receipt"] = receipt
         return self._request("POST", "/v1/feedback", json=body, via=self._gateway)  # type: ignore[no-any-return]
+
+    def record_outcome(
+        self,
+        model: str,
+        kpi: str,
+        value: float,
+        *,
+        request_id: str | None = None,
+        routing_key: str | None = None,
+        receipt: str | None = None,
+    ) -> dict[str, Any]:
+        """A business outcome (``kpi``: conversion, revenue, ...) for a served request or for the
+        routing key (a user) it was routed by; an A/B rollout started with ``kpi=`` that name is
+        decided on these (``POST /v1/outcomes``)."""
+        body = {
+            "model": model,
+            "kpi": kpi,
+            "value": value,
+            "request_id": request_id,
+            "routing_key": routing_key,
+        }
+        if receipt:
+            body["receipt"] = receipt
+        return self._request("POST", "/v1/outcomes", json=body, via=self._gateway)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ monitoring (monitor)
 

@@ -241,6 +241,26 @@ class DataPlane:
         """The request that feedback labels: one a gateway answered for ``model`` (vouched for by
         its receipt, or remembered by this process), labelled by a member of the model's team, with
         one label per row it had."""
+        served = await self.served_target(principal, model, request_id, version=version, receipt=receipt)
+        if labels != served.rows:
+            raise InvalidInput(
+                f"labels: request '{request_id}' had {served.rows} row(s); send one label per row, "
+                f"got {labels}",
+                field="labels",
+            )
+        return served
+
+    async def served_target(
+        self,
+        principal: Principal,
+        model: str,
+        request_id: str,
+        *,
+        version: int | None,
+        receipt: str | None = None,
+    ) -> ServedRequest:
+        """A request a gateway answered for ``model`` (its receipt, or this process's memory), for
+        a member of the model's team: what feedback and outcomes may name."""
         # The team check comes first, so an outsider learns nothing about which ids exist.
         await self.authorise(principal, model)
         if receipt is not None:
@@ -263,12 +283,6 @@ class DataPlane:
             raise InvalidInput(
                 f"version: request '{request_id}' was answered by version {served.version}, not {version}",
                 field="version",
-            )
-        if labels != served.rows:
-            raise InvalidInput(
-                f"labels: request '{request_id}' had {served.rows} row(s); send one label per row, "
-                f"got {labels}",
-                field="labels",
             )
         return served
 

@@ -27,6 +27,7 @@ from fleet_core.events import (
     AuditRecorded,
     EventDecodeError,
     InferenceFeedback,
+    OutcomeRecorded,
     RolloutUpdated,
     Topic,
     make_event,
@@ -42,7 +43,8 @@ SOURCE = "fleet-gateway"
 
 
 class FeedbackPublisher:
-    """Publishes ``inference.feedback`` and waits for the broker's acknowledgement."""
+    """Publishes ``inference.feedback`` and ``outcome.recorded`` and waits for the broker's
+    acknowledgement."""
 
     def __init__(self, servers: list[str], *, timeout_s: float) -> None:
         self._servers = servers
@@ -69,19 +71,22 @@ class FeedbackPublisher:
                 self._producer = producer
             return self._producer
 
-    async def publish(self, feedback: InferenceFeedback) -> str:
+    async def publish(self, feedback: InferenceFeedback | OutcomeRecorded) -> str:
         """The event id once acknowledged; ``Unavailable`` (503) when the broker did not take it."""
-        event = make_event(Topic.INFERENCE_FEEDBACK, feedback, source=SOURCE, subject=feedback.model)
+        if isinstance(feedback, OutcomeRecorded):
+            topic, what = Topic.OUTCOME_RECORDED, "outcome"
+            event = make_event(Topic.OUTCOME_RECORDED, feedback, source=SOURCE, subject=feedback.model)
+        else:
+            topic, what = Topic.INFERENCE_FEEDBACK, "feedback"
+            event = make_event(Topic.INFERENCE_FEEDBACK, feedback, source=SOURCE, subject=feedback.model)
         try:
             async with asyncio.timeout(self._timeout_s):
                 producer = await self._ensure()
-                await producer.send_and_wait(
-                    Topic.INFERENCE_FEEDBACK.value, event.to_bytes(), key=feedback.model.encode()
-                )
+                await producer.send_and_wait(topic.value, event.to_bytes(), key=feedback.model.encode())
         except Exception as exc:
-            log.warning("feedback not acknowledged by the broker", error=f"{type(exc).__name__}: {exc}")
+            log.warning(f"{what} not acknowledged by the broker", error=f"{type(exc).__name__}: {exc}")
             raise Unavailable(
-                "the event broker did not acknowledge the feedback; nothing was recorded, retry later",
+                f"the event broker did not acknowledge the {what}; nothing was recorded, retry later",
                 headers={"Retry-After": "2"},
             ) from exc
         return event.id

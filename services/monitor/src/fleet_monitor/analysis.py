@@ -4,7 +4,9 @@ For a canary step the question is "is the candidate no worse?": it fails on a hi
 (Fisher's exact test, and more than ``max_error_rate_increase`` worse), a slower p95, or a lower
 labelled accuracy; it passes once it has served ``min_requests`` without failing; before that it
 is inconclusive. For an A/B test the question is "which arm is better on the KPI?": a two-sided
-test (Fisher's exact test on proportions, Welch's t-test on absolute errors) at ``alpha``; the
+test (Fisher's exact test on proportions, Welch's t-test on absolute errors) at ``alpha``; a
+business KPI (any other name: the outcomes other systems post, ``outcome.recorded``) is tested the
+same way, on proportions when every outcome is 0 or 1 and on means otherwise, higher better; the
 candidate passes if it is significantly better, fails if significantly worse, and the test stays
 inconclusive while the difference is not significant.
 """
@@ -48,6 +50,8 @@ class ArmSample:
     labelled: int = 0
     correct: int = 0
     abs_errors: list[float] = field(default_factory=list)
+    outcomes: dict[str, list[float]] = field(default_factory=dict)
+    """Business KPI name -> the outcomes (outcome.recorded) joined to this arm."""
 
     def record_request(self, latency_ms: float, error: bool) -> None:
         self.requests += 1
@@ -64,6 +68,11 @@ class ArmSample:
                 return
         else:
             self.correct += int(str(label) == str(prediction))
+
+    def record_outcome(self, kpi: str, value: float) -> None:
+        values = self.outcomes.setdefault(kpi, [])
+        if len(values) < MAX_ERRORS_KEPT:
+            values.append(value)
 
     @property
     def error_rate(self) -> float:
@@ -86,15 +95,44 @@ class ArmSample:
             return self.error_rate if self.requests else None
         if kpi == "mae":
             return self.mae
+        if kpi not in KPIS:
+            values = self.outcomes.get(kpi)
+            return float(np.mean(values)) if values else None
         return self.accuracy
 
     def metrics(self, kpi: str | None) -> ArmMetrics:
+        business = kpi is not None and kpi not in KPIS
+        values = self.outcomes.get(kpi or "", []) if business else []
+        low, high = confidence_interval(values) if values else (None, None)
         return ArmMetrics(
             requests=self.requests,
             error_rate=self.error_rate,
             latency_p95_ms=self.p95,
             kpi=self.kpi(kpi or "accuracy"),
+            kpi_samples=len(values) if business else None,
+            kpi_low=low,
+            kpi_high=high,
         )
+
+
+def _binary(values: list[float]) -> bool:
+    return all(v in (0.0, 1.0) for v in values)
+
+
+def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float | None, float | None]:
+    """The KPI's confidence interval: Wilson's for a proportion (0/1 outcomes), Student's t for a
+    mean; None with too few outcomes."""
+    n = len(values)
+    if n < 2:
+        return None, None
+    if _binary(values):
+        ci = stats.binomtest(int(sum(values)), n).proportion_ci(confidence_level=level, method="wilson")
+        return round(float(ci.low), 6), round(float(ci.high), 6)
+    mean, sem = float(np.mean(values)), float(stats.sem(values))
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+    return round(float(low), 6), round(float(high), 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +201,7 @@ def analyse_canary(candidate: ArmSample, baseline: ArmSample | None, policy: Ana
 def analyse_ab(candidate: ArmSample, baseline: ArmSample, kpi: str, policy: AnalysisPolicy) -> Finding:
     """Is one arm significantly better on the KPI (two-sided test at ``alpha``)?"""
     if kpi not in KPIS:
-        return Finding("inconclusive", f"unknown KPI {kpi!r}; one of {', '.join(KPIS)}")
+        return _analyse_business(candidate, baseline, kpi, policy)
     if kpi == "error_rate":
         n_c, n_b = candidate.requests, baseline.requests
         if min(n_c, n_b) < policy.min_requests:
@@ -192,6 +230,39 @@ def analyse_ab(candidate: ArmSample, baseline: ArmSample, kpi: str, policy: Anal
     if p >= policy.alpha:
         return Finding("inconclusive", f"no significant difference yet: {numbers}", p)
     if better:
+        return Finding("pass", f"candidate wins: {numbers}", p)
+    return Finding("fail", f"baseline wins: {numbers}", p)
+
+
+def _analyse_business(candidate: ArmSample, baseline: ArmSample, kpi: str, policy: AnalysisPolicy) -> Finding:
+    """A business KPI (outcome.recorded), higher is better: Fisher's exact test on proportions
+    when every outcome is 0 or 1 (a conversion), Welch's t-test on means otherwise (revenue)."""
+    mine, theirs = candidate.outcomes.get(kpi, []), baseline.outcomes.get(kpi, [])
+    n_c, n_b = len(mine), len(theirs)
+    if min(n_c, n_b) < policy.min_labelled:
+        return Finding(
+            "inconclusive", f"{n_c} and {n_b} {kpi!r} outcomes; {policy.min_labelled} per arm needed"
+        )
+    if _binary(mine + theirs):
+        test = "proportions"
+        p = _fisher(int(sum(mine)), n_c, int(sum(theirs)), n_b, "two-sided")
+    else:
+        test = "means"
+        welch = stats.ttest_ind(mine, theirs, equal_var=False)
+        p = float(welch.pvalue) if np.isfinite(welch.pvalue) else 1.0
+    c_val, b_val = float(np.mean(mine)), float(np.mean(theirs))
+
+    def shown(value: float, values: list[float]) -> str:
+        low, high = confidence_interval(values)
+        return f"{value:.4g} [{_num(low)}, {_num(high)}]"
+
+    numbers = (
+        f"{kpi} {shown(c_val, mine)} (candidate, n={n_c}) against {shown(b_val, theirs)} "
+        f"(baseline, n={n_b}), {test} test p={p:.3g}"
+    )
+    if p >= policy.alpha:
+        return Finding("inconclusive", f"no significant difference yet: {numbers}", p)
+    if c_val > b_val:
         return Finding("pass", f"candidate wins: {numbers}", p)
     return Finding("fail", f"baseline wins: {numbers}", p)
 

@@ -7,10 +7,11 @@ one model's config into them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
+from fleet_core.events import KPI_NAME_PATTERN
 from fleet_core.schemas import Contract
 from fleet_monitor.analysis import AnalysisPolicy
 from fleet_monitor.anomaly import AnomalyThresholds
@@ -64,8 +65,10 @@ class ModelConfig(Contract):
     analysis_max_latency_ratio: Annotated[float, Field(ge=1)] | None = Field(
         default=None, description="Canary p95 may be this many times the baseline's (default 1.5)"
     )
-    analysis_kpi: Literal["accuracy", "error_rate", "mae"] | None = Field(
-        default=None, description="A/B KPI when the rollout names none (default by task)"
+    analysis_kpi: Annotated[str, Field(pattern=KPI_NAME_PATTERN)] | None = Field(
+        default=None,
+        description="A/B KPI when the rollout names none (default by task): accuracy, error_rate, mae, "
+        "or a business KPI posted as outcome.recorded (conversion, revenue)",
     )
     analysis_alpha: Annotated[float, Field(gt=0, lt=1)] | None = Field(
         default=None, description="Significance level of the A/B test (default 0.05)"

@@ -25,10 +25,12 @@ from fleet_core.events import (
     InferenceFeedback,
     InferenceLogged,
     ModelRegistered,
+    OutcomeRecorded,
     RetrainCompleted,
     RolloutAnalysis,
     RolloutUpdated,
     Topic,
+    VersionChecked,
 )
 from fleet_core.log import get_logger
 from fleet_core.privacy import EMBEDDED_PII_SALT, PiiHasher
@@ -43,6 +45,7 @@ from fleet_monitor.performance import (
     CachedPrediction,
     PerformanceWindow,
     PredictionCache,
+    ServedIndex,
     concept_scores,
     scalar_output,
 )
@@ -150,6 +153,8 @@ class IngestCounters:
     rows: int = 0
     feedback: int = 0
     feedback_joined_rows: int = 0
+    outcomes: int = 0
+    outcomes_unjoined: int = 0
     drift_windows: int = 0
     drifted_windows: int = 0
 
@@ -184,11 +189,14 @@ class MonitorEngine:
         self.latest_drift: dict[tuple[str, int, str], LatestDrift] = {}
         self.episodes = DriftEpisodes()
         self.predictions = PredictionCache()
+        self.served = ServedIndex()
         self.performance: dict[VersionKey, PerformanceWindow] = {}
         self.latest_performance: dict[VersionKey, dict[str, float]] = {}
         self.anomalies = AnomalyDetector(self.settings.anomaly)
         self.rollouts: dict[str, ActiveRollout] = {}
         self.retrains: dict[str, deque[RetrainCompleted]] = {}
+        # Each gated version's latest delivery state (version.checked), for the dashboard.
+        self.deliveries: dict[tuple[str, int], VersionChecked] = {}
         self.counters = IngestCounters()
         self.events_by_model: dict[str, int] = {}
         """``inference.logged`` events per model, so a team's overview counts only its own traffic."""
@@ -289,6 +297,10 @@ class MonitorEngine:
         if resolved:
             self._notify(resolved)
 
+    def on_version_checked(self, checked: VersionChecked) -> None:
+        """Keep a gated version's newest delivery state (checks, approvals) for the dashboard."""
+        self.deliveries[(checked.model, checked.version)] = checked
+
     def on_retrain_completed(self, completed: RetrainCompleted) -> None:
         """Keep each model's recent retraining outcomes for the dashboard (newest first)."""
         jobs = self.retrains.setdefault(completed.model, deque(maxlen=RETRAINS_KEPT))
@@ -332,6 +344,8 @@ class MonitorEngine:
             rollout = self.rollouts.get(event.model)
             if rollout is not None and event.arm == "primary":
                 rollout.samples.setdefault(event.version, ArmSample()).record_request(event.latency_ms, error)
+            if not error and event.arm == "primary":  # a shadow's copy answered no one
+                self.served.add(event.model, event.request_id, event.routing_key, event.version)
             if not error and event.outputs is not None:
                 waiting = self.predictions.put(
                     event.request_id, CachedPrediction(event.model, event.version, event.arm, event.outputs)
@@ -372,6 +386,23 @@ class MonitorEngine:
         prediction = self.predictions.take(feedback.request_id, feedback.labels)
         if prediction is not None:
             self._join(prediction, feedback.labels)
+
+    def ingest_outcome(self, outcome: OutcomeRecorded) -> None:
+        """Join a business outcome to the version that served its request (or its routing key's
+        arm) and count it in the running rollout's sample of that version."""
+        if outcome.request_id is not None:
+            # The gateway names the version that answered; the index knows it too, for a while.
+            version = self.served.by_request(outcome.model, outcome.request_id) or outcome.version
+        else:
+            assert outcome.routing_key is not None
+            version = self.served.by_key(outcome.model, outcome.routing_key)
+        if version is None:
+            self.counters.outcomes_unjoined += 1
+            return
+        self.counters.outcomes += 1
+        rollout = self.rollouts.get(outcome.model)
+        if rollout is not None:
+            rollout.samples.setdefault(version, ArmSample()).record_outcome(outcome.kpi, outcome.value)
 
     def _join(self, prediction: CachedPrediction, labels: list[Any]) -> None:
         if prediction.arm != "primary":
@@ -617,6 +648,7 @@ class MonitorEngine:
                 candidate=candidate.metrics(kpi),
                 baseline=(baseline or ArmSample()).metrics(kpi),
                 p_value=finding.p_value,
+                kpi=kpi,
             )
             rollout.last_analysis[candidate_version] = analysis
             async with self.store.transaction() as s:

@@ -1,10 +1,10 @@
-"""The monitor's consumer (group ``monitor``): one batch consumer for its five topics.
+"""The monitor's consumer (group ``monitor``): one batch consumer for its seven topics.
 
 ``inference.logged`` is the fleet's busiest topic, so whole batches are folded into memory and
 then whatever windows closed are settled. ``model.registered`` and ``rollout.updated`` are
-idempotent on the event id (inbox); feedback only adds labels to memory and the lake;
-``retrain.completed`` is kept in memory for the dashboard. One group member for all its topics
-means a start is a single group join.
+idempotent on the event id (inbox); feedback only adds labels to memory and the lake, an outcome
+only counts in its arm's sample; ``retrain.completed`` and ``version.checked`` are kept in memory
+for the dashboard. One group member for all its topics means a start is a single group join.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def monitor_consumer(
         for event in events:
             await engine.on_rollout_updated(event.id, event.data)
 
+    async def outcome_recorded(events: list[CloudEvent[Any]]) -> None:
+        for event in events:
+            engine.ingest_outcome(event.data)
+
+    async def version_checked(events: list[CloudEvent[Any]]) -> None:
+        for event in events:
+            engine.on_version_checked(event.data)
+
     async def retrain_completed(events: list[CloudEvent[Any]]) -> None:
         for event in events:
             engine.on_retrain_completed(event.data)
@@ -57,6 +65,8 @@ def monitor_consumer(
             Topic.MODEL_REGISTERED: model_registered,
             Topic.ROLLOUT_UPDATED: rollout_updated,
             Topic.RETRAIN_COMPLETED: retrain_completed,
+            Topic.VERSION_CHECKED: version_checked,
+            Topic.OUTCOME_RECORDED: outcome_recorded,
         },
         consumer=CONSUMER,
         max_records=max_records,

@@ -183,6 +183,14 @@ class MonitorCollector(Collector):
         )
         feedback.add_metric([], engine.counters.feedback_joined_rows)
         yield feedback
+        outcomes = CounterMetricFamily(
+            "fleet_monitor_outcomes",
+            "Business outcomes (outcome.recorded), joined to the arm that served or not",
+            labels=["join"],
+        )
+        outcomes.add_metric(["joined"], engine.counters.outcomes)
+        outcomes.add_metric(["unjoined"], engine.counters.outcomes_unjoined)
+        yield outcomes
         models_folded = GaugeMetricFamily(
             "fleet_monitor_models_folded",
             'Models counted in model="_other" rather than their own series (FLEET_METRICS_MODEL_SERIES)',

@@ -156,3 +156,29 @@ def concept_scores(
                 )
             )
     return scores
+
+
+class ServedIndex:
+    """Which version answered a request id, and which one a routing key was last routed to, per
+    model (primary arms only): what a business outcome is joined to. Bounded: the oldest go first
+    (at ``capacity`` entries each, some 15 MB)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._requests: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._keys: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def add(self, model: str, request_id: str, routing_key: str | None, version: int) -> None:
+        for index, key in ((self._requests, request_id), (self._keys, routing_key)):
+            if key is None:
+                continue
+            index[(model, key)] = version
+            index.move_to_end((model, key))
+            if len(index) > self.capacity:
+                index.popitem(last=False)
+
+    def by_request(self, model: str, request_id: str) -> int | None:
+        return self._requests.get((model, request_id))
+
+    def by_key(self, model: str, routing_key: str) -> int | None:
+        return self._keys.get((model, routing_key))

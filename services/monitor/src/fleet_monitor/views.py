@@ -309,6 +309,8 @@ def model_detail(
                 ),
                 performance=engine.latest_performance.get((name, number), {}),
                 trigger_event_id=registered.trigger_event_id if registered else None,
+                gate=checked.state if (checked := engine.deliveries.get((name, number))) else None,
+                gate_reason=checked.reason if checked else None,
             )
         )
     series = [

@@ -1,4 +1,5 @@
-"""``POST /v1/feedback``: ground truth for an earlier request, published as ``inference.feedback``.
+"""``POST /v1/feedback``: ground truth for an earlier request, published as ``inference.feedback``;
+``POST /v1/outcomes``: a business KPI value for a request or a routing key (``outcome.recorded``).
 
 Feedback labels only what the model served: the request id must be one a gateway answered for that
 model, proven by the answer's receipt (``FeedbackReceipts``, any instance) or remembered by this
@@ -9,11 +10,14 @@ token subject (a body cannot name someone else as the labeller).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from fleet_core.errors import InvalidInput
+from fleet_core.events import KPI_NAME_PATTERN, OutcomeRecorded
 from fleet_gateway.api.deps import MODEL_NAME_PATTERN, CallerDep, FeedbackDep, PlaneDep
 from fleet_gateway.events import feedback_now
 
@@ -103,3 +107,80 @@ async def post_feedback(
         )
     )
     return FeedbackAccepted(event_id=event_id, request_id=body.request_id)
+
+
+class OutcomeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=100, pattern=MODEL_NAME_PATTERN)]
+    kpi: Annotated[
+        str,
+        Field(pattern=KPI_NAME_PATTERN, description="The KPI's name: conversion, revenue, ... (a-z, 0-9, _)"),
+    ]
+    value: Annotated[
+        float,
+        Field(
+            allow_inf_nan=False,
+            ge=-1e15,
+            le=1e15,
+            description="The outcome: 1/0 for a conversion, an amount, any number",
+        ),
+    ]
+    request_id: Annotated[
+        str | None, Field(min_length=1, max_length=128, description="The request the outcome follows from")
+    ] = None
+    routing_key: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=256,
+            description="Or the routing key (a user) the request was routed by: an A/B test joins it to "
+            "the arm that key was assigned to",
+        ),
+    ] = None
+    receipt: Annotated[
+        str | None,
+        Field(max_length=200, description="The answer's X-Fleet-Feedback-Receipt (with request_id)"),
+    ] = None
+
+
+class OutcomeAccepted(BaseModel):
+    event_id: str
+
+
+@router.post(
+    "/outcomes",
+    status_code=202,
+    summary="Record a business outcome (a KPI value) for a served request or a routing key",
+    description="Any role of the model's team. Exactly one of `request_id` (a request this gateway "
+    "answered, as for feedback: 404 otherwise) or `routing_key`. Published as `outcome.recorded`; the "
+    "monitor joins it to the arm that served, and an A/B rollout started with `kpi` set to this name is "
+    "decided on it. 503 when the broker cannot take it: retry.",
+)
+async def post_outcome(
+    body: OutcomeRequest, caller: CallerDep, plane: PlaneDep, publisher: FeedbackDep
+) -> OutcomeAccepted:
+    if (body.request_id is None) == (body.routing_key is None):
+        raise InvalidInput("name exactly one of request_id or routing_key", field="request_id")
+    version = None
+    if body.request_id is not None:
+        served = await plane.served_target(
+            caller, body.model, body.request_id, version=None, receipt=body.receipt
+        )
+        version = served.version
+    else:
+        await plane.authorise(caller, body.model)
+    event_id = await publisher.publish(
+        OutcomeRecorded(
+            model=body.model,
+            kpi=body.kpi,
+            value=body.value,
+            request_id=body.request_id,
+            # Hashed as inference.logged hashes it (a routing key is often a user id): they join.
+            routing_key=plane.logs.hasher.hash(body.routing_key) if body.routing_key else None,
+            version=version,
+            source=caller.subject,
+            timestamp=datetime.now(UTC),
+        )
+    )
+    return OutcomeAccepted(event_id=event_id)

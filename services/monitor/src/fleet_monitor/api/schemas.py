@@ -86,6 +86,11 @@ class VersionView(BaseModel):
     live: LiveStats
     performance: dict[str, float]
     trigger_event_id: str | None
+    gate: str | None = Field(
+        default=None,
+        description="A gated version's delivery state (version.checked); None: not gated or unseen",
+    )
+    gate_reason: str | None = None
 
 
 class SeriesPoint(BaseModel):

@@ -139,6 +139,7 @@
     rolled_back: "bad", aborted: "bad", failed: "bad",
   };
   const VERDICT_TONE = { pass: "ok", fail: "bad", inconclusive: "warn" };
+  const GATE_TONE = { ready: "ok", awaiting_approval: "warn", checking: "info", failed: "bad", rejected: "bad" };
   const SEVERITY_TONE = { critical: "bad", warning: "warn", info: "info" };
 
   const stateBadge = (state) => badge(state || "unknown", STATE_TONE[state] || "muted", { testid: "state-badge" });
@@ -756,6 +757,7 @@
     const meta = h("div", { class: "meta", testid: "model-meta" });
     const versions = table("versions-table", [
       { label: "Version" }, { label: "Lineage" }, { label: "Dataset" }, { label: "Registered metrics" },
+      { label: "Gate", title: "A gated version's delivery state: its checks and approvals (fleet versions checks)" },
       { label: "Traffic" }, { label: "rps", num: true }, { label: "Errors", num: true }, { label: "p95", num: true },
       { label: "Labelled performance", title: "From inference.feedback over the concept window" },
     ], "versions");
@@ -883,6 +885,15 @@
       : `v${v.version} (${origin})`;
   }
 
+  function gateCell(v) {
+    if (!v.gate) return h("span", { class: "muted" }, DASH);
+    const state = badge(v.gate.replace("_", " "), GATE_TONE[v.gate] || "muted", { title: v.gate_reason || "" });
+    // Why a version is held back is the point of the column: say it, not only in a tooltip.
+    return v.gate === "ready"
+      ? state
+      : h("span", null, state, " ", h("span", { class: "muted", testid: "gate-reason" }, v.gate_reason || ""));
+  }
+
   function renderVersions(t, list) {
     if (!list.length) {
       t.tbody.replaceChildren(emptyRow(t.span, "No versions known."));
@@ -898,6 +909,7 @@
         h("td", { class: "mono small", title: v.trigger_event_id ? `triggered by event ${v.trigger_event_id}` : "" }, lineage(v)),
         h("td", { class: "mono small" }, v.dataset || DASH),
         h("td", { class: "small" }, fmt.metrics(v.registered_metrics)),
+        h("td", { class: "small", testid: "gate" }, gateCell(v)),
         h("td", null, traffic),
         h("td", { class: "num" }, fmt.rps(live.rps)),
         h("td", { class: "num" }, fmt.pct(live.error_rate)),
@@ -945,14 +957,17 @@
       const t = table("analysis-table", [
         { label: "Step" }, { label: "Verdict" }, { label: "Candidate vs baseline" }, { label: "Reason" },
       ], "analysis");
-      const arm = (label, m) => `${label}: ${fmt.int(m.requests)} req · err ${fmt.pct(m.error_rate)} · p95 ${
-        fmt.ms(m.latency_p95_ms)}${isNum(m.kpi) ? ` · kpi ${fmt.metric(m.kpi)}` : ""}`;
+      // A business KPI carries its confidence interval and how many outcomes are behind it.
+      const interval = (m) => (isNum(m.kpi_low) && isNum(m.kpi_high)
+        ? ` [${fmt.metric(m.kpi_low)}, ${fmt.metric(m.kpi_high)}]` : "") + (isNum(m.kpi_samples) ? ` n=${fmt.int(m.kpi_samples)}` : "");
+      const arm = (label, m, kpi) => `${label}: ${fmt.int(m.requests)} req · err ${fmt.pct(m.error_rate)} · p95 ${
+        fmt.ms(m.latency_p95_ms)}${isNum(m.kpi) ? ` · ${kpi || "kpi"} ${fmt.metric(m.kpi)}${interval(m)}` : ""}`;
       t.tbody.replaceChildren(...[...analysis].sort((a, b) => b.step - a.step).map((a) => h("tr", null,
         h("td", null, String(a.step)),
         h("td", null, badge(a.verdict, VERDICT_TONE[a.verdict] || "muted")),
         h("td", { class: "small" },
-          h("div", null, arm(`v${a.candidate_version}`, a.candidate || {})),
-          h("div", { class: "muted" }, arm(`v${a.baseline_version}`, a.baseline || {})),
+          h("div", { testid: "analysis-candidate" }, arm(`v${a.candidate_version}`, a.candidate || {}, a.kpi)),
+          h("div", { class: "muted" }, arm(`v${a.baseline_version}`, a.baseline || {}, a.kpi)),
           isNum(a.p_value) ? h("div", { class: "muted" }, `p = ${fmt.pValue(a.p_value)}`) : null),
         h("td", { class: "small" }, a.reason),
       )));

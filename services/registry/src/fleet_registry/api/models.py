@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from fleet_core.errors import Forbidden, InvalidInput
 from fleet_core.schemas import DeliveryGate
 from fleet_registry.api.deps import CurrentPrincipal, DeliveryDep, Limit, Offset, StoreDep
 from fleet_registry.api.schemas import AliasSet, ModelCreate, ModelUpdate
+from fleet_registry.compare import MAX_COMPARED, Comparison, compare
 from fleet_registry.entities import Model, ModelSort, ModelVersion, Page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -104,3 +106,38 @@ async def put_gate(
     name: str, body: DeliveryGate, delivery: DeliveryDep, who: CurrentPrincipal
 ) -> DeliveryGate:
     return await delivery.put_gate(who, name, body)
+
+
+@router.get(
+    "/{name}/compare",
+    summary="Versions side by side, and how each differs from the first",
+    description="`versions` two to ten times (`?versions=3&versions=4`); the first is the baseline. "
+    "Metrics, hyperparameters, recipe, training data (rows, columns), lineage and delivery checks of "
+    "each; the metrics and hyperparameters that differ; how far each feature's training distribution "
+    "moved from the baseline's (standardised mean shift and KS for numeric features, PSI for "
+    "categorical ones). Live metrics while they serve are the monitor's (`fleet versions compare`).",
+)
+async def compare_versions(
+    name: str,
+    store: StoreDep,
+    delivery: DeliveryDep,
+    who: CurrentPrincipal,
+    versions: Annotated[
+        list[int], Query(min_length=2, max_length=MAX_COMPARED, description="Version numbers")
+    ],
+) -> Comparison:
+    if len(set(versions)) != len(versions):
+        raise InvalidInput("name each version once", field="versions")
+    found = [await store.get_version(who, name, v) for v in versions]
+    datasets = {}
+    for v in found:
+        if v.dataset_version is None:
+            continue
+        try:
+            datasets[v.version] = await store.get_dataset_version(
+                who, v.dataset_version.dataset, v.dataset_version.version
+            )
+        except Forbidden:  # another team's dataset: compared without it
+            datasets[v.version] = None
+    deliveries = {v: await delivery.status(who, name, v) for v in versions}
+    return compare(name, found, datasets, deliveries)
