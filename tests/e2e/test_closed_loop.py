@@ -305,6 +305,7 @@ def _fleet_cli(home: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.extended  # CI's extended pass: keeps `make test` inside its budget
 def test_a_gated_version_is_stopped_or_approved_canaried_and_promoted_and_announced_signed(
     stack: tuple[Stack, StackState, Path],
 ) -> None:
@@ -455,6 +456,7 @@ def _wait_served(client: Client, model: str, rows: pd.DataFrame) -> None:
             time.sleep(1)
 
 
+@pytest.mark.extended
 def test_an_ab_test_is_decided_on_a_business_kpi_that_another_system_posts(
     stack: tuple[Stack, StackState, Path],
 ) -> None:
