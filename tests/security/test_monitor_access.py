@@ -8,7 +8,9 @@ from pathlib import Path
 from fleet_core.auth import Role
 from fleet_monitor.entities import AlertDraft
 from security.matrix import PUBLIC, SERVICE_ROUTES, TEAM, Access, MatrixRun, admin, listing, team
+from support.http import serving
 from support.monitor import Population, feedback, inference, registered, running_monitor
+from support.registry import running_registry
 
 MODEL = f"{TEAM}-churn"
 
@@ -33,11 +35,23 @@ def table(alert_id: int) -> dict[tuple[str, str], Access]:
         ("PUT", "/v1/models/{name}/config"): team(
             Role.DEPLOYER, f"{m}/config", lambda: {"json": {"drift_psi": 0.3}}
         ),
+        # Forwarded to the registry with the caller's token once the monitor has checked the team;
+        # the registry (which knows no such model here) answers 404.
+        ("POST", "/v1/models/{name}/versions/{version}/reviews"): team(
+            Role.SCIENTIST,
+            f"{m}/versions/1/reviews",
+            lambda: {"json": {"decision": "comment", "comment": "x"}},
+        ),
     }
 
 
 async def test_every_monitor_route_checks_role_and_team(tmp_path: Path) -> None:
-    async with running_monitor(tmp_path, anonymous_read=False) as m:
+    (tmp_path / "registry").mkdir()
+    async with (
+        running_registry(tmp_path / "registry") as registry,
+        serving(registry.app, lifespan="off") as registry_url,
+        running_monitor(tmp_path, anonymous_read=False, registry_url=registry_url) as m,
+    ):
         await m.engine.on_model_registered("e-1", registered(MODEL, team=TEAM))
         served = inference(MODEL, 1, Population(seed=3).rows(3), [0, 1, 0], request_id="req-1")
         m.engine.ingest([served])

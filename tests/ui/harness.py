@@ -128,10 +128,17 @@ def serve_monitor(
         **overrides,
     }
     settings = MonitorSettings(**values)
+    with _served(create_app(settings), event_loop_thread, "monitor") as url:
+        yield RunningMonitor(url, settings)
+
+
+@contextmanager
+def _served(app: Any, event_loop_thread: EventLoopThread, what: str) -> Iterator[str]:
+    """``app`` (lifespan included) on a loopback port in the loop thread, ready; its base URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            app,
             host="127.0.0.1",
             port=port,
             log_config=None,
@@ -146,12 +153,35 @@ def serve_monitor(
     def up() -> bool:
         if serving.done():  # startup failed: show why instead of timing out
             serving.result()
-            raise AssertionError("the monitor server exited during startup")
+            raise AssertionError(f"the {what} server exited during startup")
         return _ready(url)
 
     try:
-        wait_until(up, what="the monitor's /readyz to answer 200 (consumer group joined)")
-        yield RunningMonitor(url, settings)
+        wait_until(up, what=f"the {what}'s /readyz to answer 200")
+        yield url
     finally:
         server.should_exit = True
         serving.result(WAIT_S)
+
+
+@contextmanager
+def serve_registry(
+    kafka: EmbeddedBroker, tmp_path: Path, event_loop_thread: EventLoopThread
+) -> Iterator[str]:
+    """The registry over real HTTP, publishing its events to ``kafka``; its base URL."""
+    from fleet_registry.app import create_app as registry_app
+    from fleet_registry.settings import RegistrySettings
+
+    home = tmp_path / "registry"
+    home.mkdir(exist_ok=True)
+    settings = RegistrySettings(
+        home=home,
+        database_url=f"sqlite+aiosqlite:///{home / 'registry.db'}",
+        artifact_uri=f"file://{home / 'artifacts'}",
+        kafka_bootstrap=kafka.bootstrap,
+        jwt_secret=SECRET,
+        consume_events=False,
+        outbox_poll_interval_s=0.2,
+    )
+    with _served(registry_app(settings), event_loop_thread, "registry") as url:
+        yield url

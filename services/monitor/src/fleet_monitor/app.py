@@ -98,6 +98,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             if settings.registry_url
             else None
         )
+        app.state.registry_client = registry_client
         engine = MonitorEngine(
             MonitorStore(db, on_commit=relay.notify),
             settings=settings.engine_settings(),

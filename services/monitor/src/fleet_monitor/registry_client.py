@@ -45,3 +45,20 @@ class RegistryClient:
         fields = {k: body[k] for k in ModelRegistered.model_fields if k in body}
         fields.setdefault("registered_by", body.get("created_by", "unknown"))
         return ModelRegistered.model_validate(fields)
+
+    async def review(
+        self, model: str, version: int, body: dict[str, Any], authorization: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Forward a person's review of a version to the registry with *their* token (the registry
+        decides who may approve); the registry's status and body. ``httpx.HTTPError`` when it
+        cannot be reached."""
+        response = await self._client.post(
+            f"/v1/models/{quote(model, safe='')}/versions/{int(version)}/reviews",
+            json=body,
+            headers={"Authorization": authorization},
+        )
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            answer = {"detail": response.text[:500]}
+        return response.status_code, answer

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+import httpx
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from fleet_core.auth import Role
-from fleet_core.errors import NotFound
+from fleet_core.errors import NotFound, Unavailable
 from fleet_monitor.api.deps import (
+    MAX_INT,
     CurrentPrincipal,
     EngineDep,
     OverviewParams,
@@ -103,3 +109,43 @@ def _effective(engine: EngineDep, name: str) -> dict[str, object]:
         "analysis": {f: getattr(analysis, f) for f in analysis.__dataclass_fields__},
         "analysis_kpi": config.analysis_kpi,
     }
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject", "comment"]
+    comment: Annotated[str, Field(max_length=4000)] | None = None
+
+
+@router.post(
+    "/models/{name}/versions/{version}/reviews",
+    summary="Review a gated version from the dashboard: forwarded to the registry with your token",
+    description="The dashboard's Approve and Reject. The monitor checks that the caller is at least a "
+    "scientist of the model's team, then forwards the review to the registry's "
+    "`POST /v1/models/{name}/versions/{version}/reviews` with the caller's own token: the registry "
+    "decides (the gate's approver role, never the registrant) and answers; its answer is returned "
+    "as it is. 503 when the registry cannot be reached.",
+)
+async def review_version(
+    name: str,
+    version: Annotated[int, Path(ge=1, le=MAX_INT)],
+    body: ReviewBody,
+    request: Request,
+    engine: EngineDep,
+    principal: CurrentPrincipal,
+) -> JSONResponse:
+    if name not in model_names(engine):
+        raise NotFound(f"the monitor has seen no model named {name!r}", field="name")
+    principal.require(Role.SCIENTIST, engine.team_of(name))
+    registry = request.app.state.registry_client
+    if registry is None:
+        raise Unavailable("this monitor has no registry configured (FLEET_REGISTRY_URL)")
+    try:
+        status, answer = await registry.review(
+            name, version, body.model_dump(), request.headers["authorization"]
+        )
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"the registry cannot be reached to record the review: {exc}") from exc
+    media = "application/problem+json" if status >= 400 else "application/json"
+    return JSONResponse(answer, status_code=status, media_type=media)

@@ -199,6 +199,24 @@
     return res.json();
   }
 
+  async function apiPost(path, body) {
+    const headers = { Accept: "application/json", "Content-Type": "application/json" };
+    const token = auth.token();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const res = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), cache: "no-store" });
+    let answer = null;
+    try {
+      answer = await res.json();
+    } catch {
+      /* no JSON body */
+    }
+    if (!res.ok) {
+      if (res.status === 401) auth.require();
+      throw new HttpError(res.status, answer);
+    }
+    return answer;
+  }
+
   const isAbort = (err) => err && err.name === "AbortError";
 
   /** Call fn now and every intervalMs after it settles, until stop(); fn gets an AbortSignal. */
@@ -817,7 +835,7 @@
         d.task ? h("span", null, "task ", h("strong", null, d.task)) : null,
         h("span", null, `bucket ${d.bucket_s} s`),
       );
-      renderVersions(versions, d.versions || []);
+      renderVersions(versions, d.versions || [], name);
       const series = d.series || [];
       for (const c of charts) c.update(series);
       chartNote.textContent = series.length
@@ -885,16 +903,43 @@
       : `v${v.version} (${origin})`;
   }
 
-  function gateCell(v) {
-    if (!v.gate) return h("span", { class: "muted" }, DASH);
-    const state = badge(v.gate.replace("_", " "), GATE_TONE[v.gate] || "muted", { title: v.gate_reason || "" });
-    // Why a version is held back is the point of the column: say it, not only in a tooltip.
-    return v.gate === "ready"
-      ? state
-      : h("span", null, state, " ", h("span", { class: "muted", testid: "gate-reason" }, v.gate_reason || ""));
+  // A signed-in reviewer approves or rejects a version waiting for approval; the registry decides
+  // whether they may (the gate's role, never the registrant) and the next version.checked shows it.
+  async function review(name, version, decision) {
+    if (!auth.token()) {
+      auth.require();
+      showNotice("Sign in with your token to review a version.");
+      return;
+    }
+    const comment = window.prompt(`${decision === "approve" ? "Approve" : "Reject"} v${version} of ${name}: why?`, "");
+    if (comment === null) return;
+    try {
+      const answer = await apiPost(`/v1/models/${encodeURIComponent(name)}/versions/${version}/reviews`,
+        { decision, comment: comment || null });
+      showNotice(`v${version}: ${answer.state.replace("_", " ")} — ${answer.reason}`, "ok");
+    } catch (err) {
+      showNotice(`Could not ${decision} v${version}: ${err.message}`);
+    }
   }
 
-  function renderVersions(t, list) {
+  function gateCell(v, name) {
+    if (!v.gate) return h("span", { class: "muted" }, DASH);
+    const state = badge(v.gate.replace("_", " "), GATE_TONE[v.gate] || "muted", { title: v.gate_reason || "" });
+    if (v.gate === "ready") return state;
+    // Why a version is held back is the point of the column: say it, not only in a tooltip.
+    const parts = [state, " ", h("span", { class: "muted", testid: "gate-reason" }, v.gate_reason || "")];
+    if (v.gate === "awaiting_approval") {
+      const button = (decision, label) => {
+        const el = h("button", { type: "button", class: "link", testid: `gate-${decision}` }, label);
+        el.addEventListener("click", () => review(name, v.version, decision));
+        return el;
+      };
+      parts.push(" ", button("approve", "Approve"), " ", button("reject", "Reject"));
+    }
+    return h("span", null, ...parts);
+  }
+
+  function renderVersions(t, list, name) {
     if (!list.length) {
       t.tbody.replaceChildren(emptyRow(t.span, "No versions known."));
       return;
@@ -909,7 +954,7 @@
         h("td", { class: "mono small", title: v.trigger_event_id ? `triggered by event ${v.trigger_event_id}` : "" }, lineage(v)),
         h("td", { class: "mono small" }, v.dataset || DASH),
         h("td", { class: "small" }, fmt.metrics(v.registered_metrics)),
-        h("td", { class: "small", testid: "gate" }, gateCell(v)),
+        h("td", { class: "small", testid: "gate" }, gateCell(v, name)),
         h("td", null, traffic),
         h("td", { class: "num" }, fmt.rps(live.rps)),
         h("td", { class: "num" }, fmt.pct(live.error_rate)),
